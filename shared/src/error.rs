@@ -1,0 +1,90 @@
+//! The one JSON error body every failing API response carries.
+
+use serde::{Deserialize, Serialize};
+
+/// `{"error": {"code": "...", "message": "..."}}`: what every 4xx and 5xx response carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// A machine-readable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Stable, machine-readable error codes. Clients branch on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON, or does not match the request's schema.
+    MalformedRequest,
+    /// The request needs a JSON body (`Content-Type: application/json`).
+    UnsupportedMediaType,
+    /// The body is larger than the endpoint accepts.
+    PayloadTooLarge,
+    /// The request names a protocol version this server does not speak.
+    UnsupportedProtocol,
+    /// A value is well-formed but out of range (for example `max_units: 0`).
+    InvalidValue,
+    /// A digest sent with data does not match the data.
+    IntegrityMismatch,
+    /// No lease with this id was ever issued (or it has been forgotten).
+    UnknownLease,
+    /// The lease's deadline has passed; its unit goes to someone else.
+    LeaseExpired,
+    /// The lease was issued to another volunteer.
+    LeaseNotYours,
+    /// The nonce does not match the one issued with the lease.
+    NonceMismatch,
+    /// A different result was already accepted for this lease.
+    ConflictingResult,
+    /// No such route or object.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// The client took too long to send its request.
+    RequestTimeout,
+    /// The server is shedding load or shutting down; retry later.
+    Unavailable,
+    /// Something failed on the server; details are in its log.
+    Internal,
+    /// A code this client version does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorBody {
+    /// Builds an error body.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_to_the_documented_shape() {
+        let body = ErrorBody::new(ErrorCode::LeaseExpired, "lease expired");
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":{"code":"lease_expired","message":"lease expired"}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_codes_from_newer_servers_still_parse() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"from_the_future","message":"x"}}"#).unwrap();
+        assert_eq!(body.error.code, ErrorCode::Unknown);
+    }
+}

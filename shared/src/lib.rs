@@ -1,0 +1,14 @@
+//! Plain data and pure logic shared by the Cyclepool server and the browser client.
+//!
+//! Nothing here does I/O: the crate builds for `wasm32-unknown-unknown` and native alike,
+//! so the server and the web client agree on the wire format by construction.
+
+pub mod error;
+pub mod hex;
+pub mod ids;
+pub mod kernel;
+pub mod protocol;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use ids::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
+pub use kernel::Kernel;

@@ -1,0 +1,186 @@
+//! Version 1 of the volunteer protocol: "give me work" and "here is my result".
+//!
+//! Both are JSON over HTTP POST; binary payloads travel as standard base64 and every payload
+//! carries the SHA-256 of its bytes, so corruption in transit is detected on both sides.
+//! `docs/PROTOCOL.md` describes the exchange; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
+use crate::kernel::Kernel;
+
+/// The protocol version this crate speaks. Requests name it; the server refuses others.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The most units one lease request may ask for (a client's prefetch depth).
+pub const MAX_UNITS_PER_REQUEST: u32 = 64;
+
+/// The largest output a result may carry, in bytes (before base64).
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// `POST /api/v1/lease`: ask for up to `max_units` units of work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub protocol: u32,
+    pub volunteer: VolunteerId,
+    #[serde(default = "one")]
+    pub max_units: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The answer to a [`LeaseRequest`]: zero or more leases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub protocol: u32,
+    pub leases: Vec<Lease>,
+    /// Set when `leases` is empty: wait this long before asking again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// One unit of work, lent to one volunteer until `deadline_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub lease_id: LeaseId,
+    pub nonce: Nonce,
+    pub job_id: JobId,
+    /// The unit's index within its job.
+    pub unit: u64,
+    pub kernel: Kernel,
+    #[serde(with = "base64_bytes")]
+    pub input: Vec<u8>,
+    pub input_sha256: Sha256Digest,
+    /// Milliseconds since the Unix epoch, by the server's clock.
+    pub deadline_ms: u64,
+}
+
+/// `POST /api/v1/results`: the output computed for one lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultSubmission {
+    pub protocol: u32,
+    pub volunteer: VolunteerId,
+    pub lease_id: LeaseId,
+    pub nonce: Nonce,
+    #[serde(with = "base64_bytes")]
+    pub output: Vec<u8>,
+    pub output_sha256: Sha256Digest,
+    /// How long the computation took in the client, for statistics only.
+    #[serde(default)]
+    pub compute_ms: u64,
+}
+
+/// The answer to a [`ResultSubmission`], sent only once the result is durable on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub protocol: u32,
+    pub status: SubmitStatus,
+}
+
+/// Whether this submission stored the result or found it already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitStatus {
+    Accepted,
+    /// The same result was already accepted for this lease (a retried submission).
+    Duplicate,
+}
+
+/// `GET /api/v1/stats`: public progress of every job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsResponse {
+    pub jobs: Vec<JobStats>,
+    pub durability: DurabilityStats,
+}
+
+/// Progress of one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    pub job_id: JobId,
+    pub title: String,
+    pub kernel: Kernel,
+    pub units: u64,
+    pub done: u64,
+    pub leased: u64,
+}
+
+/// How the store's group commit has batched durable writes since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurabilityStats {
+    /// Submissions that waited for a flush.
+    pub durable_writes: u64,
+    /// Flushes to disk that served them.
+    pub flushes: u64,
+}
+
+/// Serde adapter: `Vec<u8>` as a standard base64 string.
+pub mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(|err| serde::de::Error::custom(format_args!("invalid base64: {err}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn submission_round_trips_with_base64_output() {
+        let submission = ResultSubmission {
+            protocol: PROTOCOL_VERSION,
+            volunteer: VolunteerId::from_bytes([1; 16]),
+            lease_id: LeaseId::from_bytes([2; 16]),
+            nonce: Nonce::from_bytes([3; 16]),
+            output: vec![0, 1, 2, 255],
+            output_sha256: Sha256Digest::of(&[0, 1, 2, 255]),
+            compute_ms: 12,
+        };
+        let json = serde_json::to_string(&submission).unwrap();
+        assert!(json.contains(r#""output":"AAEC/w==""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<ResultSubmission>(&json).unwrap(),
+            submission
+        );
+    }
+
+    #[test]
+    fn lease_request_defaults_to_one_unit_and_rejects_unknown_fields() {
+        let request: LeaseRequest = serde_json::from_str(
+            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff"}"#,
+        )
+        .unwrap();
+        assert_eq!(request.max_units, 1);
+        let err = serde_json::from_str::<LeaseRequest>(
+            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff","admin":true}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `admin`"), "{err}");
+    }
+
+    #[test]
+    fn bad_base64_is_named() {
+        let err = serde_json::from_str::<ResultSubmission>(
+            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff",
+                "lease_id":"00112233445566778899aabbccddeeff",
+                "nonce":"00112233445566778899aabbccddeeff",
+                "output":"***","output_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid base64"), "{err}");
+    }
+}
