@@ -26,7 +26,9 @@ pub const MAX_PRIME_END: u64 = 1 << 62;
 pub enum KernelError {
     #[error("count-primes input must be 16 bytes, got {0}")]
     InputLength(usize),
-    #[error("count-primes range [{start}, {end}) is empty, reversed or wider than {MAX_PRIME_RANGE}")]
+    #[error(
+        "count-primes range [{start}, {end}) is empty, reversed or wider than {MAX_PRIME_RANGE}"
+    )]
     BadRange { start: u64, end: u64 },
     #[error("count-primes range end {0} is above the supported maximum {MAX_PRIME_END}")]
     EndTooLarge(u64),
@@ -96,7 +98,11 @@ pub fn count_primes(start: u64, end: u64) -> u64 {
             index += step;
         }
     }
-    count + composite.iter().filter(|&&is_composite| !is_composite).count() as u64
+    count
+        + composite
+            .iter()
+            .filter(|&&is_composite| !is_composite)
+            .count() as u64
 }
 
 /// The odd primes `p <= limit`, by a plain sieve.

@@ -1,0 +1,148 @@
+//! `cyclepool-server audit`: checks a stopped server's store offline.
+//!
+//! It re-runs every stored result's kernel natively and compares outputs, and checks the
+//! invariants that crash safety promises: every unit of every job is present, every done
+//! unit has its result, every leased unit has its active lease.
+
+use std::collections::HashMap;
+
+use cyclepool_shared::{JobId, LeaseId, Sha256Digest};
+use serde::Serialize;
+
+use crate::store::{LeaseState, Store, StoreError, UnitKey, UnitState};
+
+/// What the audit found.
+#[derive(Debug, Serialize)]
+pub struct AuditReport {
+    /// True when there are no problems and no mismatches.
+    pub ok: bool,
+    pub jobs: Vec<JobAudit>,
+    /// Invariant violations, one line each.
+    pub problems: Vec<String>,
+    /// Every stored result, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<ResultEntry>>,
+}
+
+/// One job's tally.
+#[derive(Debug, Default, Serialize)]
+pub struct JobAudit {
+    pub job_id: u64,
+    pub title: String,
+    /// Units the job was created with.
+    pub units: u64,
+    /// Units found in the store.
+    pub units_present: u64,
+    pub pending: u64,
+    pub leased: u64,
+    pub done: u64,
+    /// Done units whose stored output equals a native run of the kernel.
+    pub verified: u64,
+    /// Done units whose stored output does not.
+    pub mismatches: Vec<u64>,
+}
+
+/// One stored result.
+#[derive(Debug, Serialize)]
+pub struct ResultEntry {
+    pub job_id: u64,
+    pub unit: u64,
+    pub lease_id: LeaseId,
+    pub output_sha256: Sha256Digest,
+}
+
+/// Audits the whole store.
+pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreError> {
+    let jobs = store.jobs()?;
+    let kernels: HashMap<JobId, _> = jobs.iter().map(|job| (job.id, job.kernel)).collect();
+    let mut tallies: HashMap<JobId, JobAudit> = jobs
+        .iter()
+        .map(|job| {
+            let tally = JobAudit {
+                job_id: job.id.0,
+                title: job.title.clone(),
+                units: job.units,
+                ..JobAudit::default()
+            };
+            (job.id, tally)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for entry in store.units() {
+        let (key, unit) = entry?;
+        let Some(tally) = tallies.get_mut(&key.job) else {
+            problems.push(format!(
+                "unit {} belongs to missing job {}",
+                key.index, key.job
+            ));
+            continue;
+        };
+        tally.units_present += 1;
+        if Sha256Digest::of(&unit.input) != unit.input_sha256 {
+            problems.push(format!(
+                "job {} unit {}: input does not match its digest",
+                key.job, key.index
+            ));
+        }
+        match unit.state {
+            UnitState::Pending => tally.pending += 1,
+            UnitState::Leased { lease } => {
+                tally.leased += 1;
+                match store.lease(lease)? {
+                    Some(record) if record.state == LeaseState::Active && record.unit == key => {}
+                    other => problems.push(format!(
+                        "job {} unit {}: leased under {lease}, but that lease is {other:?}",
+                        key.job, key.index
+                    )),
+                }
+            }
+            UnitState::Done { lease } => {
+                tally.done += 1;
+                let Some(result) = store.result(key, lease)? else {
+                    problems.push(format!(
+                        "job {} unit {}: done but no result stored",
+                        key.job, key.index
+                    ));
+                    continue;
+                };
+                let native = kernels.get(&key.job).map(|kernel| kernel.run(&unit.input));
+                match native {
+                    Some(Ok(output)) if output == result.output => tally.verified += 1,
+                    _ => tally.mismatches.push(key.index),
+                }
+            }
+        }
+    }
+    for tally in tallies.values() {
+        if tally.units_present != tally.units {
+            problems.push(format!(
+                "job {}: created with {} units, {} present",
+                tally.job_id, tally.units, tally.units_present
+            ));
+        }
+    }
+    let results = if list_results {
+        let mut entries = Vec::new();
+        for entry in store.results() {
+            let (UnitKey { job, index }, result) = entry?;
+            entries.push(ResultEntry {
+                job_id: job.0,
+                unit: index,
+                lease_id: result.lease,
+                output_sha256: result.output_sha256,
+            });
+        }
+        Some(entries)
+    } else {
+        None
+    };
+    let mut jobs: Vec<JobAudit> = tallies.into_values().collect();
+    jobs.sort_by_key(|job| job.job_id);
+    let ok = problems.is_empty() && jobs.iter().all(|job| job.mismatches.is_empty());
+    Ok(AuditReport {
+        ok,
+        jobs,
+        problems,
+        results,
+    })
+}

@@ -1,0 +1,53 @@
+//! Server configuration: command-line flags, each with an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::clock::Clock;
+
+/// How the server runs. `main` parses it from flags and the environment; tests build it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CYCLEPOOL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded store; created if missing.
+    #[arg(long, env = "CYCLEPOOL_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Directory of the pages and the built web client (`cargo xtask build` fills `pkg/`).
+    #[arg(long, env = "CYCLEPOOL_STATIC_DIR", default_value = "static")]
+    pub static_dir: PathBuf,
+
+    /// Serve only the API, not the pages (no built web client needed).
+    #[arg(long, env = "CYCLEPOOL_API_ONLY")]
+    pub api_only: bool,
+
+    /// Units in the demo job created at first start (0: no demo job).
+    #[arg(long, env = "CYCLEPOOL_DEMO_UNITS", default_value_t = 4_096)]
+    pub demo_units: u64,
+
+    /// How long a volunteer has to return a unit before it is handed to someone else.
+    #[arg(long, env = "CYCLEPOOL_LEASE_TTL_MS", default_value_t = 10 * 60 * 1_000)]
+    pub lease_ttl_ms: u64,
+
+    /// Where time comes from; tests substitute a paused clock.
+    #[arg(skip)]
+    pub clock: Clock,
+}
+
+impl Config {
+    /// A configuration for tests and tools: API only, no demo job, system clock.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            static_dir: PathBuf::from("static"),
+            api_only: true,
+            demo_units: 0,
+            lease_ttl_ms: 10 * 60 * 1_000,
+            clock: Clock::System,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The volunteer protocol: `POST /api/v1/lease` and `POST /api/v1/results`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cyclepool_shared::ErrorCode;
+use cyclepool_shared::Sha256Digest;
+use cyclepool_shared::protocol::{
+    LeaseRequest, LeaseResponse, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION,
+    ResultSubmission, SubmitResponse, SubmitStatus,
+};
+
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use crate::store::{IncomingResult, SubmitOutcome};
+
+/// How long a volunteer that got no work should wait before asking again.
+const RETRY_WHEN_IDLE_MS: u64 = 5_000;
+
+/// Hands out up to `max_units` units.
+pub async fn lease(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<LeaseRequest>,
+) -> Result<Json<LeaseResponse>, ApiError> {
+    check_protocol(request.protocol)?;
+    if request.max_units == 0 || request.max_units > MAX_UNITS_PER_REQUEST {
+        return Err(ApiError::invalid(format!(
+            "max_units must be between 1 and {MAX_UNITS_PER_REQUEST}, got {}",
+            request.max_units
+        )));
+    }
+    let leases = state
+        .scheduler
+        .lease(request.volunteer, request.max_units)?;
+    let retry_after_ms = leases.is_empty().then_some(RETRY_WHEN_IDLE_MS);
+    Ok(Json(LeaseResponse {
+        protocol: PROTOCOL_VERSION,
+        leases,
+        retry_after_ms,
+    }))
+}
+
+/// Accepts one result; answers only once it is durable.
+pub async fn submit(
+    State(state): State<AppState>,
+    ApiJson(submission): ApiJson<ResultSubmission>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    check_protocol(submission.protocol)?;
+    if submission.output.len() > MAX_OUTPUT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "output is {} bytes; the limit is {MAX_OUTPUT_BYTES}",
+                submission.output.len()
+            ),
+        ));
+    }
+    let actual = Sha256Digest::of(&submission.output);
+    if actual != submission.output_sha256 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::IntegrityMismatch,
+            format!(
+                "output_sha256 is {} but the output's sha-256 is {actual}",
+                submission.output_sha256
+            ),
+        ));
+    }
+    let lease = submission.lease_id;
+    let incoming = IncomingResult {
+        lease,
+        volunteer: submission.volunteer,
+        nonce: submission.nonce,
+        output: submission.output,
+        output_sha256: submission.output_sha256,
+        compute_ms: submission.compute_ms,
+    };
+    let status = match state.scheduler.submit(&incoming).await? {
+        SubmitOutcome::Accepted { .. } => SubmitStatus::Accepted,
+        SubmitOutcome::Duplicate => SubmitStatus::Duplicate,
+        SubmitOutcome::UnknownLease => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::UnknownLease,
+                format!("no lease {lease} was issued by this server"),
+            ));
+        }
+        SubmitOutcome::NotYours => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::LeaseNotYours,
+                format!("lease {lease} was issued to another volunteer"),
+            ));
+        }
+        SubmitOutcome::NonceMismatch => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::NonceMismatch,
+                format!("the nonce does not match the one issued with lease {lease}"),
+            ));
+        }
+        SubmitOutcome::Expired { deadline_ms } => {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                ErrorCode::LeaseExpired,
+                format!(
+                    "lease {lease} expired at {deadline_ms} ms since the epoch; its unit was re-issued"
+                ),
+            ));
+        }
+        SubmitOutcome::Conflict => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::ConflictingResult,
+                format!("a different result was already accepted for lease {lease}"),
+            ));
+        }
+    };
+    Ok(Json(SubmitResponse {
+        protocol: PROTOCOL_VERSION,
+        status,
+    }))
+}
+
+fn check_protocol(version: u32) -> Result<(), ApiError> {
+    if version == PROTOCOL_VERSION {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::UnsupportedProtocol,
+        format!(
+            "protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
+        ),
+    ))
+}

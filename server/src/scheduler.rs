@@ -1,0 +1,224 @@
+//! The scheduler: which unit goes to whom, lease deadlines, re-issue, and progress counts.
+//!
+//! The store holds the truth; the scheduler keeps in memory only what makes leasing cheap,
+//! all of it rebuilt from the store at start: a ready queue fed from the units tree by a
+//! cursor (as BOINC's feeder feeds its scheduler), an index of active leases by deadline,
+//! and per-job counts. A unit in the ready queue is only a hint: the store's grant
+//! transaction decides, so a stale or duplicated hint can never lease a unit twice.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cyclepool_shared::protocol::{JobStats, Lease, StatsResponse};
+use cyclepool_shared::{JobId, LeaseId, Nonce, VolunteerId};
+use rand::RngCore;
+
+use crate::clock::Clock;
+use crate::store::{
+    IncomingResult, JobRecord, LeaseRecord, LeaseState, Store, StoreError, SubmitOutcome,
+    UnitCounts, UnitKey,
+};
+
+/// How many pending units one feeder pass moves into the ready queue.
+const FEED_BATCH: usize = 512;
+/// How many units one feeder pass may scan, so a long run of finished units cannot stall a
+/// lease request.
+const FEED_SCAN_LIMIT: usize = 8_192;
+/// How many feeder passes one lease request may make before answering with what it has.
+const FEED_MAX_PAGES: usize = 8;
+
+/// Leases units and accepts results, keeping the in-memory indexes in step with the store.
+pub struct Scheduler {
+    store: Arc<Store>,
+    clock: Clock,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    jobs: HashMap<JobId, JobRecord>,
+    counts: HashMap<JobId, UnitCounts>,
+    ready: VecDeque<UnitKey>,
+    /// Where the feeder's next scan of the units tree starts; `None` is the beginning.
+    feeder_cursor: Option<UnitKey>,
+    /// True once the feeder has scanned to the end with nothing new since.
+    feeder_at_end: bool,
+    deadlines: BTreeSet<(u64, LeaseId)>,
+}
+
+impl Scheduler {
+    /// Loads jobs, counts and active leases from the store.
+    pub fn start(store: Arc<Store>, clock: Clock) -> Result<Self, StoreError> {
+        let jobs = store.jobs()?.into_iter().map(|job| (job.id, job)).collect();
+        let counts = store.unit_counts()?;
+        let deadlines = store
+            .active_leases()?
+            .into_iter()
+            .map(|(id, deadline)| (deadline, id))
+            .collect();
+        Ok(Self {
+            store,
+            clock,
+            inner: Mutex::new(Inner {
+                jobs,
+                counts,
+                ready: VecDeque::new(),
+                feeder_cursor: None,
+                feeder_at_end: false,
+                deadlines,
+            }),
+        })
+    }
+
+    /// Makes a newly created job's units available.
+    pub fn add_job(&self, job: JobRecord) {
+        let mut inner = self.lock();
+        inner.counts.insert(
+            job.id,
+            UnitCounts {
+                pending: job.units,
+                ..UnitCounts::default()
+            },
+        );
+        // New units sort after every existing key (job ids only grow), so the cursor
+        // will reach them; it just has to run again.
+        inner.feeder_at_end = false;
+        inner.jobs.insert(job.id, job);
+    }
+
+    /// Leases up to `max_units` units to `volunteer`. Expired leases are reclaimed first, so
+    /// their units are the first handed out again.
+    pub fn lease(&self, volunteer: VolunteerId, max_units: u32) -> Result<Vec<Lease>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        self.expire_due(&mut inner, now)?;
+        let mut leases = Vec::new();
+        let mut rng = rand::rng();
+        while leases.len() < max_units as usize {
+            let Some(key) = self.next_ready(&mut inner)? else {
+                break;
+            };
+            let Some(job) = inner.jobs.get(&key.job) else {
+                continue;
+            };
+            let mut id = [0u8; 16];
+            let mut nonce = [0u8; 16];
+            rng.fill_bytes(&mut id);
+            rng.fill_bytes(&mut nonce);
+            let (id, nonce) = (LeaseId::from_bytes(id), Nonce::from_bytes(nonce));
+            let deadline_ms = now.saturating_add(job.lease_ttl_ms);
+            let record = LeaseRecord {
+                unit: key,
+                volunteer,
+                nonce,
+                issued_ms: now,
+                deadline_ms,
+                state: LeaseState::Active,
+            };
+            let kernel = job.kernel;
+            let Some(unit) = self.store.grant(id, &record)? else {
+                continue;
+            };
+            inner.deadlines.insert((deadline_ms, id));
+            let counts = inner.counts.entry(key.job).or_default();
+            counts.pending = counts.pending.saturating_sub(1);
+            counts.leased += 1;
+            leases.push(Lease {
+                lease_id: id,
+                nonce,
+                job_id: key.job,
+                unit: key.index,
+                kernel,
+                input: unit.input,
+                input_sha256: unit.input_sha256,
+                deadline_ms,
+            });
+        }
+        Ok(leases)
+    }
+
+    /// Records a result and waits until it is durable. The caller acknowledges only after
+    /// this returns `Accepted` or `Duplicate`.
+    pub async fn submit(&self, result: &IncomingResult) -> Result<SubmitOutcome, StoreError> {
+        let outcome = self.store.submit(result, self.clock.now_ms())?;
+        if let SubmitOutcome::Accepted { .. } | SubmitOutcome::Duplicate = outcome {
+            // A duplicate waits too: the first copy may have been written but not yet flushed
+            // when the client gave up waiting and retried.
+            self.store.durable().await?;
+        }
+        if let SubmitOutcome::Accepted { unit } = outcome {
+            let mut inner = self.lock();
+            let counts = inner.counts.entry(unit.job).or_default();
+            counts.leased = counts.leased.saturating_sub(1);
+            counts.done += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// Public progress of every job.
+    pub fn stats(&self) -> StatsResponse {
+        let inner = self.lock();
+        let mut jobs: Vec<JobStats> = inner
+            .jobs
+            .values()
+            .map(|job| {
+                let counts = inner.counts.get(&job.id).copied().unwrap_or_default();
+                JobStats {
+                    job_id: job.id,
+                    title: job.title.clone(),
+                    kernel: job.kernel,
+                    units: job.units,
+                    done: counts.done,
+                    leased: counts.leased,
+                }
+            })
+            .collect();
+        jobs.sort_by_key(|job| job.job_id);
+        StatsResponse {
+            jobs,
+            durability: self.store.durability_stats(),
+        }
+    }
+
+    /// Reclaims every lease whose deadline is at or before `now`.
+    fn expire_due(&self, inner: &mut Inner, now: u64) -> Result<(), StoreError> {
+        while let Some(&(deadline, id)) = inner.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            inner.deadlines.pop_first();
+            // `None` means the lease completed (or expired) already: nothing to reclaim.
+            if let Some(unit) = self.store.expire(id, now)? {
+                let counts = inner.counts.entry(unit.job).or_default();
+                counts.leased = counts.leased.saturating_sub(1);
+                counts.pending += 1;
+                inner.ready.push_front(unit);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next unit to try, refilling the ready queue from the store when it runs dry.
+    fn next_ready(&self, inner: &mut Inner) -> Result<Option<UnitKey>, StoreError> {
+        let mut pages = 0;
+        while inner.ready.is_empty() && !inner.feeder_at_end && pages < FEED_MAX_PAGES {
+            pages += 1;
+            let page =
+                self.store
+                    .pending_units(inner.feeder_cursor, FEED_BATCH, FEED_SCAN_LIMIT)?;
+            inner.ready.extend(page.found);
+            inner.feeder_cursor = page.last_scanned;
+            // Units behind the cursor become pending again only through expiry, which queues
+            // them directly, and new jobs sort after it: at the end, the feeder can rest.
+            inner.feeder_at_end = page.at_end;
+        }
+        Ok(inner.ready.pop_front())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the indexes inconsistent with the store
+        // in a way that matters (the store decides every grant), so carry on with the data.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,767 @@
+//! The store: the only code that touches sled.
+//!
+//! Jobs, units, leases and results live in sled trees, encoded as JSON so that records can
+//! gain fields without a migration. Every state change that spans trees (grant a lease,
+//! accept a result, expire a lease) is one sled transaction, so a crash at any instant
+//! leaves either the old state or the new one. Durability is a separate step: a writer
+//! that must not acknowledge before its write is on disk awaits [`Store::durable`], and a
+//! group-commit thread serves all such waiters with one flush.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use cyclepool_shared::protocol::{DurabilityStats, base64_bytes};
+use cyclepool_shared::{JobId, Kernel, LeaseId, Nonce, Sha256Digest, VolunteerId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+/// A storage failure. Never shown to API callers in detail; logged once where it surfaces.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in tree {tree}: {reason}")]
+    Corrupt { tree: &'static str, reason: String },
+    #[error("flush to disk failed: {0}")]
+    Flush(String),
+    #[error("the store's group-commit thread has stopped")]
+    CommitThreadGone,
+}
+
+/// The address of one unit: its job and its index within the job. Keys sort by job, then index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnitKey {
+    pub job: JobId,
+    pub index: u64,
+}
+
+impl UnitKey {
+    fn to_bytes(self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&self.job.0.to_be_bytes());
+        key[8..].copy_from_slice(&self.index.to_be_bytes());
+        key
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bytes: &[u8; 16] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+            tree: "units",
+            reason: format!("key of {} bytes", bytes.len()),
+        })?;
+        let (job, index) = bytes.split_at(8);
+        Ok(Self {
+            job: JobId(u64::from_be_bytes(job.try_into().unwrap_or_default())),
+            index: u64::from_be_bytes(index.try_into().unwrap_or_default()),
+        })
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub title: String,
+    pub description: String,
+    pub kernel: Kernel,
+    pub units: u64,
+    pub lease_ttl_ms: u64,
+    pub created_ms: u64,
+}
+
+/// What a caller supplies to create a job; the store assigns the id.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub title: String,
+    pub description: String,
+    pub kernel: Kernel,
+    pub lease_ttl_ms: u64,
+}
+
+/// One unit of work as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    #[serde(with = "base64_bytes")]
+    pub input: Vec<u8>,
+    pub input_sha256: Sha256Digest,
+    pub state: UnitState,
+    /// How many leases have been granted for this unit, re-issues included.
+    pub issued: u32,
+}
+
+/// Where a unit is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum UnitState {
+    Pending,
+    Leased { lease: LeaseId },
+    Done { lease: LeaseId },
+}
+
+/// One lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub unit: UnitKey,
+    pub volunteer: VolunteerId,
+    pub nonce: Nonce,
+    pub issued_ms: u64,
+    pub deadline_ms: u64,
+    pub state: LeaseState,
+}
+
+/// Where a lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LeaseState {
+    Active,
+    Completed { output_sha256: Sha256Digest },
+    Expired,
+}
+
+/// One accepted result as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    pub lease: LeaseId,
+    pub volunteer: VolunteerId,
+    #[serde(with = "base64_bytes")]
+    pub output: Vec<u8>,
+    pub output_sha256: Sha256Digest,
+    pub received_ms: u64,
+    pub compute_ms: u64,
+}
+
+/// A result on its way in, already checked against its own digest.
+#[derive(Debug, Clone)]
+pub struct IncomingResult {
+    pub lease: LeaseId,
+    pub volunteer: VolunteerId,
+    pub nonce: Nonce,
+    pub output: Vec<u8>,
+    pub output_sha256: Sha256Digest,
+    pub compute_ms: u64,
+}
+
+/// What happened to a submitted result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Stored now; the lease's unit is done.
+    Accepted {
+        unit: UnitKey,
+    },
+    /// The same output was already stored for this lease.
+    Duplicate,
+    UnknownLease,
+    NotYours,
+    NonceMismatch,
+    Expired {
+        deadline_ms: u64,
+    },
+    /// A different output was already stored for this lease.
+    Conflict,
+}
+
+/// One step of the feeder's scan over the units tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPage {
+    /// Pending units found, in key order.
+    pub found: Vec<UnitKey>,
+    /// Where the next scan goes on from.
+    pub last_scanned: Option<UnitKey>,
+    /// True if the scan reached the end of the tree.
+    pub at_end: bool,
+}
+
+/// Unit counts of one job, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitCounts {
+    pub pending: u64,
+    pub leased: u64,
+    pub done: u64,
+}
+
+/// The sled database and its trees.
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    jobs: sled::Tree,
+    units: sled::Tree,
+    leases: sled::Tree,
+    results: sled::Tree,
+    commit: GroupCommit,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Fails if another process has it open.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from explicit group commits; the periodic flush only bounds
+            // how much unacknowledged state (leases) a crash can lose.
+            .flush_every_ms(Some(500))
+            .open()?;
+        Ok(Self {
+            meta: db.open_tree("meta")?,
+            jobs: db.open_tree("jobs")?,
+            units: db.open_tree("units")?,
+            leases: db.open_tree("leases")?,
+            results: db.open_tree("results")?,
+            commit: GroupCommit::start(db.clone()),
+            db,
+        })
+    }
+
+    /// Creates a job with one unit per input, atomically. With `once`, the job is created only
+    /// if no job was ever created under that name (used for the demo job); returns `None` then.
+    pub fn create_job(
+        &self,
+        spec: NewJob,
+        inputs: &[Vec<u8>],
+        now_ms: u64,
+        once: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let job = JobRecord {
+            id: JobId(self.db.generate_id()?),
+            title: spec.title,
+            description: spec.description,
+            kernel: spec.kernel,
+            units: inputs.len() as u64,
+            lease_ttl_ms: spec.lease_ttl_ms,
+            created_ms: now_ms,
+        };
+        let encoded_job = encode(&job);
+        let encoded_units: Vec<([u8; 16], Vec<u8>)> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, input)| {
+                let key = UnitKey {
+                    job: job.id,
+                    index: index as u64,
+                };
+                let record = UnitRecord {
+                    input: input.clone(),
+                    input_sha256: Sha256Digest::of(input),
+                    state: UnitState::Pending,
+                    issued: 0,
+                };
+                (key.to_bytes(), encode(&record))
+            })
+            .collect();
+        let created = (&self.meta, &self.jobs, &self.units)
+            .transaction(|(meta, jobs, units)| {
+                if let Some(name) = once {
+                    let marker = format!("once/{name}");
+                    if meta.get(marker.as_bytes())?.is_some() {
+                        return Ok(false);
+                    }
+                    meta.insert(marker.as_bytes(), &job.id.0.to_be_bytes())?;
+                }
+                jobs.insert(&job.id.0.to_be_bytes(), encoded_job.as_slice())?;
+                for (key, record) in &encoded_units {
+                    units.insert(key, record.as_slice())?;
+                }
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        Ok(created.then_some(job))
+    }
+
+    /// Every job, in creation order.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.jobs
+            .iter()
+            .values()
+            .map(|value| decode("jobs", &value?))
+            .collect()
+    }
+
+    /// Counts units by state, per job. Scans every unit: used once at start.
+    pub fn unit_counts(&self) -> Result<HashMap<JobId, UnitCounts>, StoreError> {
+        let mut counts: HashMap<JobId, UnitCounts> = HashMap::new();
+        for entry in self.units.iter() {
+            let (key, value) = entry?;
+            let key = UnitKey::from_bytes(&key)?;
+            let unit: UnitRecord = decode("units", &value)?;
+            let count = counts.entry(key.job).or_default();
+            match unit.state {
+                UnitState::Pending => count.pending += 1,
+                UnitState::Leased { .. } => count.leased += 1,
+                UnitState::Done { .. } => count.done += 1,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Up to `limit` pending units after `after` (from the start when `None`), scanning at most
+    /// `scan_limit` units, so that a long run of finished units cannot stall the caller.
+    pub fn pending_units(
+        &self,
+        after: Option<UnitKey>,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<PendingPage, StoreError> {
+        let range = match after {
+            Some(key) => self.units.range((
+                std::ops::Bound::Excluded(key.to_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.units.iter(),
+        };
+        let mut page = PendingPage {
+            found: Vec::new(),
+            last_scanned: after,
+            at_end: false,
+        };
+        let mut range = range.take(scan_limit);
+        while page.found.len() < limit {
+            let Some(entry) = range.next() else {
+                // Stopped by the end of the tree, not by the scan limit?
+                page.at_end = page.last_scanned.is_none_or(|last| {
+                    self.units
+                        .range((
+                            std::ops::Bound::Excluded(last.to_bytes()),
+                            std::ops::Bound::Unbounded,
+                        ))
+                        .next()
+                        .is_none()
+                });
+                break;
+            };
+            let (key, value) = entry?;
+            let key = UnitKey::from_bytes(&key)?;
+            let unit: UnitRecord = decode("units", &value)?;
+            if unit.state == UnitState::Pending {
+                page.found.push(key);
+            }
+            page.last_scanned = Some(key);
+        }
+        Ok(page)
+    }
+
+    /// Every active lease with its deadline. Used once at start to rebuild the expiry index.
+    pub fn active_leases(&self) -> Result<Vec<(LeaseId, u64)>, StoreError> {
+        let mut active = Vec::new();
+        for entry in self.leases.iter() {
+            let (key, value) = entry?;
+            let lease: LeaseRecord = decode("leases", &value)?;
+            if lease.state == LeaseState::Active {
+                active.push((lease_id_from_key(&key)?, lease.deadline_ms));
+            }
+        }
+        Ok(active)
+    }
+
+    /// Grants `lease` on its unit if the unit is still pending, and returns the unit.
+    pub fn grant(
+        &self,
+        id: LeaseId,
+        lease: &LeaseRecord,
+    ) -> Result<Option<UnitRecord>, StoreError> {
+        let encoded_lease = encode(lease);
+        (&self.units, &self.leases)
+            .transaction(|(units, leases)| {
+                let unit_key = lease.unit.to_bytes();
+                let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
+                    return Ok(None);
+                };
+                if unit.state != UnitState::Pending {
+                    return Ok(None);
+                }
+                unit.state = UnitState::Leased { lease: id };
+                unit.issued = unit.issued.saturating_add(1);
+                units.insert(&unit_key, encode(&unit))?;
+                leases.insert(id.as_bytes(), encoded_lease.as_slice())?;
+                Ok(Some(unit))
+            })
+            .map_err(tx_error)
+    }
+
+    /// Expires `id` if it is active and its deadline is at or before `now_ms`; the unit
+    /// returns to pending. Returns the unit to re-issue.
+    pub fn expire(&self, id: LeaseId, now_ms: u64) -> Result<Option<UnitKey>, StoreError> {
+        (&self.units, &self.leases)
+            .transaction(|(units, leases)| {
+                let Some(mut lease) = get::<LeaseRecord>(leases, "leases", id.as_bytes())? else {
+                    return Ok(None);
+                };
+                if lease.state != LeaseState::Active || lease.deadline_ms > now_ms {
+                    return Ok(None);
+                }
+                lease.state = LeaseState::Expired;
+                leases.insert(id.as_bytes(), encode(&lease))?;
+                let unit_key = lease.unit.to_bytes();
+                let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
+                    return Ok(None);
+                };
+                if unit.state != (UnitState::Leased { lease: id }) {
+                    return Ok(None);
+                }
+                unit.state = UnitState::Pending;
+                units.insert(&unit_key, encode(&unit))?;
+                Ok(Some(lease.unit))
+            })
+            .map_err(tx_error)
+    }
+
+    /// Records a result for its lease, checking who sent it, its nonce and the deadline, all in
+    /// one transaction. The write is not yet durable: await [`Store::durable`] before
+    /// acknowledging it.
+    pub fn submit(
+        &self,
+        result: &IncomingResult,
+        now_ms: u64,
+    ) -> Result<SubmitOutcome, StoreError> {
+        (&self.units, &self.leases, &self.results)
+            .transaction(|(units, leases, results)| {
+                let Some(mut lease) =
+                    get::<LeaseRecord>(leases, "leases", result.lease.as_bytes())?
+                else {
+                    return Ok(SubmitOutcome::UnknownLease);
+                };
+                // Identity first: someone else's lease reveals nothing about its state.
+                if lease.volunteer != result.volunteer {
+                    return Ok(SubmitOutcome::NotYours);
+                }
+                if lease.nonce != result.nonce {
+                    return Ok(SubmitOutcome::NonceMismatch);
+                }
+                match lease.state {
+                    LeaseState::Completed { output_sha256 }
+                        if output_sha256 == result.output_sha256 =>
+                    {
+                        return Ok(SubmitOutcome::Duplicate);
+                    }
+                    LeaseState::Completed { .. } => return Ok(SubmitOutcome::Conflict),
+                    LeaseState::Expired => {
+                        return Ok(SubmitOutcome::Expired {
+                            deadline_ms: lease.deadline_ms,
+                        });
+                    }
+                    LeaseState::Active if now_ms > lease.deadline_ms => {
+                        return Ok(SubmitOutcome::Expired {
+                            deadline_ms: lease.deadline_ms,
+                        });
+                    }
+                    LeaseState::Active => {}
+                }
+                let unit_key = lease.unit.to_bytes();
+                let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Corrupt {
+                        tree: "units",
+                        reason: format!(
+                            "lease {} names missing unit {:?}",
+                            result.lease, lease.unit
+                        ),
+                    }));
+                };
+                if unit.state
+                    != (UnitState::Leased {
+                        lease: result.lease,
+                    })
+                {
+                    // Only reachable if an expiry raced this submission: the unit is no
+                    // longer this lease's to complete.
+                    return Ok(SubmitOutcome::Expired {
+                        deadline_ms: lease.deadline_ms,
+                    });
+                }
+                unit.state = UnitState::Done {
+                    lease: result.lease,
+                };
+                lease.state = LeaseState::Completed {
+                    output_sha256: result.output_sha256,
+                };
+                let record = ResultRecord {
+                    lease: result.lease,
+                    volunteer: result.volunteer,
+                    output: result.output.clone(),
+                    output_sha256: result.output_sha256,
+                    received_ms: now_ms,
+                    compute_ms: result.compute_ms,
+                };
+                units.insert(&unit_key, encode(&unit))?;
+                leases.insert(result.lease.as_bytes(), encode(&lease))?;
+                results.insert(&result_key(lease.unit, result.lease), encode(&record))?;
+                Ok(SubmitOutcome::Accepted { unit: lease.unit })
+            })
+            .map_err(tx_error)
+    }
+
+    /// Waits until every write made before this call is on disk. Concurrent callers share
+    /// flushes (group commit).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.commit.request(done)?;
+        wait.await
+            .map_err(|_| StoreError::CommitThreadGone)?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Flushes everything to disk now, blocking the calling thread.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// How group commit has batched durable writes so far.
+    pub fn durability_stats(&self) -> DurabilityStats {
+        self.commit.stats()
+    }
+
+    /// Every unit with its state, in key order (for the audit tool).
+    pub fn units(&self) -> impl Iterator<Item = Result<(UnitKey, UnitRecord), StoreError>> + '_ {
+        self.units.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((UnitKey::from_bytes(&key)?, decode("units", &value)?))
+        })
+    }
+
+    /// One lease, if it exists.
+    pub fn lease(&self, id: LeaseId) -> Result<Option<LeaseRecord>, StoreError> {
+        self.leases
+            .get(id.as_bytes())?
+            .map(|value| decode("leases", &value))
+            .transpose()
+    }
+
+    /// The result stored for `unit` under `lease`, if any.
+    pub fn result(
+        &self,
+        unit: UnitKey,
+        lease: LeaseId,
+    ) -> Result<Option<ResultRecord>, StoreError> {
+        self.results
+            .get(result_key(unit, lease))?
+            .map(|value| decode("results", &value))
+            .transpose()
+    }
+
+    /// Every stored result, in unit order (for the audit tool).
+    pub fn results(
+        &self,
+    ) -> impl Iterator<Item = Result<(UnitKey, ResultRecord), StoreError>> + '_ {
+        self.results.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((UnitKey::from_bytes(&key[..16])?, decode("results", &value)?))
+        })
+    }
+}
+
+fn result_key(unit: UnitKey, lease: LeaseId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&unit.to_bytes());
+    key[16..].copy_from_slice(lease.as_bytes());
+    key
+}
+
+fn lease_id_from_key(key: &[u8]) -> Result<LeaseId, StoreError> {
+    let bytes: [u8; 16] = key.try_into().map_err(|_| StoreError::Corrupt {
+        tree: "leases",
+        reason: format!("key of {} bytes", key.len()),
+    })?;
+    Ok(LeaseId::from_bytes(bytes))
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serializing these plain records cannot fail: no maps with non-string keys, no I/O.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+        tree,
+        reason: err.to_string(),
+    })
+}
+
+fn get<T: DeserializeOwned>(
+    tree: &TransactionalTree,
+    name: &'static str,
+    key: &[u8],
+) -> TxResult<Option<T>> {
+    match tree.get(key)? {
+        Some(value) => decode(name, &value)
+            .map(Some)
+            .map_err(ConflictableTransactionError::Abort),
+        None => Ok(None),
+    }
+}
+
+fn tx_error(err: TransactionError<StoreError>) -> StoreError {
+    match err {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => StoreError::Sled(err),
+    }
+}
+
+type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Batches durability: one thread flushes sled for every waiter that queued up while the
+/// previous flush ran, so N concurrent submissions cost about one fsync, not N.
+struct GroupCommit {
+    requests: Mutex<Option<mpsc::Sender<Waiter>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<CommitCounters>,
+}
+
+#[derive(Default)]
+struct CommitCounters {
+    durable_writes: AtomicU64,
+    flushes: AtomicU64,
+}
+
+impl GroupCommit {
+    fn start(db: sled::Db) -> Self {
+        let (requests, queue) = mpsc::channel::<Waiter>();
+        let counters = Arc::new(CommitCounters::default());
+        let thread_counters = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("store-group-commit".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    // Everyone queued now made their writes before queueing, hence before
+                    // this flush starts: one flush covers them all.
+                    let mut batch = vec![first];
+                    batch.extend(queue.try_iter());
+                    let result = db.flush().map(drop).map_err(|err| err.to_string());
+                    thread_counters.flushes.fetch_add(1, Ordering::Relaxed);
+                    thread_counters
+                        .durable_writes
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for waiter in batch {
+                        // A waiter whose request was cancelled no longer listens; that is fine.
+                        let _ = waiter.send(result.clone());
+                    }
+                }
+            })
+            .ok();
+        Self {
+            requests: Mutex::new(thread.is_some().then_some(requests)),
+            thread: Mutex::new(thread),
+            counters,
+        }
+    }
+
+    fn request(&self, waiter: Waiter) -> Result<(), StoreError> {
+        let requests = self
+            .requests
+            .lock()
+            .map_err(|_| StoreError::CommitThreadGone)?;
+        requests
+            .as_ref()
+            .ok_or(StoreError::CommitThreadGone)?
+            .send(waiter)
+            .map_err(|_| StoreError::CommitThreadGone)
+    }
+
+    fn stats(&self) -> DurabilityStats {
+        DurabilityStats {
+            durable_writes: self.counters.durable_writes.load(Ordering::Relaxed),
+            flushes: self.counters.flushes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after it serves what is queued; joining it
+        // releases its handle on the database before the store reports itself closed.
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.take();
+        }
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut thread| thread.take()) {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_spec() -> NewJob {
+        NewJob {
+            title: "t".into(),
+            description: "d".into(),
+            kernel: Kernel::CountPrimes,
+            lease_ttl_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn unit_keys_sort_by_job_then_index() {
+        let a = UnitKey {
+            job: JobId(1),
+            index: 300,
+        }
+        .to_bytes();
+        let b = UnitKey {
+            job: JobId(2),
+            index: 0,
+        }
+        .to_bytes();
+        assert!(a < b);
+        assert_eq!(
+            UnitKey::from_bytes(&a).unwrap(),
+            UnitKey {
+                job: JobId(1),
+                index: 300
+            }
+        );
+    }
+
+    #[test]
+    fn a_named_job_is_created_once_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = vec![vec![1], vec![2]];
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(
+                store
+                    .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                store
+                    .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                    .unwrap()
+                    .is_none()
+            );
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(
+            store
+                .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.jobs().unwrap().len(), 1);
+        let counts = store.unit_counts().unwrap();
+        assert_eq!(counts.values().map(|c| c.pending).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn pending_scan_resumes_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let inputs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i]).collect();
+        store.create_job(demo_spec(), &inputs, 0, None).unwrap();
+        let first = store.pending_units(None, 4, 100).unwrap();
+        assert_eq!(first.found.len(), 4);
+        assert!(!first.at_end);
+        let rest = store.pending_units(first.last_scanned, 100, 100).unwrap();
+        assert_eq!(rest.found.len(), 6);
+        assert_eq!(rest.found[0].index, 4);
+        assert!(rest.at_end);
+        let limited = store.pending_units(None, 100, 3).unwrap();
+        assert_eq!(limited.found.len(), 3);
+        assert!(!limited.at_end);
+    }
+}
