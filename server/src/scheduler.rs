@@ -140,16 +140,18 @@ impl Scheduler {
     /// this returns `Accepted` or `Duplicate`.
     pub async fn submit(&self, result: &IncomingResult) -> Result<SubmitOutcome, StoreError> {
         let outcome = self.store.submit(result, self.clock.now_ms())?;
-        if let SubmitOutcome::Accepted { .. } | SubmitOutcome::Duplicate = outcome {
-            // A duplicate waits too: the first copy may have been written but not yet flushed
-            // when the client gave up waiting and retried.
-            self.store.durable().await?;
-        }
         if let SubmitOutcome::Accepted { unit } = outcome {
+            // Count now, not after the flush: if the client hangs up while we wait, this
+            // future is dropped, but the transaction has committed and the counts must follow.
             let mut inner = self.lock();
             let counts = inner.counts.entry(unit.job).or_default();
             counts.leased = counts.leased.saturating_sub(1);
             counts.done += 1;
+        }
+        if let SubmitOutcome::Accepted { .. } | SubmitOutcome::Duplicate = outcome {
+            // A duplicate waits too: the first copy may have been written but not yet flushed
+            // when the client gave up waiting and retried.
+            self.store.durable().await?;
         }
         Ok(outcome)
     }
@@ -179,10 +181,11 @@ impl Scheduler {
         }
     }
 
-    /// Reclaims every lease whose deadline is at or before `now`.
+    /// Reclaims every lease whose deadline is before `now` (a result at the deadline is
+    /// still accepted, so the lease is not reclaimed until after it).
     fn expire_due(&self, inner: &mut Inner, now: u64) -> Result<(), StoreError> {
         while let Some(&(deadline, id)) = inner.deadlines.first() {
-            if deadline > now {
+            if deadline >= now {
                 break;
             }
             inner.deadlines.pop_first();

@@ -381,15 +381,16 @@ impl Store {
             .map_err(tx_error)
     }
 
-    /// Expires `id` if it is active and its deadline is at or before `now_ms`; the unit
-    /// returns to pending. Returns the unit to re-issue.
+    /// Expires `id` if it is active and its deadline is before `now_ms`; the unit returns to
+    /// pending. Returns the unit to re-issue. The deadline itself is still in time, as in
+    /// [`Store::submit`].
     pub fn expire(&self, id: LeaseId, now_ms: u64) -> Result<Option<UnitKey>, StoreError> {
         (&self.units, &self.leases)
             .transaction(|(units, leases)| {
                 let Some(mut lease) = get::<LeaseRecord>(leases, "leases", id.as_bytes())? else {
                     return Ok(None);
                 };
-                if lease.state != LeaseState::Active || lease.deadline_ms > now_ms {
+                if lease.state != LeaseState::Active || lease.deadline_ms >= now_ms {
                     return Ok(None);
                 }
                 lease.state = LeaseState::Expired;

@@ -91,7 +91,13 @@ pub fn count_primes(start: u64, end: u64) -> u64 {
         if multiple % 2 == 0 {
             multiple += p;
         }
-        let mut index = ((multiple - first_odd) / 2) as usize;
+        // Compare in u64 before narrowing: on wasm32 `usize` is 32 bits, and `p * p` can lie
+        // far beyond this segment.
+        let offset = (multiple - first_odd) / 2;
+        if offset >= odd_count as u64 {
+            continue;
+        }
+        let mut index = offset as usize;
         let step = p as usize;
         while index < odd_count {
             composite[index] = true;
@@ -118,6 +124,10 @@ fn odd_primes_up_to(limit: u64) -> Vec<u64> {
             continue;
         }
         primes.push(n as u64);
+        // `n * n` would overflow a 32-bit `usize` (wasm32) long before `n` reaches `limit`.
+        if n > limit / n {
+            continue;
+        }
         for multiple in (n * n..=limit).step_by(2 * n) {
             composite[multiple] = true;
         }

@@ -1,0 +1,57 @@
+// The volunteer page end to end: nothing computes before Start; after Start, module workers
+// running the wasm client compute real units; the server stores results equal to a native
+// run of the same kernel; Stop stops all work.
+const { test, expect } = require('./server');
+
+const isWorkRequest = (url) => /\/api\/v1\/(lease|results)$/.test(new URL(url).pathname);
+
+test('Start computes correct results that the server stores; Stop stops', async ({ page, server }) => {
+  const workRequests = [];
+  page.on('request', (request) => { if (isWorkRequest(request.url())) workRequests.push(request.url()); });
+
+  await page.goto(server.url);
+  // The page has loaded and talked to the server (job title from /api/v1/stats)...
+  await expect(page.locator('#job-title')).toHaveText(/Counting primes/);
+  await expect(page.locator('#job-progress')).toHaveText('0 of 256 units done');
+  // ...yet nothing has asked for work: no consent, no computing.
+  expect(workRequests).toHaveLength(0);
+  expect((await server.stats()).jobs[0].leased).toBe(0);
+  // The default is half the cores, at least one.
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  await expect(page.locator('#workers')).toHaveValue(String(Math.max(1, Math.floor(cores / 2))));
+
+  await page.fill('#workers', '2');
+  await page.click('#start');
+  await expect(page.locator('#state')).toHaveText('computing');
+  await expect(page.locator('#active-workers')).toHaveText('2');
+  await expect.poll(async () => Number(await page.locator('#units-done').textContent()), { timeout: 30_000 })
+    .toBeGreaterThanOrEqual(20);
+  await expect(page.locator('#rate')).not.toHaveText('0.0 units/s');
+  expect(page.workers()).toHaveLength(2);
+
+  await page.click('#stop');
+  await expect(page.locator('#state')).toHaveText('stopped');
+  await expect(page.locator('#active-workers')).toHaveText('0');
+  await expect.poll(() => page.workers().length).toBe(0);
+  const shownDone = Number(await page.locator('#units-done').textContent());
+  const requestsAtStop = workRequests.length;
+  const doneAtStop = (await server.stats()).jobs[0].done;
+  // Give any straggler a chance to show itself: after Stop there must be none.
+  await page.waitForTimeout(1_500);
+  expect(workRequests.length).toBe(requestsAtStop);
+  expect((await server.stats()).jobs[0].done).toBe(doneAtStop);
+
+  await server.stop();
+  const report = server.audit();
+  expect(report.problems).toEqual([]);
+  const [job] = report.jobs;
+  expect(job.mismatches).toEqual([]);
+  expect(report.ok).toBe(true);
+  // Every unit the page counted was acknowledged as durable, so the store has at least as many.
+  expect(job.done).toBeGreaterThanOrEqual(shownDone);
+  expect(job.done).toBe(doneAtStop);
+  // Every stored output equals the native computation (the audit re-runs the kernel natively).
+  expect(job.mismatches).toEqual([]);
+  expect(job.verified).toBe(job.done);
+  expect(report.results).toHaveLength(job.done);
+});

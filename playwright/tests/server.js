@@ -1,0 +1,75 @@
+// Test fixture: starts the real cyclepool-server on 127.0.0.1:0 with a fresh store in a
+// temporary directory, and offers the audit tool that re-checks its results natively.
+const { test: base } = require('@playwright/test');
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..', '..');
+const serverBin = process.env.CYCLEPOOL_SERVER_BIN || path.join(root, 'target', 'debug', 'cyclepool-server');
+const staticDir = process.env.CYCLEPOOL_STATIC_DIR || path.join(root, 'static');
+
+class Server {
+  constructor(dataDir, extraArgs) {
+    this.dataDir = dataDir;
+    this.extraArgs = extraArgs;
+    this.stderr = '';
+  }
+
+  async start() {
+    this.process = spawn(serverBin, [
+      '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--static-dir', staticDir, ...this.extraArgs,
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.process.stderr.on('data', (chunk) => { this.stderr += chunk; });
+    this.exited = new Promise((resolve) => this.process.on('exit', resolve));
+    this.url = await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.stderr}`)), 20_000);
+      this.process.stdout.on('data', (chunk) => {
+        out += chunk;
+        const match = out.match(/listening on (http:\/\/\S+)/);
+        if (match) { clearTimeout(timer); resolve(match[1]); }
+      });
+      this.process.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${this.stderr}`)); });
+    });
+    return this;
+  }
+
+  /** Stops the server gracefully (SIGTERM) and waits until it has flushed and exited. */
+  async stop() {
+    if (this.process.exitCode === null && this.process.signalCode === null) {
+      this.process.kill('SIGTERM');
+    }
+    await this.exited;
+  }
+
+  /** Runs `cyclepool-server audit` on the stopped server's store: a native re-run of every result. */
+  audit() {
+    try {
+      return JSON.parse(execFileSync(serverBin, ['audit', '--data-dir', this.dataDir, '--list-results'], { encoding: 'utf8' }));
+    } catch (error) {
+      if (error.stdout) return JSON.parse(error.stdout);
+      throw error;
+    }
+  }
+
+  async stats() {
+    const response = await fetch(`${this.url}/api/v1/stats`);
+    return response.json();
+  }
+}
+
+/** `server` starts a fresh server per test; `serverArgs` adds flags to it. */
+const test = base.extend({
+  serverArgs: [['--demo-units', '256'], { option: true }],
+  server: async ({ serverArgs }, use) => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cyclepool-e2e-'));
+    const server = await new Server(dataDir, serverArgs).start();
+    await use(server);
+    await server.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  },
+});
+
+module.exports = { test, expect: base.expect };

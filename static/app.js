@@ -1,0 +1,138 @@
+// The volunteer page: starts module workers only after the person presses Start,
+// aggregates what they report, and stops every one of them on Stop.
+
+const VOLUNTEER_KEY = 'cyclepool.volunteer';
+const RATE_WINDOW_MS = 10_000;
+const LOG_LIMIT = 50;
+
+const elements = {
+  workers: document.getElementById('workers'),
+  start: document.getElementById('start'),
+  stop: document.getElementById('stop'),
+  state: document.getElementById('state'),
+  unitsDone: document.getElementById('units-done'),
+  rate: document.getElementById('rate'),
+  activeWorkers: document.getElementById('active-workers'),
+  log: document.getElementById('log'),
+  jobTitle: document.getElementById('job-title'),
+  jobProgress: document.getElementById('job-progress'),
+};
+
+const session = {
+  workers: [],
+  unitsDone: 0,
+  completions: [], // timestamps (ms) of recent unit completions, for the rate
+};
+
+// The identity this browser gives itself: 128 random bits, kept across visits.
+function volunteerId() {
+  let id = localStorage.getItem(VOLUNTEER_KEY);
+  if (!/^[0-9a-f]{32}$/.test(id ?? '')) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    id = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    localStorage.setItem(VOLUNTEER_KEY, id);
+  }
+  return id;
+}
+
+function log(message, kind = 'info') {
+  const item = document.createElement('li');
+  item.className = kind;
+  // textContent, never innerHTML: messages may quote what the server or a job sent.
+  item.textContent = `${new Date().toLocaleTimeString()} ${message}`;
+  elements.log.prepend(item);
+  while (elements.log.children.length > LOG_LIMIT) elements.log.lastElementChild.remove();
+}
+
+function render() {
+  const now = performance.now();
+  session.completions = session.completions.filter((t) => now - t <= RATE_WINDOW_MS);
+  const windowMs = Math.min(RATE_WINDOW_MS, now - (session.startedAt ?? now)) || RATE_WINDOW_MS;
+  const rate = session.workers.length ? (session.completions.length * 1000) / Math.max(windowMs, 1000) : 0;
+  elements.unitsDone.textContent = String(session.unitsDone);
+  elements.rate.textContent = `${rate.toFixed(1)} units/s`;
+  elements.activeWorkers.textContent = String(session.workers.length);
+}
+
+function onWorkerEvent(event) {
+  switch (event.type) {
+    case 'unit-done':
+      session.unitsDone += 1;
+      session.completions.push(performance.now());
+      break;
+    case 'idle':
+      elements.state.textContent = 'waiting for work';
+      break;
+    case 'error':
+      log(event.message + (event.retry_ms ? ` (retrying in ${(event.retry_ms / 1000).toFixed(1)} s)` : ''), 'error');
+      break;
+    case 'panic':
+      log(`worker crashed: ${event.message}`, 'error');
+      break;
+    case 'stopped':
+      break;
+    default:
+      break;
+  }
+  render();
+}
+
+function start() {
+  if (session.workers.length) return;
+  const count = Math.max(1, Math.min(Number.parseInt(elements.workers.value, 10) || 1, navigator.hardwareConcurrency || 64));
+  elements.workers.value = String(count);
+  const volunteer = volunteerId();
+  session.startedAt = performance.now();
+  session.completions = [];
+  for (let i = 0; i < count; i += 1) {
+    const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${i}` });
+    worker.addEventListener('message', (message) => onWorkerEvent(message.data));
+    worker.addEventListener('error', (error) => log(`worker failed to load: ${error.message ?? 'unknown error'}`, 'error'));
+    worker.postMessage({ type: 'start', volunteer });
+    session.workers.push(worker);
+  }
+  elements.start.disabled = true;
+  elements.stop.disabled = false;
+  elements.workers.disabled = true;
+  elements.state.textContent = 'computing';
+  log(`started ${count} worker${count === 1 ? '' : 's'}`);
+  render();
+}
+
+function stop() {
+  // Terminate at once: a unit cut short is simply re-issued to someone after its deadline.
+  for (const worker of session.workers) worker.terminate();
+  const count = session.workers.length;
+  session.workers = [];
+  elements.start.disabled = false;
+  elements.stop.disabled = true;
+  elements.workers.disabled = false;
+  elements.state.textContent = 'stopped';
+  if (count) log('stopped all workers');
+  render();
+}
+
+async function refreshJobs() {
+  try {
+    const response = await fetch('/api/v1/stats');
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const stats = await response.json();
+    const job = stats.jobs.find((j) => j.done < j.units) ?? stats.jobs[stats.jobs.length - 1];
+    elements.jobTitle.textContent = job ? job.title : 'nothing at the moment';
+    elements.jobProgress.textContent = job ? `${job.done} of ${job.units} units done` : '–';
+  } catch (error) {
+    elements.jobProgress.textContent = `progress unavailable: ${error.message}`;
+  }
+}
+
+elements.workers.max = String(navigator.hardwareConcurrency || 1);
+elements.workers.value = String(Math.max(1, Math.floor((navigator.hardwareConcurrency || 2) / 2)));
+elements.start.addEventListener('click', start);
+elements.stop.addEventListener('click', stop);
+if (!('Worker' in window) || typeof WebAssembly !== 'object') {
+  elements.start.disabled = true;
+  log('this browser lacks Web Workers or WebAssembly, which computing here needs', 'error');
+}
+setInterval(render, 1000);
+setInterval(refreshJobs, 5000);
+refreshJobs();

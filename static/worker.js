@@ -1,0 +1,19 @@
+// Module worker bootstrap: loads the wasm volunteer client and runs its loop until told to stop.
+import init, { VolunteerWorker } from './pkg/cyclepool_web_client.js';
+
+let volunteer = null;
+
+self.addEventListener('message', async (message) => {
+  const command = message.data;
+  if (command.type === 'start' && volunteer === null) {
+    try {
+      await init({ module_or_path: new URL('./pkg/cyclepool_web_client_bg.wasm', import.meta.url) });
+      volunteer = new VolunteerWorker(command.volunteer, (event) => self.postMessage(event));
+      await volunteer.run();
+    } catch (error) {
+      self.postMessage({ type: 'error', message: `worker stopped: ${error?.message ?? error}` });
+    }
+  } else if (command.type === 'stop' && volunteer !== null) {
+    volunteer.stop();
+  }
+});

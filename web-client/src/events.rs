@@ -1,0 +1,72 @@
+//! Events the worker reports to the page, and the panic hook that reports panics the same way.
+
+use cyclepool_shared::protocol::SubmitStatus;
+use serde::Serialize;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// One thing that happened in the worker, delivered to the page as a plain object.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum WorkerEvent {
+    /// A unit was computed and its result acknowledged as durable by the server.
+    UnitDone {
+        job_id: u64,
+        unit: u64,
+        compute_ms: u64,
+        status: SubmitStatus,
+    },
+    /// No work right now; asking again after `retry_ms`.
+    Idle { retry_ms: u64 },
+    /// Something went wrong; `retry_ms` is set when the worker will try again by itself.
+    Error {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_ms: Option<u64>,
+    },
+    /// The loop has ended after `stop()`.
+    Stopped,
+}
+
+impl WorkerEvent {
+    pub fn error(message: String, retry_ms: Option<u64>) -> Self {
+        Self::Error { message, retry_ms }
+    }
+}
+
+/// Calls `callback` with the event as a plain JS object.
+pub fn emit(callback: &js_sys::Function, event: &WorkerEvent) {
+    let Ok(json) = serde_json::to_string(event) else {
+        return;
+    };
+    let value = js_sys::JSON::parse(&json).unwrap_or_else(|_| JsValue::from_str(&json));
+    // A throwing callback is the page's problem; the loop goes on.
+    let _ = callback.call1(&JsValue::NULL, &value);
+}
+
+/// Reports panics to the page (as a `panic` event via `postMessage`) and the console,
+/// so that a bug shows on the page instead of a silently dead worker.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.to_string();
+        web_sys_console_error(&message);
+        let global = js_sys::global();
+        let post = js_sys::Reflect::get(&global, &JsValue::from_str("postMessage"))
+            .ok()
+            .and_then(|post| post.dyn_into::<js_sys::Function>().ok());
+        if let Some(post) = post {
+            let event = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&event, &"type".into(), &"panic".into());
+            let _ = js_sys::Reflect::set(&event, &"message".into(), &message.into());
+            let _ = post.call1(&global, &event);
+        }
+    }));
+}
+
+fn web_sys_console_error(message: &str) {
+    let console = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("console"));
+    if let Ok(error) = console.and_then(|console| js_sys::Reflect::get(&console, &"error".into())) {
+        if let Ok(error) = error.dyn_into::<js_sys::Function>() {
+            let _ = error.call1(&JsValue::NULL, &JsValue::from_str(message));
+        }
+    }
+}
