@@ -1,0 +1,345 @@
+//! The harness: the real server on `127.0.0.1:0` with a temporary store and a paused clock.
+//!
+//! Tests move time with `app.clock.advance(ms)`; nothing here sleeps to make time pass.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cyclepool_server::ServerError;
+use cyclepool_server::clock::Clock;
+use cyclepool_server::config::Config;
+use cyclepool_shared::protocol::{
+    Lease, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission, StatsResponse,
+    SubmitResponse, SubmitStatus,
+};
+use cyclepool_shared::{ErrorBody, ErrorCode, Kernel, Sha256Digest, VolunteerId};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Where the paused clock starts: an ordinary moment in late 2023, in ms since the epoch.
+pub const START_MS: u64 = 1_700_000_000_000;
+
+/// The lease TTL of the demo job in these tests.
+pub const LEASE_TTL_MS: u64 = 60_000;
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    /// The server's clock: paused at [`START_MS`] until a test advances it.
+    pub clock: Clock,
+    /// Kept alive for as long as the server uses it.
+    pub data_dir: TempDir,
+    demo_units: u64,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+/// Starts a server whose demo job has `demo_units` units (none when 0).
+pub async fn spawn_app(demo_units: u64) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("creating the data directory");
+    match start(data_dir, demo_units, Clock::paused(START_MS)).await {
+        Ok(app) => app,
+        Err((_, err)) => panic!("the server did not start: {err}"),
+    }
+}
+
+/// Starts a server on `data_dir`; on failure, gives the directory back with the reason.
+async fn start(
+    data_dir: TempDir,
+    demo_units: u64,
+    clock: Clock,
+) -> Result<TestApp, (TempDir, ServerError)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a free port");
+    let address = listener.local_addr().expect("reading the bound address");
+    let mut config = Config::for_data_dir(data_dir.path());
+    config.demo_units = demo_units;
+    config.lease_ttl_ms = LEASE_TTL_MS;
+    config.clock = clock.clone();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(cyclepool_server::run(listener, config, async {
+        let _ = stop.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("building the http client");
+    let mut app = TestApp {
+        address,
+        client,
+        clock,
+        data_dir,
+        demo_units,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    };
+    match app.wait_until_healthy().await {
+        Ok(()) => Ok(app),
+        Err(err) => Err((app.data_dir, err)),
+    }
+}
+
+impl TestApp {
+    /// The absolute URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    async fn wait_until_healthy(&mut self) -> Result<(), ServerError> {
+        // The listener is bound before the server starts, so a request waits in the backlog
+        // until the store is open; this loop only guards against a server that failed.
+        for _ in 0..100 {
+            let health = self.client.get(self.url("/api/v1/health")).send().await;
+            if health.is_ok_and(|response| response.status() == StatusCode::OK) {
+                return Ok(());
+            }
+            if self.server.as_ref().is_some_and(JoinHandle::is_finished) {
+                let result = self.server.take().expect("server handle").await;
+                return match result.expect("the server task panicked") {
+                    Ok(()) => panic!("the server stopped during start-up without an error"),
+                    Err(err) => Err(err),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the server did not become healthy");
+    }
+
+    /// Stops the server gracefully and waits until it has flushed and closed its store.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let result = tokio::time::timeout(Duration::from_secs(20), server)
+                .await
+                .expect("the server did not stop within 20 s")
+                .expect("the server task panicked");
+            result.expect("the server stopped with an error");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same store and the same clock.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let mut data_dir = self.data_dir;
+        // sled's background threads let go of the directory's lock shortly after the last
+        // handle is dropped, not always before `run` returns: the new server may have to wait.
+        for _ in 0..250 {
+            match start(data_dir, self.demo_units, self.clock.clone()).await {
+                Ok(app) => return app,
+                Err((dir, ServerError::OpenStore { .. })) => {
+                    data_dir = dir;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err((_, err)) => panic!("the server did not restart: {err}"),
+            }
+        }
+        panic!("the store stayed locked for 5 s after the server stopped");
+    }
+
+    /// `POST /api/v1/lease` with a well-formed request; the raw response.
+    pub async fn lease_response(
+        &self,
+        volunteer: VolunteerId,
+        max_units: u32,
+    ) -> reqwest::Response {
+        let request = LeaseRequest {
+            protocol: PROTOCOL_VERSION,
+            volunteer,
+            max_units,
+        };
+        self.client
+            .post(self.url("/api/v1/lease"))
+            .json(&request)
+            .send()
+            .await
+            .expect("sending a lease request")
+    }
+
+    /// Leases up to `max_units` units, expecting success.
+    pub async fn lease(&self, volunteer: VolunteerId, max_units: u32) -> LeaseResponse {
+        let response = self.lease_response(volunteer, max_units).await;
+        assert_eq!(response.status(), StatusCode::OK, "lease request failed");
+        assert_json_with_security_headers(response.headers());
+        let body: LeaseResponse = response.json().await.expect("parsing the lease response");
+        assert_eq!(body.protocol, PROTOCOL_VERSION);
+        body
+    }
+
+    /// Leases exactly one unit, expecting one to be available.
+    pub async fn lease_one(&self, volunteer: VolunteerId) -> Lease {
+        let mut response = self.lease(volunteer, 1).await;
+        assert_eq!(response.leases.len(), 1, "expected one lease: {response:?}");
+        response.leases.remove(0)
+    }
+
+    /// `POST /api/v1/results`; the raw response.
+    pub async fn submit_response(&self, submission: &ResultSubmission) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/results"))
+            .json(submission)
+            .send()
+            .await
+            .expect("sending a result")
+    }
+
+    /// Submits a result, expecting it to be acknowledged; returns how.
+    pub async fn submit(&self, submission: &ResultSubmission) -> SubmitStatus {
+        let response = self.submit_response(submission).await;
+        let status = response.status();
+        assert_json_with_security_headers(response.headers());
+        let text = response.text().await.expect("reading the submit response");
+        assert_eq!(status, StatusCode::OK, "submission refused: {text}");
+        let body: SubmitResponse = serde_json::from_str(&text).expect("parsing the response");
+        assert_eq!(body.protocol, PROTOCOL_VERSION);
+        body.status
+    }
+
+    /// Sends `body` as is, with `content_type` if given.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Vec<u8>>,
+    ) -> reqwest::Response {
+        self.request_raw(reqwest::Method::POST, path, content_type, body)
+            .await
+    }
+
+    /// Sends a request with any method, path, content type and body.
+    pub async fn request_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Vec<u8>>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        request
+            .body(body.into())
+            .send()
+            .await
+            .expect("sending a raw request")
+    }
+
+    /// `GET /api/v1/stats`.
+    pub async fn stats(&self) -> StatsResponse {
+        let response = self
+            .client
+            .get(self.url("/api/v1/stats"))
+            .send()
+            .await
+            .expect("requesting stats");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_json_with_security_headers(response.headers());
+        response.json().await.expect("parsing stats")
+    }
+
+    /// `(done, leased)` of the one job this server has.
+    pub async fn progress(&self) -> (u64, u64) {
+        let stats = self.stats().await;
+        assert_eq!(stats.jobs.len(), 1, "expected exactly one job: {stats:?}");
+        (stats.jobs[0].done, stats.jobs[0].leased)
+    }
+
+    /// Asserts that the server still hands out work as usual.
+    pub async fn assert_still_serving(&self) {
+        let response = self.lease(volunteer(0xee), 1).await;
+        assert_eq!(
+            response.leases.len(),
+            1,
+            "the server stopped handing out work"
+        );
+    }
+}
+
+/// A volunteer identity made of one repeated byte.
+pub fn volunteer(byte: u8) -> VolunteerId {
+    VolunteerId::from_bytes([byte; 16])
+}
+
+/// Runs the unit natively, as a volunteer's browser would, and builds the honest submission.
+pub fn compute(volunteer: VolunteerId, lease: &Lease) -> ResultSubmission {
+    assert_eq!(lease.kernel, Kernel::CountPrimes);
+    let output = Kernel::CountPrimes
+        .run(&lease.input)
+        .expect("running the demo kernel");
+    submission(volunteer, lease, output)
+}
+
+/// A submission for `lease` carrying `output` and its true digest.
+pub fn submission(volunteer: VolunteerId, lease: &Lease, output: Vec<u8>) -> ResultSubmission {
+    ResultSubmission {
+        protocol: PROTOCOL_VERSION,
+        volunteer,
+        lease_id: lease.lease_id,
+        nonce: lease.nonce,
+        output_sha256: Sha256Digest::of(&output),
+        output,
+        compute_ms: 15,
+    }
+}
+
+/// Asserts the headers every response carries, and a JSON content type.
+pub fn assert_json_with_security_headers(headers: &HeaderMap) {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type is {content_type:?}, not json"
+    );
+    assert_security_headers(headers);
+}
+
+/// Asserts the Content-Security-Policy and `nosniff` that every response must carry.
+pub fn assert_security_headers(headers: &HeaderMap) {
+    let csp = headers
+        .get("content-security-policy")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_else(|| panic!("no content-security-policy header in {headers:?}"));
+    for directive in [
+        "connect-src 'self'",
+        "'wasm-unsafe-eval'",
+        "frame-ancestors",
+    ] {
+        assert!(csp.contains(directive), "CSP lacks {directive}: {csp}");
+    }
+    assert_eq!(
+        headers
+            .get("x-content-type-options")
+            .and_then(|value| value.to_str().ok()),
+        Some("nosniff"),
+        "x-content-type-options"
+    );
+}
+
+/// Asserts that `response` is the JSON error `status`/`code` with the security headers, and
+/// returns the error body.
+pub async fn expect_error(
+    response: reqwest::Response,
+    status: StatusCode,
+    code: ErrorCode,
+) -> ErrorBody {
+    let actual = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("reading the error body");
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    assert_json_with_security_headers(&headers);
+    let body: ErrorBody = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|err| panic!("the error body is not an ErrorBody ({err}): {text}"));
+    assert_eq!(body.error.code, code, "unexpected error code; body: {text}");
+    assert!(!body.error.message.is_empty(), "empty error message");
+    body
+}

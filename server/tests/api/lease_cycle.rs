@@ -1,0 +1,125 @@
+//! The happy path: lease a unit, compute it, submit it, see it counted; and leasing hands
+//! every unit out exactly once while no lease expires.
+
+use std::collections::HashSet;
+
+use cyclepool_shared::protocol::{MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION, SubmitStatus};
+use cyclepool_shared::{Kernel, Sha256Digest};
+
+use crate::helpers::{LEASE_TTL_MS, START_MS, compute, spawn_app, volunteer};
+
+#[tokio::test]
+async fn a_computed_unit_is_accepted_and_counted_as_done() {
+    let app = spawn_app(4).await;
+    let alice = volunteer(1);
+
+    let lease = app.lease_one(alice).await;
+    assert_eq!(lease.kernel, Kernel::CountPrimes);
+    assert_eq!(lease.input_sha256, Sha256Digest::of(&lease.input));
+    assert_eq!(lease.deadline_ms, START_MS + LEASE_TTL_MS);
+    let stats = app.stats().await;
+    assert_eq!(stats.jobs.len(), 1);
+    assert_eq!(stats.jobs[0].job_id, lease.job_id);
+    assert_eq!(stats.jobs[0].units, 4);
+    assert_eq!((stats.jobs[0].done, stats.jobs[0].leased), (0, 1));
+
+    let output = Kernel::CountPrimes.run(&lease.input).unwrap();
+    let submission = compute(alice, &lease);
+    assert_eq!(submission.output, output);
+    assert_eq!(app.submit(&submission).await, SubmitStatus::Accepted);
+
+    assert_eq!(app.progress().await, (1, 0));
+}
+
+#[tokio::test]
+async fn leasing_hands_out_every_unit_exactly_once_then_asks_to_retry() {
+    const UNITS: u64 = 150;
+    let app = spawn_app(UNITS).await;
+
+    let mut units = Vec::new();
+    let mut lease_ids = HashSet::new();
+    let mut nonces = HashSet::new();
+    let mut requests = 0;
+    let last = loop {
+        requests += 1;
+        assert!(requests <= 10, "the job never ran out of units");
+        // Alternate volunteers: who asks must not matter to which units remain.
+        let response = app
+            .lease(volunteer(requests % 3), MAX_UNITS_PER_REQUEST)
+            .await;
+        if response.leases.is_empty() {
+            break response;
+        }
+        assert!(response.retry_after_ms.is_none(), "retry hint with work");
+        for lease in response.leases {
+            assert_eq!(lease.input_sha256, Sha256Digest::of(&lease.input));
+            assert!(lease_ids.insert(lease.lease_id), "lease id issued twice");
+            assert!(nonces.insert(lease.nonce), "nonce issued twice");
+            units.push((lease.job_id, lease.unit));
+        }
+    };
+
+    assert_eq!(last.protocol, PROTOCOL_VERSION);
+    assert!(
+        last.retry_after_ms.is_some_and(|ms| ms > 0),
+        "an empty answer must say when to come back: {last:?}"
+    );
+    let distinct: HashSet<_> = units.iter().copied().collect();
+    assert_eq!(distinct.len(), units.len(), "a unit was handed out twice");
+    let mut indices: Vec<u64> = units.iter().map(|&(_, unit)| unit).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..UNITS).collect::<Vec<_>>());
+    assert_eq!(app.progress().await, (0, UNITS));
+
+    // Asking again, even much later but within the lease TTL, still finds nothing.
+    app.clock.advance(LEASE_TTL_MS - 1);
+    let again = app.lease(volunteer(9), 1).await;
+    assert!(again.leases.is_empty(), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_lease_request_gets_at_most_max_units() {
+    let app = spawn_app(10).await;
+    assert_eq!(app.lease(volunteer(1), 3).await.leases.len(), 3);
+    assert_eq!(app.lease(volunteer(1), 1).await.leases.len(), 1);
+    // Only 6 remain: asking for the maximum gets those.
+    assert_eq!(
+        app.lease(volunteer(2), MAX_UNITS_PER_REQUEST)
+            .await
+            .leases
+            .len(),
+        6
+    );
+}
+
+#[tokio::test]
+async fn a_server_without_jobs_tells_volunteers_to_come_back_later() {
+    let app = spawn_app(0).await;
+    assert!(app.stats().await.jobs.is_empty());
+    let response = app.lease(volunteer(1), 8).await;
+    assert!(response.leases.is_empty());
+    assert!(response.retry_after_ms.is_some_and(|ms| ms > 0));
+}
+
+#[tokio::test]
+async fn a_whole_job_computed_by_several_volunteers_is_done() {
+    const UNITS: u64 = 12;
+    let app = spawn_app(UNITS).await;
+    let volunteers = [volunteer(1), volunteer(2), volunteer(3)];
+    let mut round = 0;
+    loop {
+        let who = volunteers[round % volunteers.len()];
+        round += 1;
+        let leases = app.lease(who, 2).await.leases;
+        if leases.is_empty() {
+            break;
+        }
+        for lease in &leases {
+            assert_eq!(
+                app.submit(&compute(who, lease)).await,
+                SubmitStatus::Accepted
+            );
+        }
+    }
+    assert_eq!(app.progress().await, (UNITS, 0));
+}

@@ -1,0 +1,454 @@
+//! Crash safety of the real binary: SIGKILL it while results are in flight, audit the store
+//! offline, restart, and repeat; no acknowledged result may be lost and no unit done twice.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cyclepool_shared::protocol::{
+    LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission, StatsResponse,
+};
+use cyclepool_shared::{Kernel, LeaseId, Sha256Digest, VolunteerId};
+use serde::Deserialize;
+use tokio::task::JoinSet;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_cyclepool-server");
+const UNITS: u64 = 400;
+const LEASE_TTL_MS: u64 = 1_500;
+const WORKERS: u8 = 8;
+const KILL_CYCLES: usize = 3;
+/// New acknowledgements to wait for before each kill...
+const ACKS_PER_CYCLE: usize = 50;
+/// ...but never longer than this.
+const CYCLE_LIMIT: Duration = Duration::from_secs(20);
+/// How long the last server life may take to finish the job, waiting out pre-crash leases.
+const FINISH_LIMIT: Duration = Duration::from_secs(25);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
+    let shared = Arc::new(Shared::default());
+
+    for cycle in 1..=KILL_CYCLES {
+        let mut server = Server::start(data.path(), &log).await;
+        let before = shared.acknowledged().len();
+        let crew = Crew::start(&server.base, &shared);
+        let started = Instant::now();
+        while shared.acknowledged().len() < before + ACKS_PER_CYCLE
+            && started.elapsed() < CYCLE_LIMIT
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // SIGKILL while the crew is still leasing and submitting.
+        server.kill();
+        let cut_off = crew.stop().await;
+        let acknowledged = shared.acknowledged();
+        eprintln!(
+            "cycle {cycle}: killed after {:?} with {} results acknowledged ({} new), \
+             {cut_off} requests cut off",
+            started.elapsed(),
+            acknowledged.len(),
+            acknowledged.len() - before
+        );
+        assert!(
+            acknowledged.len() > before,
+            "cycle {cycle}: no result was acknowledged in {CYCLE_LIMIT:?}"
+        );
+
+        let report = audit(data.path(), &log).await;
+        let job = check_report(&report, &acknowledged, &log);
+        eprintln!(
+            "cycle {cycle}: audit: {} pending, {} leased, {} done",
+            job.pending, job.leased, job.done
+        );
+    }
+
+    // One more life, this time until the job is done; then a clean stop.
+    let mut server = Server::start(data.path(), &log).await;
+    let crew = Crew::start(&server.base, &shared);
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut done = 0;
+    while started.elapsed() < FINISH_LIMIT {
+        let stats: StatsResponse = client
+            .get(format!("{}/api/v1/stats", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats.jobs.len(), 1, "{stats:?}");
+        done = stats.jobs[0].done;
+        if done == UNITS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        done, UNITS,
+        "the job did not finish within {FINISH_LIMIT:?}"
+    );
+    crew.stop().await;
+    server.terminate().await;
+
+    let acknowledged = shared.acknowledged();
+    let report = audit(data.path(), &log).await;
+    let job = check_report(&report, &acknowledged, &log);
+    assert_eq!((job.pending, job.leased, job.done), (0, 0, UNITS));
+    assert_eq!(job.verified, UNITS);
+    let units: Vec<u64> = report.results.iter().map(|entry| entry.unit).collect();
+    assert_eq!(units, (0..UNITS).collect::<Vec<_>>(), "one result per unit");
+    let unexpected = shared.unexpected.lock().unwrap();
+    assert!(unexpected.is_empty(), "unexpected answers: {unexpected:?}");
+}
+
+/// The real server binary, started on a free port.
+struct Server {
+    child: Child,
+    base: String,
+    /// Kept open so that the server never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    async fn start(data_dir: &Path, log: &Path) -> Server {
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("opening the server log");
+        let mut child = Command::new(SERVER)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--api-only", "--demo-units", &UNITS.to_string()])
+            .args(["--lease-ttl-ms", &LEASE_TTL_MS.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("starting the server binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (line, stdout) = tokio::task::spawn_blocking(move || {
+            let mut stdout = BufReader::new(stdout);
+            let mut line = String::new();
+            stdout.read_line(&mut line).map(|_| (line, stdout))
+        })
+        .await
+        .expect("the stdout reader panicked")
+        .expect("reading the server's stdout");
+        let Some(address) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the server did not say where it listens ({line:?}); its log:\n{}",
+                read_log(log)
+            );
+        };
+        Server {
+            base: address.to_owned(),
+            child,
+            _stdout: stdout,
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown, no final flush.
+    fn kill(&mut self) {
+        self.child.kill().expect("killing the server");
+        self.child.wait().expect("reaping the server");
+    }
+
+    /// SIGTERM, and wait for the graceful shutdown to finish.
+    async fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("polling the server") {
+                assert!(status.success(), "the server exited with {status}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only matters when a test fails midway: never leave a server behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What the volunteers learnt, across server lives.
+#[derive(Default)]
+struct Shared {
+    /// Every result answered with 200: (lease, output digest).
+    acknowledged: Mutex<Vec<(LeaseId, Sha256Digest)>>,
+    /// Kernel outputs by input, so a unit re-issued after a crash is not computed again.
+    outputs: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Answers that should never happen (a 5xx, or a 4xx other than an expired lease).
+    unexpected: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn acknowledged(&self) -> Vec<(LeaseId, Sha256Digest)> {
+        self.acknowledged.lock().expect("acknowledged lock").clone()
+    }
+
+    async fn output(self: &Arc<Self>, input: Vec<u8>) -> Vec<u8> {
+        if let Some(output) = self.outputs.lock().expect("outputs lock").get(&input) {
+            return output.clone();
+        }
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let output = Kernel::CountPrimes.run(&input).expect("running the kernel");
+            shared
+                .outputs
+                .lock()
+                .expect("outputs lock")
+                .insert(input, output.clone());
+            output
+        })
+        .await
+        .expect("the kernel task panicked")
+    }
+}
+
+/// Volunteers looping lease, compute, submit against one server life.
+struct Crew {
+    stop: Arc<AtomicBool>,
+    cut_off: Arc<AtomicUsize>,
+    tasks: JoinSet<()>,
+}
+
+impl Crew {
+    fn start(base: &str, shared: &Arc<Shared>) -> Crew {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut_off = Arc::new(AtomicUsize::new(0));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("building the http client");
+        let mut tasks = JoinSet::new();
+        for n in 1..=WORKERS {
+            let volunteer = Volunteer {
+                id: VolunteerId::from_bytes([n; 16]),
+                client: client.clone(),
+                base: base.to_owned(),
+                shared: Arc::clone(shared),
+                stop: Arc::clone(&stop),
+            };
+            let cut_off = Arc::clone(&cut_off);
+            tasks.spawn(async move {
+                if volunteer.run().await.is_err() {
+                    cut_off.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        Crew {
+            stop,
+            cut_off,
+            tasks,
+        }
+    }
+
+    /// Stops the crew; returns how many volunteers lost a request to a dead server.
+    async fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(joined) = self.tasks.join_next().await {
+                joined.expect("a volunteer task panicked");
+            }
+        })
+        .await
+        .expect("the volunteers did not stop");
+        self.cut_off.load(Ordering::Relaxed)
+    }
+}
+
+struct Volunteer {
+    id: VolunteerId,
+    client: reqwest::Client,
+    base: String,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Volunteer {
+    /// Works until told to stop (`Ok`) or until the server stops answering (`Err`).
+    async fn run(&self) -> Result<(), reqwest::Error> {
+        while !self.stop.load(Ordering::Relaxed) {
+            let request = LeaseRequest {
+                protocol: PROTOCOL_VERSION,
+                volunteer: self.id,
+                max_units: 2,
+            };
+            let response = self
+                .client
+                .post(format!("{}/api/v1/lease", self.base))
+                .json(&request)
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                self.unexpected(format!("lease answered {}", response.status()));
+                continue;
+            }
+            let leases: LeaseResponse = response.json().await?;
+            if leases.leases.is_empty() {
+                // Everything left is leased (to leases from before a crash, until they expire).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            for lease in leases.leases {
+                assert_eq!(lease.input_sha256, Sha256Digest::of(&lease.input));
+                let output = self.shared.output(lease.input).await;
+                let submission = ResultSubmission {
+                    protocol: PROTOCOL_VERSION,
+                    volunteer: self.id,
+                    lease_id: lease.lease_id,
+                    nonce: lease.nonce,
+                    output_sha256: Sha256Digest::of(&output),
+                    output,
+                    compute_ms: 1,
+                };
+                let response = self
+                    .client
+                    .post(format!("{}/api/v1/results", self.base))
+                    .json(&submission)
+                    .send()
+                    .await?;
+                match response.status().as_u16() {
+                    // The server answers only once the result is on disk: this is the promise
+                    // under test, so it counts from the status line on.
+                    200 => self
+                        .shared
+                        .acknowledged
+                        .lock()
+                        .expect("acknowledged lock")
+                        .push((submission.lease_id, submission.output_sha256)),
+                    // A volunteer starved of CPU can miss a 1.5 s deadline; that is allowed.
+                    410 => {}
+                    status => self.unexpected(format!(
+                        "result answered {status}: {}",
+                        response.text().await.unwrap_or_default()
+                    )),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unexpected(&self, what: String) {
+        self.shared
+            .unexpected
+            .lock()
+            .expect("unexpected lock")
+            .push(what);
+    }
+}
+
+/// The JSON report of `cyclepool-server audit --list-results`.
+#[derive(Debug, Deserialize)]
+struct Report {
+    ok: bool,
+    jobs: Vec<JobAudit>,
+    problems: Vec<String>,
+    results: Vec<ResultEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct JobAudit {
+    units: u64,
+    units_present: u64,
+    pending: u64,
+    leased: u64,
+    done: u64,
+    verified: u64,
+    mismatches: Vec<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResultEntry {
+    unit: u64,
+    lease_id: LeaseId,
+    output_sha256: Sha256Digest,
+}
+
+/// Runs the offline audit on a stopped server's store.
+async fn audit(data_dir: &Path, log: &Path) -> Report {
+    let data_dir = data_dir.to_owned();
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(SERVER)
+            .args(["audit", "--list-results", "--data-dir"])
+            .arg(&data_dir)
+            .output()
+            .expect("running the audit")
+    })
+    .await
+    .expect("the audit task panicked");
+    eprintln!("audit took {:?}", started.elapsed());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the audit failed ({}): {stdout}\n{stderr}\nserver log:\n{}",
+        output.status,
+        read_log(log)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("audit report ({err}): {stdout}"))
+}
+
+/// Checks what must hold after any crash; returns the job's tally.
+fn check_report(report: &Report, acknowledged: &[(LeaseId, Sha256Digest)], log: &Path) -> JobAudit {
+    assert!(
+        report.ok && report.problems.is_empty(),
+        "audit problems: {:?}\nserver log:\n{}",
+        report.problems,
+        read_log(log)
+    );
+    assert_eq!(report.jobs.len(), 1, "{:?}", report.jobs);
+    let job = report.jobs[0].clone();
+    assert_eq!((job.units, job.units_present), (UNITS, UNITS));
+    assert_eq!(job.pending + job.leased + job.done, UNITS, "{job:?}");
+    assert!(job.mismatches.is_empty(), "{job:?}");
+    assert_eq!(job.verified, job.done, "{job:?}");
+
+    // Exactly one result per done unit, and every acknowledged result among them.
+    assert_eq!(report.results.len() as u64, job.done);
+    let units: HashSet<u64> = report.results.iter().map(|entry| entry.unit).collect();
+    assert_eq!(units.len(), report.results.len(), "a unit has two results");
+    let stored: HashSet<(LeaseId, Sha256Digest)> = report
+        .results
+        .iter()
+        .map(|entry| (entry.lease_id, entry.output_sha256))
+        .collect();
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|ack| !stored.contains(ack))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged results were lost: {lost:?}",
+        lost.len()
+    );
+    job
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_else(|err| format!("(no log: {err})"))
+}
