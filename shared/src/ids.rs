@@ -115,6 +115,38 @@ impl Sha256Digest {
     }
 }
 
+hex_id!(
+    /// An ed25519 public key.
+    PublicKey,
+    32,
+    64,
+    "public key"
+);
+hex_id!(
+    /// An ed25519 signature.
+    Signature,
+    64,
+    128,
+    "signature"
+);
+hex_id!(
+    /// Names a public key: the first 8 bytes of the SHA-256 of the key.
+    KeyId,
+    8,
+    16,
+    "key id"
+);
+
+impl KeyId {
+    /// The id of `key`.
+    pub fn of(key: &PublicKey) -> Self {
+        let digest = Sha256::digest(key.as_bytes());
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        Self(id)
+    }
+}
+
 /// A job's number, assigned by the server in creation order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

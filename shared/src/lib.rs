@@ -7,8 +7,10 @@ pub mod error;
 pub mod hex;
 pub mod ids;
 pub mod kernel;
+pub mod manifest;
 pub mod protocol;
+pub mod signing;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
-pub use ids::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
+pub use ids::{JobId, KeyId, LeaseId, Nonce, PublicKey, Sha256Digest, Signature, VolunteerId};
 pub use kernel::Kernel;

@@ -1,0 +1,457 @@
+//! Signed job manifests, the portal's published keys, and key pinning.
+//!
+//! A manifest says what a job is (who distributes it, what it does, the SHA-256 of its module,
+//! its policy, when it was issued and when it expires). The portal signs the manifest's exact
+//! JSON bytes; the web client verifies the signature with a key it trusts and the module's
+//! hash before it instantiates anything, and refuses expired manifests and revoked keys.
+//!
+//! Trust in keys is pinned: the first key set a browser sees is trusted on first use; after
+//! that a new key is accepted only if a trusted key endorsed it (signed it), so a portal can
+//! rotate keys without its volunteers having to trust a stranger.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, KeyId, PublicKey, Sha256Digest, Signature};
+use crate::signing::{self, Purpose, SecretKey};
+
+/// The manifest format this crate reads and writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// How far a manifest's issue time may lie in the future of the verifier's clock.
+pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1_000;
+
+/// What a job is. Signed as its exact JSON bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub job_id: JobId,
+    /// Who distributes the job (the portal's own jobs say `portal`).
+    pub distributor: String,
+    pub title: String,
+    pub description: String,
+    pub module_sha256: Sha256Digest,
+    pub module_bytes: u64,
+    pub policy: JobPolicy,
+    pub issued_ms: u64,
+    pub expires_ms: u64,
+}
+
+/// How a job's units are handed out and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobPolicy {
+    /// How long a volunteer has to return a unit.
+    pub lease_ttl_ms: u64,
+    /// How long one unit may compute in a browser before the watchdog stops it.
+    pub unit_budget_ms: u64,
+    /// Results that must agree before one is accepted (replication; used by validation).
+    pub min_quorum: u32,
+    /// Replicas of each unit issued at first.
+    pub initial_replicas: u32,
+    /// Give up on a unit after this many failed results.
+    pub max_error_results: u32,
+    /// Give up on a unit after this many results in all.
+    pub max_total_results: u32,
+    /// Check results with the module's `verify` export where it has one.
+    pub use_verify: bool,
+}
+
+impl Default for JobPolicy {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 10 * 60 * 1_000,
+            unit_budget_ms: 60 * 1_000,
+            min_quorum: 1,
+            initial_replicas: 1,
+            max_error_results: 3,
+            max_total_results: 10,
+            use_verify: true,
+        }
+    }
+}
+
+/// A manifest with its signature, as served to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    /// The manifest's JSON text, exactly as signed.
+    pub manifest: String,
+    pub key_id: KeyId,
+    pub signature: Signature,
+}
+
+/// One published portal key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalKey {
+    pub key_id: KeyId,
+    pub public_key: PublicKey,
+    pub not_before_ms: u64,
+    pub not_after_ms: u64,
+    /// The key that vouches for this one (its predecessor), absent for the first key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement: Option<Endorsement>,
+}
+
+/// A signature by an older key over a newer key and its validity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endorsement {
+    pub key_id: KeyId,
+    pub signature: Signature,
+}
+
+/// A withdrawn key: manifests under it are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedKey {
+    pub key_id: KeyId,
+    pub revoked_ms: u64,
+    pub reason: String,
+}
+
+/// The document at `/.well-known/cyclepool-keys.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalKeys {
+    pub keys: Vec<PortalKey>,
+    pub revoked: Vec<RevokedKey>,
+}
+
+/// Why a manifest was refused. The client shows this and reports it to the portal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest signed by unknown key {0}")]
+    UnknownKey(KeyId),
+    #[error("manifest signed by revoked key {key}: {reason}")]
+    RevokedKey { key: KeyId, reason: String },
+    #[error("the manifest's signature is invalid")]
+    BadSignature,
+    #[error("the manifest is not valid JSON of format {MANIFEST_FORMAT}: {0}")]
+    Malformed(String),
+    #[error("the manifest expired at {expires_ms} ms since the epoch")]
+    Expired { expires_ms: u64 },
+    #[error("the manifest was issued at {issued_ms}, outside key {key}'s validity")]
+    OutsideKeyValidity { key: KeyId, issued_ms: u64 },
+    #[error("the manifest claims to be issued in the future ({issued_ms})")]
+    IssuedInFuture { issued_ms: u64 },
+    #[error("the manifest is for job {found}, not job {expected}")]
+    WrongJob { expected: JobId, found: JobId },
+}
+
+/// Why an offered key set was not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error("key {0} is neither pinned nor endorsed by a pinned key")]
+    Unendorsed(KeyId),
+    #[error("key {0} is published under the wrong id")]
+    WrongKeyId(KeyId),
+    #[error("key {0} has a different public key than the one pinned under that id")]
+    Substituted(KeyId),
+}
+
+impl SignedManifest {
+    /// Signs `manifest` with `key`.
+    pub fn sign(manifest: &Manifest, key: &SecretKey) -> Self {
+        // Serializing a plain struct to JSON cannot fail.
+        let text = serde_json::to_string(manifest).unwrap_or_default();
+        Self {
+            signature: key.sign(Purpose::Manifest, text.as_bytes()),
+            key_id: KeyId::of(&key.public_key()),
+            manifest: text,
+        }
+    }
+
+    /// Verifies the signature with a trusted key, refuses revoked keys and expired manifests,
+    /// and returns the manifest.
+    pub fn open(&self, trusted: &PortalKeys, now_ms: u64) -> Result<Manifest, ManifestError> {
+        if let Some(revoked) = trusted.revoked.iter().find(|r| r.key_id == self.key_id) {
+            return Err(ManifestError::RevokedKey {
+                key: self.key_id,
+                reason: revoked.reason.clone(),
+            });
+        }
+        let key = trusted
+            .keys
+            .iter()
+            .find(|k| k.key_id == self.key_id)
+            .ok_or(ManifestError::UnknownKey(self.key_id))?;
+        signing::verify(
+            &key.public_key,
+            Purpose::Manifest,
+            self.manifest.as_bytes(),
+            &self.signature,
+        )
+        .map_err(|_| ManifestError::BadSignature)?;
+        let manifest: Manifest = serde_json::from_str(&self.manifest)
+            .map_err(|err| ManifestError::Malformed(err.to_string()))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(ManifestError::Malformed(format!(
+                "format {}",
+                manifest.format
+            )));
+        }
+        if manifest.issued_ms < key.not_before_ms || manifest.issued_ms > key.not_after_ms {
+            return Err(ManifestError::OutsideKeyValidity {
+                key: key.key_id,
+                issued_ms: manifest.issued_ms,
+            });
+        }
+        if manifest.issued_ms > now_ms.saturating_add(CLOCK_SKEW_MS) {
+            return Err(ManifestError::IssuedInFuture {
+                issued_ms: manifest.issued_ms,
+            });
+        }
+        if manifest.expires_ms <= now_ms {
+            return Err(ManifestError::Expired {
+                expires_ms: manifest.expires_ms,
+            });
+        }
+        Ok(manifest)
+    }
+}
+
+/// The bytes an endorsement signs: the new key and its validity.
+pub fn endorsement_message(key: &PublicKey, not_before_ms: u64, not_after_ms: u64) -> Vec<u8> {
+    let mut message = Vec::with_capacity(48);
+    message.extend_from_slice(key.as_bytes());
+    message.extend_from_slice(&not_before_ms.to_le_bytes());
+    message.extend_from_slice(&not_after_ms.to_le_bytes());
+    message
+}
+
+impl PortalKeys {
+    /// Decides which keys of `offered` to trust, given the keys pinned before (`pinned`,
+    /// empty on first use). Returns the new pinned set: the pinned keys, plus every offered
+    /// key endorsed (directly or through a chain) by one of them, with `offered`'s revocation
+    /// list merged in (revocations are never forgotten). On first use everything offered is
+    /// trusted. Fails if an offered key substitutes a pinned one.
+    pub fn pin(pinned: &PortalKeys, offered: &PortalKeys) -> Result<PortalKeys, PinError> {
+        for key in &offered.keys {
+            if KeyId::of(&key.public_key) != key.key_id {
+                return Err(PinError::WrongKeyId(key.key_id));
+            }
+        }
+        let mut revoked = pinned.revoked.clone();
+        for entry in &offered.revoked {
+            if !revoked.iter().any(|r| r.key_id == entry.key_id) {
+                revoked.push(entry.clone());
+            }
+        }
+        if pinned.keys.is_empty() {
+            return Ok(PortalKeys {
+                keys: offered.keys.clone(),
+                revoked,
+            });
+        }
+        let mut trusted = pinned.keys.clone();
+        for key in &offered.keys {
+            if let Some(known) = trusted.iter().find(|k| k.key_id == key.key_id) {
+                if known.public_key != key.public_key {
+                    return Err(PinError::Substituted(key.key_id));
+                }
+            }
+        }
+        // Accept endorsed keys until nothing changes: a chain old → new → newer works in
+        // any order of publication.
+        loop {
+            let before = trusted.len();
+            for key in &offered.keys {
+                if trusted.iter().any(|k| k.key_id == key.key_id) {
+                    continue;
+                }
+                let Some(endorsement) = &key.endorsement else {
+                    continue;
+                };
+                let Some(endorser) = trusted.iter().find(|k| k.key_id == endorsement.key_id) else {
+                    continue;
+                };
+                let message =
+                    endorsement_message(&key.public_key, key.not_before_ms, key.not_after_ms);
+                if signing::verify(
+                    &endorser.public_key,
+                    Purpose::KeyEndorsement,
+                    &message,
+                    &endorsement.signature,
+                )
+                .is_ok()
+                {
+                    trusted.push(key.clone());
+                }
+            }
+            if trusted.len() == before {
+                break;
+            }
+        }
+        if let Some(stranger) = offered
+            .keys
+            .iter()
+            .find(|key| !trusted.iter().any(|k| k.key_id == key.key_id))
+        {
+            return Err(PinError::Unendorsed(stranger.key_id));
+        }
+        Ok(PortalKeys {
+            keys: trusted,
+            revoked,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn portal_key(secret: &SecretKey, endorser: Option<&SecretKey>) -> PortalKey {
+        let public_key = secret.public_key();
+        let (not_before_ms, not_after_ms) = (0, 1_000_000_000);
+        let endorsement = endorser.map(|endorser| Endorsement {
+            key_id: KeyId::of(&endorser.public_key()),
+            signature: endorser.sign(
+                Purpose::KeyEndorsement,
+                &endorsement_message(&public_key, not_before_ms, not_after_ms),
+            ),
+        });
+        PortalKey {
+            key_id: KeyId::of(&public_key),
+            public_key,
+            not_before_ms,
+            not_after_ms,
+            endorsement,
+        }
+    }
+
+    fn manifest(issued_ms: u64, expires_ms: u64) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            job_id: JobId(7),
+            distributor: "portal".into(),
+            title: "t".into(),
+            description: "d".into(),
+            module_sha256: Sha256Digest::of(b"module"),
+            module_bytes: 6,
+            policy: JobPolicy::default(),
+            issued_ms,
+            expires_ms,
+        }
+    }
+
+    #[test]
+    fn a_signed_manifest_opens_with_its_key() {
+        let secret = SecretKey::from_seed(&[1; 32]);
+        let keys = PortalKeys {
+            keys: vec![portal_key(&secret, None)],
+            revoked: vec![],
+        };
+        let signed = SignedManifest::sign(&manifest(100, 5_000), &secret);
+        assert_eq!(signed.open(&keys, 200).unwrap(), manifest(100, 5_000));
+    }
+
+    #[test]
+    fn tampering_expiry_revocation_and_unknown_keys_are_refused() {
+        let secret = SecretKey::from_seed(&[1; 32]);
+        let key = portal_key(&secret, None);
+        let keys = PortalKeys {
+            keys: vec![key.clone()],
+            revoked: vec![],
+        };
+        let signed = SignedManifest::sign(&manifest(100, 5_000), &secret);
+
+        let mut tampered = signed.clone();
+        tampered.manifest = tampered
+            .manifest
+            .replace("\"title\":\"t\"", "\"title\":\"T\"");
+        assert_eq!(tampered.open(&keys, 200), Err(ManifestError::BadSignature));
+
+        assert_eq!(
+            signed.open(&keys, 5_000),
+            Err(ManifestError::Expired { expires_ms: 5_000 })
+        );
+        assert!(matches!(
+            SignedManifest::sign(&manifest(CLOCK_SKEW_MS + 1, 99_999_999), &secret).open(&keys, 0),
+            Err(ManifestError::IssuedInFuture { .. })
+        ));
+        assert!(matches!(
+            SignedManifest::sign(&manifest(2_000_000_000, 2_000_000_001), &secret)
+                .open(&keys, 2_000_000_000),
+            Err(ManifestError::OutsideKeyValidity { .. })
+        ));
+
+        let revoked = PortalKeys {
+            keys: vec![key.clone()],
+            revoked: vec![RevokedKey {
+                key_id: key.key_id,
+                revoked_ms: 150,
+                reason: "leaked".into(),
+            }],
+        };
+        assert!(matches!(
+            signed.open(&revoked, 200),
+            Err(ManifestError::RevokedKey { .. })
+        ));
+
+        let stranger = SecretKey::from_seed(&[2; 32]);
+        let forged = SignedManifest::sign(&manifest(100, 5_000), &stranger);
+        assert!(matches!(
+            forged.open(&keys, 200),
+            Err(ManifestError::UnknownKey(_))
+        ));
+        // A stranger's signature under the trusted key's id.
+        let mut relabelled = forged;
+        relabelled.key_id = key.key_id;
+        assert_eq!(
+            relabelled.open(&keys, 200),
+            Err(ManifestError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn pinning_trusts_first_use_then_only_endorsed_keys() {
+        let first = SecretKey::from_seed(&[1; 32]);
+        let second = SecretKey::from_seed(&[2; 32]);
+        let third = SecretKey::from_seed(&[3; 32]);
+        let stranger = SecretKey::from_seed(&[4; 32]);
+        let initial = PortalKeys {
+            keys: vec![portal_key(&first, None)],
+            revoked: vec![],
+        };
+        let pinned = PortalKeys::pin(&PortalKeys::default(), &initial).unwrap();
+        assert_eq!(pinned, initial);
+
+        // A rotation chain first → second → third, published newest first, is accepted.
+        let rotated = PortalKeys {
+            keys: vec![
+                portal_key(&third, Some(&second)),
+                portal_key(&second, Some(&first)),
+                portal_key(&first, None),
+            ],
+            revoked: vec![RevokedKey {
+                key_id: KeyId::of(&first.public_key()),
+                revoked_ms: 9,
+                reason: "rotated out".into(),
+            }],
+        };
+        let pinned = PortalKeys::pin(&pinned, &rotated).unwrap();
+        assert_eq!(pinned.keys.len(), 3);
+        assert_eq!(pinned.revoked.len(), 1);
+
+        // A key nobody trusted vouches for is refused, even next to good ones.
+        let mut hostile = rotated.clone();
+        hostile.keys.push(portal_key(&stranger, None));
+        assert_eq!(
+            PortalKeys::pin(&pinned, &hostile),
+            Err(PinError::Unendorsed(KeyId::of(&stranger.public_key())))
+        );
+        // A key endorsed by itself is not endorsed.
+        let mut selfie = rotated.clone();
+        selfie.keys.push(portal_key(&stranger, Some(&stranger)));
+        assert!(PortalKeys::pin(&pinned, &selfie).is_err());
+        // Revocations are never forgotten, even if the server stops listing them.
+        let forgetful = PortalKeys {
+            keys: rotated.keys.clone(),
+            revoked: vec![],
+        };
+        assert_eq!(
+            PortalKeys::pin(&pinned, &forgetful).unwrap().revoked.len(),
+            1
+        );
+        // A different public key under a pinned id is refused.
+        let mut substituted = rotated;
+        substituted.keys[2].public_key = stranger.public_key();
+        assert!(PortalKeys::pin(&pinned, &substituted).is_err());
+    }
+}
