@@ -3,6 +3,7 @@
 //! Nothing here does I/O: the crate builds for `wasm32-unknown-unknown` and native alike,
 //! so the server and the web client agree on the wire format by construction.
 
+pub mod abi;
 pub mod error;
 pub mod hex;
 pub mod ids;
