@@ -2,6 +2,7 @@
 // aggregates what they report, and stops every one of them on Stop.
 
 const VOLUNTEER_KEY = 'cyclepool.volunteer';
+const KEYS_URL = '/.well-known/cyclepool-keys.json';
 const RATE_WINDOW_MS = 10_000;
 const LOG_LIMIT = 50;
 
@@ -16,6 +17,10 @@ const elements = {
   log: document.getElementById('log'),
   jobTitle: document.getElementById('job-title'),
   jobProgress: document.getElementById('job-progress'),
+  runningJob: document.getElementById('running-job'),
+  runningTitle: document.getElementById('running-title'),
+  runningDistributor: document.getElementById('running-distributor'),
+  runningModule: document.getElementById('running-module'),
 };
 
 const session = {
@@ -44,6 +49,41 @@ function log(message, kind = 'info') {
   while (elements.log.children.length > LOG_LIMIT) elements.log.lastElementChild.remove();
 }
 
+// The portal keys this browser trusts, kept in IndexedDB: trusted on first use, and after that
+// extended only by keys that a trusted key endorsed (the check runs in the wasm client).
+function openKeyStore() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open('cyclepool', 1);
+    request.onupgradeneeded = () => request.result.createObjectStore('trust');
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function keyStore(mode, action) {
+  const db = await openKeyStore();
+  try {
+    return await new Promise((resolve, reject) => {
+      const request = action(db.transaction('trust', mode).objectStore('trust'));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+async function trustedPortalKeys(pinPortalKeys) {
+  const response = await fetch(KEYS_URL);
+  if (!response.ok) throw new Error(`cannot read the portal's keys (HTTP ${response.status})`);
+  const offered = await response.text();
+  const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
+  // Throws if the portal offers a key that no key trusted before has endorsed.
+  const trusted = pinPortalKeys(pinned, offered);
+  await keyStore('readwrite', (store) => store.put(trusted, 'portal-keys'));
+  return trusted;
+}
+
 function render() {
   const now = performance.now();
   session.completions = session.completions.filter((t) => now - t <= RATE_WINDOW_MS);
@@ -59,6 +99,18 @@ function onWorkerEvent(event) {
     case 'unit-done':
       session.unitsDone += 1;
       session.completions.push(performance.now());
+      break;
+    case 'job':
+      elements.runningJob.hidden = false;
+      elements.runningTitle.textContent = event.title;
+      elements.runningDistributor.textContent = event.distributor;
+      elements.runningModule.textContent = event.module_sha256;
+      break;
+    case 'refused':
+      log(`refused job ${event.job_id}: ${event.reason} (reported to the portal)`, 'error');
+      break;
+    case 'unit-failed':
+      log(`${event.reason} (reported to the portal)`, 'error');
       break;
     case 'idle':
       elements.state.textContent = 'waiting for work';
@@ -77,8 +129,23 @@ function onWorkerEvent(event) {
   render();
 }
 
-function start() {
-  if (session.workers.length) return;
+async function start() {
+  if (session.workers.length || session.starting) return;
+  session.starting = true;
+  elements.start.disabled = true;
+  let trustedKeys;
+  try {
+    // The client is loaded only now, after the person said yes.
+    const client = await import('/pkg/cyclepool_web_client.js');
+    await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
+    trustedKeys = await trustedPortalKeys(client.pin_portal_keys);
+  } catch (error) {
+    log(`not starting: ${error?.message ?? error}`, 'error');
+    elements.start.disabled = false;
+    session.starting = false;
+    return;
+  }
+  session.starting = false;
   const count = Math.max(1, Math.min(Number.parseInt(elements.workers.value, 10) || 1, navigator.hardwareConcurrency || 64));
   elements.workers.value = String(count);
   const volunteer = volunteerId();
@@ -88,7 +155,7 @@ function start() {
     const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${i}` });
     worker.addEventListener('message', (message) => onWorkerEvent(message.data));
     worker.addEventListener('error', (error) => log(`worker failed to load: ${error.message ?? 'unknown error'}`, 'error'));
-    worker.postMessage({ type: 'start', volunteer });
+    worker.postMessage({ type: 'start', volunteer, trustedKeys });
     session.workers.push(worker);
   }
   elements.start.disabled = true;

@@ -1,6 +1,7 @@
 // The volunteer page end to end: nothing computes before Start; after Start, module workers
-// running the wasm client compute real units; the server stores results equal to a native
-// run of the same kernel; Stop stops all work.
+// running the wasm client verify the signed manifest and module, then compute real units in a
+// sandbox worker; the server stores results equal to a native run of the same module; Stop
+// stops all work.
 const { test, expect } = require('./server');
 
 const isWorkRequest = (url) => /\/api\/v1\/(lease|results)$/.test(new URL(url).pathname);
@@ -11,7 +12,7 @@ test('Start computes correct results that the server stores; Stop stops', async 
 
   await page.goto(server.url);
   // The page has loaded and talked to the server (job title from /api/v1/stats)...
-  await expect(page.locator('#job-title')).toHaveText(/Counting primes/);
+  await expect(page.locator('#job-title')).toHaveText(/Mandelbrot/);
   await expect(page.locator('#job-progress')).toHaveText('0 of 256 units done');
   // ...yet nothing has asked for work: no consent, no computing.
   expect(workRequests).toHaveLength(0);
@@ -27,7 +28,14 @@ test('Start computes correct results that the server stores; Stop stops', async 
   await expect.poll(async () => Number(await page.locator('#units-done').textContent()), { timeout: 30_000 })
     .toBeGreaterThanOrEqual(20);
   await expect(page.locator('#rate')).not.toHaveText('0.0 units/s');
-  expect(page.workers()).toHaveLength(2);
+  // The page says what runs, who distributes it, and the module's hash from the signed manifest.
+  await expect(page.locator('#running-title')).toHaveText(/Mandelbrot/);
+  await expect(page.locator('#running-distributor')).toHaveText('portal-demo');
+  const stats = await server.stats();
+  await expect(page.locator('#running-module')).toHaveText(stats.jobs[0].module_sha256);
+  // Two volunteer workers, each running units in a sandbox worker of its own.
+  const scripts = page.workers().map((worker) => new URL(worker.url()).pathname).sort();
+  expect(scripts).toEqual(['/sandbox.js', '/sandbox.js', '/worker.js', '/worker.js']);
 
   await page.click('#stop');
   await expect(page.locator('#state')).toHaveText('stopped');
@@ -50,7 +58,7 @@ test('Start computes correct results that the server stores; Stop stops', async 
   // Every unit the page counted was acknowledged as durable, so the store has at least as many.
   expect(job.done).toBeGreaterThanOrEqual(shownDone);
   expect(job.done).toBe(doneAtStop);
-  // Every stored output equals the native computation (the audit re-runs the kernel natively).
+  // Every stored output equals the native computation (the audit re-runs the module natively).
   expect(job.mismatches).toEqual([]);
   expect(job.verified).toBe(job.done);
   expect(report.results).toHaveLength(job.done);

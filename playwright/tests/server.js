@@ -9,6 +9,7 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..', '..');
 const serverBin = process.env.CYCLEPOOL_SERVER_BIN || path.join(root, 'target', 'debug', 'cyclepool-server');
 const staticDir = process.env.CYCLEPOOL_STATIC_DIR || path.join(root, 'static');
+const jobsDir = path.join(root, 'jobs', 'dist');
 
 class Server {
   constructor(dataDir, extraArgs) {
@@ -19,7 +20,8 @@ class Server {
 
   async start() {
     this.process = spawn(serverBin, [
-      '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--static-dir', staticDir, ...this.extraArgs,
+      '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--static-dir', staticDir,
+      '--demo-module', path.join(jobsDir, 'mandelbrot.wasm'), ...this.extraArgs,
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.process.stderr.on('data', (chunk) => { this.stderr += chunk; });
     this.exited = new Promise((resolve) => this.process.on('exit', resolve));
@@ -28,7 +30,10 @@ class Server {
       const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.stderr}`)), 20_000);
       this.process.stdout.on('data', (chunk) => {
         out += chunk;
+        const token = out.match(/admin token[^:]*: (cp_admin_[0-9a-f]+)/);
+        if (token) this.adminToken = token[1];
         const match = out.match(/listening on (http:\/\/\S+)/);
+        // The admin token is printed before the server listens, on first start only.
         if (match) { clearTimeout(timer); resolve(match[1]); }
       });
       this.process.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${this.stderr}`)); });

@@ -1,6 +1,7 @@
 //! `cyclepool-server audit`: checks a stopped server's store offline.
 //!
-//! It re-runs every stored result's kernel natively and compares outputs, and checks the
+//! It re-runs every stored result's job module natively (in the wasmi sandbox) and compares
+//! outputs, and checks the
 //! invariants that crash safety promises: every unit of every job is present, every done
 //! unit has its result, every leased unit has its active lease.
 
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use cyclepool_shared::{JobId, LeaseId, Sha256Digest};
 use serde::Serialize;
 
+use crate::sandbox::{CompiledModule, Sandbox, SandboxLimits};
 use crate::store::{LeaseState, Store, StoreError, UnitKey, UnitState};
 
 /// What the audit found.
@@ -36,7 +38,7 @@ pub struct JobAudit {
     pub pending: u64,
     pub leased: u64,
     pub done: u64,
-    /// Done units whose stored output equals a native run of the kernel.
+    /// Done units whose stored output equals a native run of the job's module.
     pub verified: u64,
     /// Done units whose stored output does not.
     pub mismatches: Vec<u64>,
@@ -54,7 +56,24 @@ pub struct ResultEntry {
 /// Audits the whole store.
 pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreError> {
     let jobs = store.jobs()?;
-    let kernels: HashMap<JobId, _> = jobs.iter().map(|job| (job.id, job.kernel)).collect();
+    let sandbox = Sandbox::new(SandboxLimits::for_run());
+    let mut problems = Vec::new();
+    let mut modules: HashMap<JobId, CompiledModule> = HashMap::new();
+    for job in &jobs {
+        let compiled = match store.module(job.module_sha256)? {
+            Some(bytes) => sandbox.compile(&bytes).map_err(|err| err.to_string()),
+            None => Err("module missing from the store".to_owned()),
+        };
+        match compiled {
+            Ok(module) => {
+                modules.insert(job.id, module);
+            }
+            Err(reason) => problems.push(format!(
+                "job {}: module {}: {reason}",
+                job.id, job.module_sha256
+            )),
+        }
+    }
     let mut tallies: HashMap<JobId, JobAudit> = jobs
         .iter()
         .map(|job| {
@@ -67,7 +86,6 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
             (job.id, tally)
         })
         .collect();
-    let mut problems = Vec::new();
     for entry in store.units() {
         let (key, unit) = entry?;
         let Some(tally) = tallies.get_mut(&key.job) else {
@@ -105,7 +123,9 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
                     ));
                     continue;
                 };
-                let native = kernels.get(&key.job).map(|kernel| kernel.run(&unit.input));
+                let native = modules
+                    .get(&key.job)
+                    .map(|module| sandbox.run(module, &unit.input));
                 match native {
                     Some(Ok(output)) if output == result.output => tally.verified += 1,
                     _ => tally.mismatches.push(key.index),

@@ -24,17 +24,30 @@ pub struct Config {
     #[arg(long, env = "CYCLEPOOL_API_ONLY")]
     pub api_only: bool,
 
-    /// Units in the demo job created at first start (0: no demo job).
+    /// Tiles in the demo job created at first start: a square number (0: no demo job).
     #[arg(long, env = "CYCLEPOOL_DEMO_UNITS", default_value_t = 4_096)]
     pub demo_units: u64,
 
-    /// How long a volunteer has to return a unit before it is handed to someone else.
+    /// The demo job's module (`cargo xtask build` builds it).
+    #[arg(
+        long,
+        env = "CYCLEPOOL_DEMO_MODULE",
+        default_value = "jobs/dist/mandelbrot.wasm"
+    )]
+    pub demo_module: PathBuf,
+
+    /// How long a volunteer has to return a demo unit before it is handed to someone else.
     #[arg(long, env = "CYCLEPOOL_LEASE_TTL_MS", default_value_t = 10 * 60 * 1_000)]
     pub lease_ttl_ms: u64,
 
     /// Where time comes from; tests substitute a paused clock.
     #[arg(skip)]
     pub clock: Clock,
+
+    /// Sets the admin token instead of generating one at first start (tests and tools).
+    /// From the command line use `cyclepool-server admin-token`, which prints a new one.
+    #[arg(skip)]
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -46,6 +59,8 @@ impl Config {
             static_dir: PathBuf::from("static"),
             api_only: true,
             demo_units: 0,
+            demo_module: PathBuf::from("jobs/dist/mandelbrot.wasm"),
+            admin_token: None,
             lease_ttl_ms: 10 * 60 * 1_000,
             clock: Clock::System,
         }

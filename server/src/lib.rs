@@ -4,11 +4,15 @@
 //! `main.rs` parses flags and calls [`run`]; tests call [`run`] on `127.0.0.1:0`.
 
 pub mod audit;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod keys;
+pub mod module_check;
 pub mod routes;
+pub mod sandbox;
 pub mod scheduler;
 pub mod state;
 pub mod store;
@@ -19,11 +23,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use cyclepool_shared::abi::MAX_MODULE_BYTES;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::keys::{KeyError, Keyring};
 use crate::scheduler::Scheduler;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
@@ -32,6 +38,9 @@ use crate::store::{Store, StoreError};
 const LEASE_BODY_LIMIT: usize = 16 * 1024;
 /// Largest result body: the output limit, base64-encoded, plus the envelope.
 const RESULT_BODY_LIMIT: usize = cyclepool_shared::protocol::MAX_OUTPUT_BYTES * 4 / 3 + 16 * 1024;
+
+/// Largest job creation body: a million base64 inputs of typical size, with room to spare.
+const JOB_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +51,12 @@ pub enum ServerError {
     OpenStore { dir: String, source: StoreError },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("portal keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Demo(#[from] demo::DemoError),
+    #[error("cannot create the admin token: {0}")]
+    Token(std::io::Error),
     #[error("serving http failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error("a start-up task failed: {0}")]
@@ -59,11 +74,28 @@ pub fn router(state: AppState, config: &Config) -> Router {
             "/results",
             post(routes::work::submit).layer(DefaultBodyLimit::max(RESULT_BODY_LIMIT)),
         )
+        .route(
+            "/reports",
+            post(routes::work::report).layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)),
+        )
+        .route(
+            "/modules",
+            put(routes::jobs::upload_module).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)),
+        )
+        .route("/modules/{sha256}", get(routes::jobs::module))
+        .route(
+            "/jobs",
+            post(routes::jobs::create_job).layer(DefaultBodyLimit::max(JOB_BODY_LIMIT)),
+        )
+        .route("/jobs/{id}/manifest", get(routes::jobs::manifest))
         .route("/stats", get(routes::stats::stats))
         .route("/health", get(routes::stats::health))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
-        .with_state(state);
-    let app = Router::new().nest("/api/v1", api);
+        .with_state(state.clone());
+    let app = Router::new()
+        .route("/.well-known/cyclepool-keys.json", get(routes::jobs::keys))
+        .with_state(state)
+        .nest("/api/v1", api);
     let app = if config.api_only {
         app.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
     } else {
@@ -94,11 +126,16 @@ pub async fn run(
     })
     .await??;
     let store = Arc::new(store);
+    let now = config.clock.now_ms();
+    let keyring = Arc::new(Keyring::open_or_create(&config.data_dir, now)?);
+    let admin_token_hash = admin_token(&store, config.admin_token.as_deref())?;
+    // Skipped when the demo exists: a restart must not need the module file again.
     if let Some(job) = demo::ensure_demo_job(
         &store,
         config.demo_units,
+        &config.demo_module,
         config.lease_ttl_ms,
-        config.clock.now_ms(),
+        now,
     )? {
         tracing::info!(job = %job.id, units = job.units, "created the demo job");
         store.durable().await?;
@@ -107,6 +144,10 @@ pub async fn run(
     let state = AppState {
         store: Arc::clone(&store),
         scheduler,
+        keyring,
+        clock: config.clock.clone(),
+        admin_token_hash,
+        manifests: Arc::default(),
     };
     let app = router(state, &config);
     axum::serve(listener, app)
@@ -115,4 +156,24 @@ pub async fn run(
     store.flush()?;
     tracing::info!("stopped; store flushed");
     Ok(())
+}
+
+/// The admin token's hash: the one configured, else the stored one, else a new token that is
+/// printed once (on standard output, for the person starting the server) and stored hashed.
+fn admin_token(
+    store: &Store,
+    configured: Option<&str>,
+) -> Result<Option<cyclepool_shared::Sha256Digest>, ServerError> {
+    if let Some(token) = configured {
+        let hash = cyclepool_shared::Sha256Digest::of(token.as_bytes());
+        store.set_admin_token_hash(hash)?;
+        return Ok(Some(hash));
+    }
+    if let Some(hash) = store.admin_token_hash()? {
+        return Ok(Some(hash));
+    }
+    let (token, hash) = auth::new_token().map_err(ServerError::Token)?;
+    store.set_admin_token_hash(hash)?;
+    println!("admin token (shown once; `cyclepool-server admin-token` makes a new one): {token}");
+    Ok(Some(hash))
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use cyclepool_server::clock::Clock;
 use cyclepool_server::config::Config;
+use cyclepool_server::keys;
 use cyclepool_server::store::Store;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -36,6 +38,41 @@ enum Command {
         #[arg(long)]
         list_results: bool,
     },
+    /// Manage the portal's signing keys (restart the server to apply a change).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// Directory of the store.
+        #[arg(
+            long,
+            env = "CYCLEPOOL_DATA_DIR",
+            default_value = "data",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
+    /// Replace the admin token with a new random one and print it (the server must be stopped).
+    AdminToken {
+        /// Directory of the store.
+        #[arg(long, env = "CYCLEPOOL_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Print the published key set.
+    List,
+    /// Create a new signing key, endorsed by the current one, and make it current.
+    Rotate,
+    /// Revoke a key: clients refuse manifests signed with it.
+    Revoke {
+        /// The key's id (16 hex digits, from `keys list`).
+        key_id: cyclepool_shared::KeyId,
+        /// Why, for the published revocation list.
+        #[arg(long, default_value = "revoked by the portal operator")]
+        reason: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +83,8 @@ fn main() -> anyhow::Result<()> {
             list_results,
         }) => audit(&data_dir, list_results),
         Some(Command::Serve(config)) => serve(config),
+        Some(Command::Keys { action, data_dir }) => keys(&data_dir, action),
+        Some(Command::AdminToken { data_dir }) => admin_token(&data_dir),
         None => serve(cli.serve),
     }
 }
@@ -89,6 +128,46 @@ fn audit(data_dir: &std::path::Path, list_results: bool) -> anyhow::Result<()> {
     if !report.ok {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+fn keys(data_dir: &std::path::Path, action: KeysAction) -> anyhow::Result<()> {
+    let now = Clock::System.now_ms();
+    match action {
+        KeysAction::List => {}
+        KeysAction::Rotate => {
+            let key = keys::rotate(data_dir, now).context("rotating the portal key")?;
+            eprintln!(
+                "new current key {}; restart the server to sign with it",
+                key.key_id
+            );
+        }
+        KeysAction::Revoke { key_id, reason } => {
+            keys::revoke(data_dir, key_id, &reason, now).context("revoking the key")?;
+            eprintln!("revoked key {key_id}; restart the server to publish the revocation");
+        }
+    }
+    let keyring = keys::Keyring::open_or_create(data_dir, now).context("reading the keyring")?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(keyring.public()).context("encoding the keys")?
+    );
+    Ok(())
+}
+
+fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let store = Store::open(data_dir).with_context(|| {
+        format!(
+            "opening the store (is a server still running on it?) in {}",
+            data_dir.display()
+        )
+    })?;
+    let (token, hash) =
+        cyclepool_server::auth::new_token().context("reading the OS random generator")?;
+    store
+        .set_admin_token_hash(hash)
+        .context("storing the token's hash")?;
+    println!("{token}");
     Ok(())
 }
 

@@ -15,8 +15,8 @@ use rand::RngCore;
 
 use crate::clock::Clock;
 use crate::store::{
-    IncomingResult, JobRecord, LeaseRecord, LeaseState, Store, StoreError, SubmitOutcome,
-    UnitCounts, UnitKey,
+    IncomingResult, JobRecord, LeaseRecord, LeaseState, ReleaseOutcome, ReportRecord, Store,
+    StoreError, SubmitOutcome, UnitCounts, UnitKey,
 };
 
 /// How many pending units one feeder pass moves into the ready queue.
@@ -105,7 +105,7 @@ impl Scheduler {
             rng.fill_bytes(&mut id);
             rng.fill_bytes(&mut nonce);
             let (id, nonce) = (LeaseId::from_bytes(id), Nonce::from_bytes(nonce));
-            let deadline_ms = now.saturating_add(job.lease_ttl_ms);
+            let deadline_ms = now.saturating_add(job.policy.lease_ttl_ms);
             let record = LeaseRecord {
                 unit: key,
                 volunteer,
@@ -114,7 +114,7 @@ impl Scheduler {
                 deadline_ms,
                 state: LeaseState::Active,
             };
-            let kernel = job.kernel;
+            let module_sha256 = job.module_sha256;
             let Some(unit) = self.store.grant(id, &record)? else {
                 continue;
             };
@@ -127,7 +127,7 @@ impl Scheduler {
                 nonce,
                 job_id: key.job,
                 unit: key.index,
-                kernel,
+                module_sha256,
                 input: unit.input,
                 input_sha256: unit.input_sha256,
                 deadline_ms,
@@ -156,6 +156,25 @@ impl Scheduler {
         Ok(outcome)
     }
 
+    /// Records a client's report; a named open lease of the sender is released and its unit
+    /// is the next one handed out.
+    pub fn report(&self, report: &ReportRecord, nonce: Option<Nonce>) -> Result<bool, StoreError> {
+        let ReleaseOutcome::Released { unit } = self.store.report(report, nonce)? else {
+            return Ok(false);
+        };
+        let mut inner = self.lock();
+        let counts = inner.counts.entry(unit.job).or_default();
+        counts.leased = counts.leased.saturating_sub(1);
+        counts.pending += 1;
+        inner.ready.push_front(unit);
+        Ok(true)
+    }
+
+    /// A job, if it exists.
+    pub fn job(&self, id: JobId) -> Option<JobRecord> {
+        self.lock().jobs.get(&id).cloned()
+    }
+
     /// Public progress of every job.
     pub fn stats(&self) -> StatsResponse {
         let inner = self.lock();
@@ -167,7 +186,7 @@ impl Scheduler {
                 JobStats {
                     job_id: job.id,
                     title: job.title.clone(),
-                    kernel: job.kernel,
+                    module_sha256: job.module_sha256,
                     units: job.units,
                     done: counts.done,
                     leased: counts.leased,

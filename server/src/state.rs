@@ -1,13 +1,60 @@
 //! `AppState`: what every handler can reach.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use cyclepool_shared::manifest::{MANIFEST_FORMAT, Manifest, SignedManifest};
+use cyclepool_shared::{JobId, Sha256Digest};
+
+use crate::clock::Clock;
+use crate::keys::Keyring;
 use crate::scheduler::Scheduler;
-use crate::store::Store;
+use crate::store::{JobRecord, Store};
 
 /// Shared handles, cloned into each request.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
     pub scheduler: Arc<Scheduler>,
+    pub keyring: Arc<Keyring>,
+    pub clock: Clock,
+    /// The SHA-256 of the admin token; `None` refuses every distributor call.
+    pub admin_token_hash: Option<Sha256Digest>,
+    /// Manifests signed so far. Signing is deterministic and the key does not change while
+    /// the server runs, so each job's manifest is signed once.
+    pub manifests: Arc<Mutex<HashMap<JobId, SignedManifest>>>,
+}
+
+impl AppState {
+    /// The job's manifest, signed with the portal's current key.
+    pub fn manifest(&self, job: &JobRecord) -> SignedManifest {
+        let mut cache = self
+            .manifests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .entry(job.id)
+            .or_insert_with(|| {
+                // A job older than the current key is re-issued under it, so that the
+                // issue time lies within the key's validity.
+                let key_start = self
+                    .keyring
+                    .current_entry()
+                    .map_or(0, |key| key.not_before_ms);
+                let manifest = Manifest {
+                    format: MANIFEST_FORMAT,
+                    job_id: job.id,
+                    distributor: job.distributor.clone(),
+                    title: job.title.clone(),
+                    description: job.description.clone(),
+                    module_sha256: job.module_sha256,
+                    module_bytes: job.module_bytes,
+                    policy: job.policy.clone(),
+                    issued_ms: job.created_ms.max(key_start),
+                    expires_ms: job.expires_ms,
+                };
+                SignedManifest::sign(&manifest, self.keyring.current())
+            })
+            .clone()
+    }
 }

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use cyclepool_shared::protocol::{DurabilityStats, base64_bytes};
-use cyclepool_shared::{JobId, Kernel, LeaseId, Nonce, Sha256Digest, VolunteerId};
+use cyclepool_shared::manifest::JobPolicy;
+use cyclepool_shared::protocol::{DurabilityStats, ReportKind, base64_bytes};
+use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -65,21 +66,29 @@ impl UnitKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: JobId,
+    /// Who distributes the job.
+    pub distributor: String,
     pub title: String,
     pub description: String,
-    pub kernel: Kernel,
+    pub module_sha256: Sha256Digest,
+    pub module_bytes: u64,
+    pub policy: JobPolicy,
     pub units: u64,
-    pub lease_ttl_ms: u64,
     pub created_ms: u64,
+    /// When the job's manifest stops being valid.
+    pub expires_ms: u64,
 }
 
 /// What a caller supplies to create a job; the store assigns the id.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    pub distributor: String,
     pub title: String,
     pub description: String,
-    pub kernel: Kernel,
-    pub lease_ttl_ms: u64,
+    pub module_sha256: Sha256Digest,
+    pub module_bytes: u64,
+    pub policy: JobPolicy,
+    pub expires_ms: u64,
 }
 
 /// One unit of work as stored.
@@ -118,8 +127,14 @@ pub struct LeaseRecord {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum LeaseState {
     Active,
-    Completed { output_sha256: Sha256Digest },
+    Completed {
+        output_sha256: Sha256Digest,
+    },
     Expired,
+    /// The volunteer reported it could not compute the unit; the unit went back to pending.
+    Failed {
+        kind: ReportKind,
+    },
 }
 
 /// One accepted result as stored.
@@ -175,6 +190,26 @@ pub struct PendingPage {
     pub at_end: bool,
 }
 
+/// A report from a client, as stored for people to review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    pub volunteer: VolunteerId,
+    pub job: JobId,
+    pub lease: Option<LeaseId>,
+    pub kind: ReportKind,
+    pub message: String,
+    pub received_ms: u64,
+}
+
+/// What happened to a lease named in a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The lease was open and is now failed; its unit is pending again.
+    Released { unit: UnitKey },
+    /// The lease is not the sender's, or not open: nothing changed.
+    NotReleased,
+}
+
 /// Unit counts of one job, by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnitCounts {
@@ -191,6 +226,8 @@ pub struct Store {
     units: sled::Tree,
     leases: sled::Tree,
     results: sled::Tree,
+    modules: sled::Tree,
+    reports: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -211,6 +248,8 @@ impl Store {
             units: db.open_tree("units")?,
             leases: db.open_tree("leases")?,
             results: db.open_tree("results")?,
+            modules: db.open_tree("modules")?,
+            reports: db.open_tree("reports")?,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -227,12 +266,15 @@ impl Store {
     ) -> Result<Option<JobRecord>, StoreError> {
         let job = JobRecord {
             id: JobId(self.db.generate_id()?),
+            distributor: spec.distributor,
             title: spec.title,
             description: spec.description,
-            kernel: spec.kernel,
+            module_sha256: spec.module_sha256,
+            module_bytes: spec.module_bytes,
+            policy: spec.policy,
             units: inputs.len() as u64,
-            lease_ttl_ms: spec.lease_ttl_ms,
             created_ms: now_ms,
+            expires_ms: spec.expires_ms,
         };
         let encoded_job = encode(&job);
         let encoded_units: Vec<([u8; 16], Vec<u8>)> = inputs
@@ -438,7 +480,8 @@ impl Store {
                         return Ok(SubmitOutcome::Duplicate);
                     }
                     LeaseState::Completed { .. } => return Ok(SubmitOutcome::Conflict),
-                    LeaseState::Expired => {
+                    // A lease the volunteer gave up on is over, like an expired one.
+                    LeaseState::Expired | LeaseState::Failed { .. } => {
                         return Ok(SubmitOutcome::Expired {
                             deadline_ms: lease.deadline_ms,
                         });
@@ -491,6 +534,83 @@ impl Store {
                 Ok(SubmitOutcome::Accepted { unit: lease.unit })
             })
             .map_err(tx_error)
+    }
+
+    /// Stores a module under its digest. Storing the same module twice is harmless.
+    pub fn put_module(&self, digest: Sha256Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        self.modules.insert(digest.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// A module's bytes, if uploaded.
+    pub fn module(&self, digest: Sha256Digest) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.modules.get(digest.as_bytes())?)
+    }
+
+    /// Records a client's report and, if it names an open lease of the sender with the right
+    /// nonce, fails that lease and returns its unit to pending, in one transaction.
+    pub fn report(
+        &self,
+        report: &ReportRecord,
+        nonce: Option<Nonce>,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let id = self.db.generate_id()?;
+        let encoded = encode(report);
+        (&self.units, &self.leases, &self.reports)
+            .transaction(|(units, leases, reports)| {
+                reports.insert(&id.to_be_bytes(), encoded.as_slice())?;
+                let (Some(lease_id), Some(nonce)) = (report.lease, nonce) else {
+                    return Ok(ReleaseOutcome::NotReleased);
+                };
+                let Some(mut lease) = get::<LeaseRecord>(leases, "leases", lease_id.as_bytes())?
+                else {
+                    return Ok(ReleaseOutcome::NotReleased);
+                };
+                if lease.volunteer != report.volunteer
+                    || lease.nonce != nonce
+                    || lease.state != LeaseState::Active
+                    || lease.unit.job != report.job
+                {
+                    return Ok(ReleaseOutcome::NotReleased);
+                }
+                let unit_key = lease.unit.to_bytes();
+                let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
+                    return Ok(ReleaseOutcome::NotReleased);
+                };
+                if unit.state != (UnitState::Leased { lease: lease_id }) {
+                    return Ok(ReleaseOutcome::NotReleased);
+                }
+                lease.state = LeaseState::Failed { kind: report.kind };
+                unit.state = UnitState::Pending;
+                leases.insert(lease_id.as_bytes(), encode(&lease))?;
+                units.insert(&unit_key, encode(&unit))?;
+                Ok(ReleaseOutcome::Released { unit: lease.unit })
+            })
+            .map_err(tx_error)
+    }
+
+    /// Every stored report, oldest first.
+    pub fn reports(&self) -> Result<Vec<ReportRecord>, StoreError> {
+        self.reports
+            .iter()
+            .values()
+            .map(|value| decode("reports", &value?))
+            .collect()
+    }
+
+    /// The SHA-256 of the admin token, if one was set.
+    pub fn admin_token_hash(&self) -> Result<Option<Sha256Digest>, StoreError> {
+        Ok(self
+            .meta
+            .get(ADMIN_TOKEN_KEY)?
+            .and_then(|value| <[u8; 32]>::try_from(value.as_ref()).ok())
+            .map(Sha256Digest::from_bytes))
+    }
+
+    /// Replaces the admin token's hash (durably, before returning).
+    pub fn set_admin_token_hash(&self, hash: Sha256Digest) -> Result<(), StoreError> {
+        self.meta.insert(ADMIN_TOKEN_KEY, hash.as_bytes())?;
+        self.flush()
     }
 
     /// Waits until every write made before this call is on disk. Concurrent callers share
@@ -552,6 +672,8 @@ impl Store {
         })
     }
 }
+
+const ADMIN_TOKEN_KEY: &[u8] = b"admin-token-sha256";
 
 fn result_key(unit: UnitKey, lease: LeaseId) -> [u8; 32] {
     let mut key = [0u8; 32];
@@ -687,10 +809,13 @@ mod tests {
 
     fn demo_spec() -> NewJob {
         NewJob {
+            distributor: "portal".into(),
             title: "t".into(),
             description: "d".into(),
-            kernel: Kernel::CountPrimes,
-            lease_ttl_ms: 1_000,
+            module_sha256: Sha256Digest::of(b"module"),
+            module_bytes: 6,
+            policy: JobPolicy::default(),
+            expires_ms: u64::MAX,
         }
     }
 

@@ -18,9 +18,17 @@ pub const RUN_EXPORT: &str = "cyclepool_run";
 pub const OUTPUT_PTR_EXPORT: &str = "cyclepool_output_ptr";
 /// `() -> i32`: how long the last successful run's output is.
 pub const OUTPUT_LEN_EXPORT: &str = "cyclepool_output_len";
-/// Optional, `(input_ptr, input_len, output_ptr, output_len: i32) -> i32`: 1 if the output is
-/// right for the input, 0 if not.
+/// Optional, `(input_ptr, input_len, output_ptr, output_len: i32) -> i32`: [`VERIFY_VALID`],
+/// [`VERIFY_INVALID`], or [`VERIFY_UNDECIDED`] when the output cannot be checked cheaply.
 pub const VERIFY_EXPORT: &str = "cyclepool_verify";
+
+/// `cyclepool_verify`: the output is right for the input.
+pub const VERIFY_VALID: i32 = 1;
+/// `cyclepool_verify`: the output is wrong (or malformed).
+pub const VERIFY_INVALID: i32 = 0;
+/// `cyclepool_verify`: this output cannot be checked cheaply (for example "not found" in a
+/// search); validate it by replication instead.
+pub const VERIFY_UNDECIDED: i32 = 2;
 
 /// The most linear memory a module may declare as its maximum: 1024 pages of 64 KiB (64 MiB).
 pub const MAX_MEMORY_PAGES: u64 = 1024;

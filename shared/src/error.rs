@@ -41,6 +41,14 @@ pub enum ErrorCode {
     NonceMismatch,
     /// A different result was already accepted for this lease.
     ConflictingResult,
+    /// The request needs a valid `Authorization: Bearer` token.
+    Unauthorized,
+    /// An uploaded module breaks the job ABI; the message names the rule.
+    InvalidModule,
+    /// No job with this id.
+    UnknownJob,
+    /// No module with this digest has been uploaded.
+    UnknownModule,
     /// No such route or object.
     NotFound,
     /// The route exists but not for this method.

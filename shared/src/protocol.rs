@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
-use crate::kernel::Kernel;
+use crate::manifest::{JobPolicy, SignedManifest};
 
 /// The protocol version this crate speaks. Requests name it; the server refuses others.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -50,7 +50,9 @@ pub struct Lease {
     pub job_id: JobId,
     /// The unit's index within its job.
     pub unit: u64,
-    pub kernel: Kernel,
+    /// The job's module. The client runs it only after checking the job's signed manifest
+    /// names the same digest and the module's bytes hash to it.
+    pub module_sha256: Sha256Digest,
     #[serde(with = "base64_bytes")]
     pub input: Vec<u8>,
     pub input_sha256: Sha256Digest,
@@ -102,10 +104,102 @@ pub struct StatsResponse {
 pub struct JobStats {
     pub job_id: JobId,
     pub title: String,
-    pub kernel: Kernel,
+    pub module_sha256: Sha256Digest,
     pub units: u64,
     pub done: u64,
     pub leased: u64,
+}
+
+/// `POST /api/v1/reports`: something a client could not do, and why. With a lease, the unit
+/// is released at once (and handed to someone else) instead of waiting for its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub protocol: u32,
+    pub volunteer: VolunteerId,
+    pub job_id: JobId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseRef>,
+    pub kind: ReportKind,
+    /// What the client saw, for people reviewing reports. At most 1,000 characters.
+    pub message: String,
+}
+
+/// Names a lease and proves it was issued to the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    pub lease_id: LeaseId,
+    pub nonce: Nonce,
+}
+
+/// What went wrong in the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    /// The unit ran past the job's time budget and the watchdog stopped it.
+    UnitTimeout,
+    /// The module trapped (or ran out of memory) on this unit.
+    UnitTrap,
+    /// The module said the input is invalid (non-zero status).
+    UnitJobError,
+    /// The unit's input did not match its digest.
+    InputCorrupt,
+    /// The manifest was refused: bad signature, unknown, untrusted or revoked key, expired.
+    ManifestRefused,
+    /// The module's bytes did not hash to the manifest's digest, or it would not compile.
+    ModuleRefused,
+}
+
+/// The answer to a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportResponse {
+    pub protocol: u32,
+    /// True if the report named a lease of the sender that was still open, now released.
+    pub released: bool,
+}
+
+/// `PUT /api/v1/modules` answers with what the portal learned from the module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleUploaded {
+    pub module_sha256: Sha256Digest,
+    pub bytes: u64,
+    pub has_verify: bool,
+    pub memory_max_pages: u64,
+}
+
+/// `POST /api/v1/jobs`: a new job from an uploaded module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    pub title: String,
+    pub description: String,
+    pub module_sha256: Sha256Digest,
+    pub inputs: Inputs,
+    #[serde(default)]
+    pub policy: JobPolicy,
+    /// How long the job's manifest stays valid; the portal's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+}
+
+/// A job's unit inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Inputs {
+    /// One unit per listed input (base64 each).
+    List(#[serde(with = "base64_list")] Vec<Vec<u8>>),
+    /// Units covering `[start, end)` in steps of `step`; each unit's input is its own
+    /// `[from, to)` as two little-endian u64s (16 bytes).
+    Range { start: u64, end: u64, step: u64 },
+}
+
+/// The answer to [`CreateJob`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCreated {
+    pub job_id: JobId,
+    pub units: u64,
+    pub manifest: SignedManifest,
 }
 
 /// How the store's group commit has batched durable writes since start.
@@ -132,6 +226,37 @@ pub mod base64_bytes {
         STANDARD
             .decode(text.as_bytes())
             .map_err(|err| serde::de::Error::custom(format_args!("invalid base64: {err}")))
+    }
+}
+
+/// Serde adapter: `Vec<Vec<u8>>` as a list of standard base64 strings.
+pub mod base64_list {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(items: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(items.len()))?;
+        for item in items {
+            seq.serialize_element(&STANDARD.encode(item))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Vec<u8>>, D::Error> {
+        let texts = Vec::<std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        texts
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                STANDARD.decode(text.as_bytes()).map_err(|err| {
+                    serde::de::Error::custom(format_args!("input {index}: invalid base64: {err}"))
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Events the worker reports to the page, and the panic hook that reports panics the same way.
 
-use cyclepool_shared::protocol::SubmitStatus;
+use cyclepool_shared::protocol::{ReportKind, SubmitStatus};
 use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -14,6 +14,25 @@ pub enum WorkerEvent {
         unit: u64,
         compute_ms: u64,
         status: SubmitStatus,
+    },
+    /// A job was loaded and checked: what the volunteer's CPU now works for.
+    Job {
+        job_id: u64,
+        title: String,
+        distributor: String,
+        module_sha256: String,
+    },
+    /// A job was refused (manifest or module failed its checks) and reported to the portal.
+    Refused {
+        job_id: u64,
+        kind: ReportKind,
+        reason: String,
+    },
+    /// A unit produced no output (watchdog, trap, job error) and was reported to the portal.
+    UnitFailed {
+        job_id: u64,
+        unit: u64,
+        reason: String,
     },
     /// No work right now; asking again after `retry_ms`.
     Idle { retry_ms: u64 },

@@ -63,22 +63,45 @@ pub async fn post_json<B: Serialize, R: DeserializeOwned>(
         .set("content-type", "application/json")
         .map_err(js_error(HttpError::Network))?;
     init.set_headers(&headers);
-    let request = web_sys::Request::new_with_str_and_init(url, &init)
-        .map_err(js_error(HttpError::Network))?;
+    let response = fetch(url, &init).await?;
+    let text = text(&response).await?;
+    serde_json::from_str(&text).map_err(|err| HttpError::Protocol(err.to_string()))
+}
+
+/// GETs `url` and decodes the JSON answer.
+pub async fn get_json<R: DeserializeOwned>(url: &str) -> Result<R, HttpError> {
+    let response = fetch(url, &web_sys::RequestInit::new()).await?;
+    let text = text(&response).await?;
+    serde_json::from_str(&text).map_err(|err| HttpError::Protocol(err.to_string()))
+}
+
+/// GETs `url` as bytes.
+pub async fn get_bytes(url: &str) -> Result<Vec<u8>, HttpError> {
+    let response = fetch(url, &web_sys::RequestInit::new()).await?;
+    let buffer = JsFuture::from(
+        response
+            .array_buffer()
+            .map_err(js_error(HttpError::Network))?,
+    )
+    .await
+    .map_err(js_error(HttpError::Network))?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Fetches `url`; a non-2xx answer becomes an error carrying the server's JSON error body.
+async fn fetch(url: &str, init: &web_sys::RequestInit) -> Result<web_sys::Response, HttpError> {
+    let request =
+        web_sys::Request::new_with_str_and_init(url, init).map_err(js_error(HttpError::Network))?;
     let response: web_sys::Response = JsFuture::from(fetch_with_request(&request))
         .await
         .map_err(js_error(HttpError::Network))?
         .dyn_into()
         .map_err(js_error(HttpError::Protocol))?;
-    let status = response.status();
-    let text = JsFuture::from(response.text().map_err(js_error(HttpError::Network))?)
-        .await
-        .map_err(js_error(HttpError::Network))?
-        .as_string()
-        .unwrap_or_default();
     if response.ok() {
-        return serde_json::from_str(&text).map_err(|err| HttpError::Protocol(err.to_string()));
+        return Ok(response);
     }
+    let status = response.status();
+    let text = text(&response).await.unwrap_or_default();
     let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
         Ok(body) => (
             serde_json::to_value(body.error.code)
@@ -98,6 +121,16 @@ pub async fn post_json<B: Serialize, R: DeserializeOwned>(
             message,
         })
     }
+}
+
+async fn text(response: &web_sys::Response) -> Result<String, HttpError> {
+    Ok(
+        JsFuture::from(response.text().map_err(js_error(HttpError::Network))?)
+            .await
+            .map_err(js_error(HttpError::Network))?
+            .as_string()
+            .unwrap_or_default(),
+    )
 }
 
 fn js_error(wrap: fn(String) -> HttpError) -> impl Fn(JsValue) -> HttpError {

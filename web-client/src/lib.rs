@@ -1,35 +1,64 @@
 //! The volunteer client, compiled to WebAssembly and run inside a module Web Worker.
 //!
-//! One opaque handle, [`VolunteerWorker`], crosses the wasm-bindgen boundary. Its loop
-//! leases units from the origin, checks each input's digest, runs the unit's kernel,
-//! submits the output with its digest, and repeats until stopped, reporting every step to
-//! the page as an event object.
+//! One opaque handle, [`VolunteerWorker`], crosses the wasm-bindgen boundary (plus
+//! [`pin_portal_keys`], which the page calls once before starting workers). The loop leases a
+//! unit, loads its job (signed manifest checked against the pinned portal keys, module checked
+//! against the manifest's SHA-256, compiled), checks the input's digest, runs the unit in a
+//! sandbox worker under a watchdog, submits the output with its digest, and repeats until
+//! stopped. Every step is reported to the page as an event object; everything that goes wrong
+//! is also reported to the portal.
 
 mod events;
 mod http;
+mod jobs;
+mod sandbox;
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::rc::Rc;
-
-use cyclepool_shared::protocol::{
-    Lease, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission, SubmitResponse,
-};
-use cyclepool_shared::{Sha256Digest, VolunteerId};
-use gloo_timers::future::sleep;
 use std::time::Duration;
+
+use cyclepool_shared::manifest::PortalKeys;
+use cyclepool_shared::protocol::{
+    Lease, LeaseRef, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, Report, ReportKind,
+    ReportResponse, ResultSubmission, SubmitResponse,
+};
+use cyclepool_shared::{JobId, Sha256Digest, VolunteerId};
+use gloo_timers::future::sleep;
 use wasm_bindgen::prelude::*;
 
 use crate::events::WorkerEvent;
 use crate::http::{HttpError, post_json};
+use crate::jobs::{Jobs, Load};
+use crate::sandbox::{Sandbox, UnitFailure};
 
 const LEASE_URL: &str = "/api/v1/lease";
 const RESULTS_URL: &str = "/api/v1/results";
+const REPORTS_URL: &str = "/api/v1/reports";
 /// How many times a finished result is offered before it is given up (its lease will
 /// expire and the unit will be computed again elsewhere).
 const SUBMIT_ATTEMPTS: u32 = 6;
 
-/// A running (or stopped) volunteer loop. Create it with the volunteer's id and a callback
-/// that receives event objects; `run()` resolves when `stop()` has been called.
+/// Decides which portal keys to trust: `pinned` is what this browser trusted before (JSON, or
+/// empty on first use), `offered` what the portal publishes now. Returns the new pinned set
+/// as JSON, or throws if the portal offers a key that no pinned key endorsed.
+#[wasm_bindgen]
+pub fn pin_portal_keys(pinned: &str, offered: &str) -> Result<String, JsError> {
+    let pinned: PortalKeys = if pinned.trim().is_empty() {
+        PortalKeys::default()
+    } else {
+        serde_json::from_str(pinned).map_err(|err| JsError::new(&format!("pinned keys: {err}")))?
+    };
+    let offered: PortalKeys = serde_json::from_str(offered)
+        .map_err(|err| JsError::new(&format!("portal keys: {err}")))?;
+    let trusted =
+        PortalKeys::pin(&pinned, &offered).map_err(|err| JsError::new(&err.to_string()))?;
+    serde_json::to_string(&trusted).map_err(|err| JsError::new(&err.to_string()))
+}
+
+/// A running (or stopped) volunteer loop. Create it with the volunteer's id, the pinned
+/// portal keys (JSON from [`pin_portal_keys`]) and a callback that receives event objects;
+/// `run()` resolves when `stop()` has been called.
 #[wasm_bindgen]
 pub struct VolunteerWorker {
     shared: Rc<Shared>,
@@ -37,22 +66,31 @@ pub struct VolunteerWorker {
 
 struct Shared {
     volunteer: VolunteerId,
+    trusted: PortalKeys,
     stopped: Cell<bool>,
     on_event: js_sys::Function,
 }
 
 #[wasm_bindgen]
 impl VolunteerWorker {
-    /// `volunteer` is 32 hex digits; `on_event` is called with one object per event.
+    /// `volunteer` is 32 hex digits; `trusted_keys` the pinned key set as JSON; `on_event` is
+    /// called with one object per event.
     #[wasm_bindgen(constructor)]
-    pub fn new(volunteer: &str, on_event: js_sys::Function) -> Result<VolunteerWorker, JsError> {
+    pub fn new(
+        volunteer: &str,
+        trusted_keys: &str,
+        on_event: js_sys::Function,
+    ) -> Result<VolunteerWorker, JsError> {
         events::install_panic_hook();
         let volunteer = volunteer
             .parse()
             .map_err(|err: cyclepool_shared::ids::ParseIdError| JsError::new(&err.to_string()))?;
+        let trusted = serde_json::from_str(trusted_keys)
+            .map_err(|err| JsError::new(&format!("trusted keys: {err}")))?;
         Ok(Self {
             shared: Rc::new(Shared {
                 volunteer,
+                trusted,
                 stopped: Cell::new(false),
                 on_event,
             }),
@@ -83,9 +121,48 @@ impl Shared {
     fn stopped(&self) -> bool {
         self.stopped.get()
     }
+
+    /// Tells the portal what went wrong; with a lease, the unit is released to someone else.
+    async fn report(
+        &self,
+        job_id: JobId,
+        lease: Option<&Lease>,
+        kind: ReportKind,
+        message: String,
+    ) {
+        let report = Report {
+            protocol: PROTOCOL_VERSION,
+            volunteer: self.volunteer,
+            job_id,
+            lease: lease.map(|lease| LeaseRef {
+                lease_id: lease.lease_id,
+                nonce: lease.nonce,
+            }),
+            kind,
+            message,
+        };
+        if let Err(err) = post_json::<_, ReportResponse>(REPORTS_URL, &report).await {
+            self.emit(&WorkerEvent::error(
+                format!("reporting to the portal: {err}"),
+                None,
+            ));
+        }
+    }
 }
 
 async fn run_loop(shared: &Shared) {
+    let mut sandbox = match Sandbox::new() {
+        Ok(sandbox) => sandbox,
+        Err(err) => {
+            shared.emit(&WorkerEvent::error(
+                format!("cannot start the sandbox: {err}"),
+                None,
+            ));
+            return;
+        }
+    };
+    let mut jobs = Jobs::default();
+    let mut announced = HashSet::new();
     let mut backoff = Backoff::default();
     while !shared.stopped() {
         let request = LeaseRequest {
@@ -93,22 +170,15 @@ async fn run_loop(shared: &Shared) {
             volunteer: shared.volunteer,
             max_units: 1,
         };
-        match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
-            Ok(response) => {
+        let leases = match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
+            Ok(response) if response.leases.is_empty() => {
                 backoff.reset();
-                if response.leases.is_empty() {
-                    let wait_ms = response.retry_after_ms.unwrap_or(5_000);
-                    shared.emit(&WorkerEvent::Idle { retry_ms: wait_ms });
-                    sleep(Duration::from_millis(wait_ms)).await;
-                    continue;
-                }
-                for lease in response.leases {
-                    if shared.stopped() {
-                        break;
-                    }
-                    compute_and_submit(shared, lease).await;
-                }
+                let wait_ms = response.retry_after_ms.unwrap_or(5_000);
+                shared.emit(&WorkerEvent::Idle { retry_ms: wait_ms });
+                sleep(Duration::from_millis(wait_ms)).await;
+                continue;
             }
+            Ok(response) => response.leases,
             Err(err) => {
                 let wait_ms = backoff.next_ms();
                 shared.emit(&WorkerEvent::error(
@@ -116,32 +186,95 @@ async fn run_loop(shared: &Shared) {
                     Some(wait_ms),
                 ));
                 sleep(Duration::from_millis(wait_ms)).await;
+                continue;
             }
+        };
+        for lease in leases {
+            if shared.stopped() {
+                break;
+            }
+            match jobs
+                .load(lease.job_id, lease.module_sha256, &shared.trusted)
+                .await
+            {
+                Load::Ready => backoff.reset(),
+                Load::Refused(refusal) => {
+                    shared.emit(&WorkerEvent::Refused {
+                        job_id: lease.job_id.0,
+                        kind: refusal.kind,
+                        reason: refusal.reason.clone(),
+                    });
+                    shared
+                        .report(lease.job_id, Some(&lease), refusal.kind, refusal.reason)
+                        .await;
+                    // The portal may offer the same job again; do not hammer it.
+                    sleep(Duration::from_millis(backoff.next_ms())).await;
+                    continue;
+                }
+                Load::Unavailable(err) => {
+                    let wait_ms = backoff.next_ms();
+                    shared.emit(&WorkerEvent::error(
+                        format!("loading job {}: {err}", lease.job_id),
+                        Some(wait_ms),
+                    ));
+                    sleep(Duration::from_millis(wait_ms)).await;
+                    continue;
+                }
+            }
+            let Some(job) = jobs.get(lease.job_id) else {
+                continue;
+            };
+            if announced.insert(lease.job_id) {
+                shared.emit(&WorkerEvent::Job {
+                    job_id: lease.job_id.0,
+                    title: job.manifest.title.clone(),
+                    distributor: job.manifest.distributor.clone(),
+                    module_sha256: job.manifest.module_sha256.to_string(),
+                });
+            }
+            let budget_ms = job.manifest.policy.unit_budget_ms;
+            let module = job.module.clone();
+            compute_and_submit(shared, &mut sandbox, &module, budget_ms, lease).await;
         }
     }
 }
 
-async fn compute_and_submit(shared: &Shared, lease: Lease) {
+async fn compute_and_submit(
+    shared: &Shared,
+    sandbox: &mut Sandbox,
+    module: &JsValue,
+    budget_ms: u64,
+    lease: Lease,
+) {
+    let unit = format!("unit {} of job {}", lease.unit, lease.job_id);
     if Sha256Digest::of(&lease.input) != lease.input_sha256 {
-        // Corrupted in transit: do not compute on it. The lease expires and the unit is
-        // handed out again.
-        shared.emit(&WorkerEvent::error(
-            format!(
-                "unit {} of job {}: input does not match its sha-256; skipped",
-                lease.unit, lease.job_id
-            ),
-            None,
-        ));
+        // Corrupted in transit: do not compute on it; release it to be sent again.
+        let reason = format!("{unit}: input does not match its sha-256; skipped");
+        shared.emit(&WorkerEvent::error(reason.clone(), None));
+        shared
+            .report(lease.job_id, Some(&lease), ReportKind::InputCorrupt, reason)
+            .await;
         return;
     }
     let started = js_sys::Date::now();
-    let output = match lease.kernel.run(&lease.input) {
+    let key = lease.module_sha256.to_string();
+    let output = match sandbox.run(module, &key, &lease.input, budget_ms).await {
         Ok(output) => output,
-        Err(err) => {
-            shared.emit(&WorkerEvent::error(
-                format!("unit {} of job {}: {err}", lease.unit, lease.job_id),
-                None,
-            ));
+        Err(failure) => {
+            let kind = match failure {
+                UnitFailure::Timeout { .. } => ReportKind::UnitTimeout,
+                UnitFailure::JobError(_) => ReportKind::UnitJobError,
+                UnitFailure::Trap(_) | UnitFailure::Sandbox(_) => ReportKind::UnitTrap,
+            };
+            let reason = format!("{unit}: {failure}");
+            shared.emit(&WorkerEvent::UnitFailed {
+                job_id: lease.job_id.0,
+                unit: lease.unit,
+                reason: reason.clone(),
+            });
+            shared
+                .report(lease.job_id, Some(&lease), kind, reason)
+                .await;
             return;
         }
     };
@@ -170,10 +303,7 @@ async fn compute_and_submit(shared: &Shared, lease: Lease) {
             // The server understood and refused (expired, not ours, ...): retrying cannot help.
             Err(err @ HttpError::Refused { .. }) => {
                 shared.emit(&WorkerEvent::error(
-                    format!(
-                        "unit {} of job {}: result refused: {err}",
-                        lease.unit, lease.job_id
-                    ),
+                    format!("{unit}: result refused: {err}"),
                     None,
                 ));
                 return;
@@ -181,14 +311,14 @@ async fn compute_and_submit(shared: &Shared, lease: Lease) {
             Err(err) if attempt < SUBMIT_ATTEMPTS => {
                 let wait_ms = backoff.next_ms();
                 shared.emit(&WorkerEvent::error(
-                    format!("sending unit {}: {err}; retrying", lease.unit),
+                    format!("sending {unit}: {err}; retrying"),
                     Some(wait_ms),
                 ));
                 sleep(Duration::from_millis(wait_ms)).await;
             }
             Err(err) => {
                 shared.emit(&WorkerEvent::error(
-                    format!("sending unit {}: {err}; giving up", lease.unit),
+                    format!("sending {unit}: {err}; giving up"),
                     None,
                 ));
             }

@@ -6,6 +6,7 @@
 //!   then runs formatting and lint checks, every Rust test, and the Playwright suite.
 //! - `cargo xtask build [--debug]`: builds without running.
 //! - `cargo xtask web`: builds only the web client into `static/pkg`.
+//! - `cargo xtask jobs`: builds only the example job modules into `jobs/dist`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ const WEB_CLIENT_ARTIFACT: &str = "cyclepool_web_client.wasm";
 /// The size-tuned profile defined in the workspace `Cargo.toml`.
 const WASM_PROFILE: &str = "wasm-release";
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The example jobs (`jobs/<name>`, package `cyclepool-job-<name>`), built into `jobs/dist/<name>.wasm`.
+const EXAMPLE_JOBS: [&str; 3] = ["factor", "mandelbrot", "keysearch"];
 
 fn main() -> anyhow::Result<()> {
     let mut args = env::args().skip(1);
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     match command.as_str() {
         "build" => build(&root, !rest.iter().any(|arg| arg == "--debug")),
         "web" => build_web_client(&root),
+        "jobs" => build_jobs(&root),
         "serve" => serve(&root, &rest),
         "test" => test(&root),
         _ => {
@@ -38,7 +42,8 @@ fn main() -> anyhow::Result<()> {
                  see `cargo run -p cyclepool-server -- --help`)\n  \
                  test            install test prerequisites and run every check and test\n  \
                  build [--debug] build the web client and the server\n  \
-                 web             build only the web client into static/pkg"
+                 web             build only the web client into static/pkg\n  \
+                 jobs            build only the example job modules into jobs/dist"
             );
             if command.is_empty() || command == "help" || command == "--help" {
                 Ok(())
@@ -58,6 +63,7 @@ fn workspace_root() -> PathBuf {
 
 fn build(root: &Path, release: bool) -> anyhow::Result<()> {
     build_web_client(root)?;
+    build_jobs(root)?;
     let mut cargo = cargo(root);
     cargo.args(["build", "--package", "cyclepool-server"]);
     if release {
@@ -112,6 +118,33 @@ fn build_web_client(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the example job modules exactly as a distributor would
+/// (`cargo build --target wasm32-unknown-unknown --release`) and copies them to `jobs/dist`.
+fn build_jobs(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    let mut cargo = cargo(root);
+    cargo.args(["build", "--release", "--target", WASM_TARGET]);
+    for job in EXAMPLE_JOBS {
+        cargo.args(["--package", &format!("cyclepool-job-{job}")]);
+    }
+    run(&mut cargo)?;
+    let built = target_dir(root).join(WASM_TARGET).join("release");
+    let dist = root.join("jobs/dist");
+    std::fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
+    for job in EXAMPLE_JOBS {
+        let from = built.join(format!("cyclepool_job_{job}.wasm"));
+        let to = dist.join(format!("{job}.wasm"));
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    eprintln!("xtask: example jobs built into {}", dist.display());
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
 fn test(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     ensure_chromium()?;
@@ -141,8 +174,20 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    step("example job modules");
+    build_jobs(root)?;
     step("rust tests");
     run(cargo(root).args(["test", "--workspace"]))?;
+    // The built modules meet the ABI: no imports, the exports, a bounded memory.
+    run(cargo(root).args([
+        "test",
+        "--package",
+        "cyclepool-job-sdk",
+        "--test",
+        "module_check",
+        "--",
+        "--ignored",
+    ]))?;
     step("browser tests");
     build_web_client(root)?;
     run(cargo(root).args(["build", "--package", "cyclepool-server"]))?;

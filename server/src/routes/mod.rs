@@ -1,4 +1,5 @@
 //! The HTTP API, one module per resource.
 
+pub mod jobs;
 pub mod stats;
 pub mod work;

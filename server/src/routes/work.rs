@@ -6,13 +6,13 @@ use axum::http::StatusCode;
 use cyclepool_shared::ErrorCode;
 use cyclepool_shared::Sha256Digest;
 use cyclepool_shared::protocol::{
-    LeaseRequest, LeaseResponse, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION,
-    ResultSubmission, SubmitResponse, SubmitStatus,
+    LeaseRequest, LeaseResponse, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION, Report,
+    ReportResponse, ResultSubmission, SubmitResponse, SubmitStatus,
 };
 
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
-use crate::store::{IncomingResult, SubmitOutcome};
+use crate::store::{IncomingResult, ReportRecord, SubmitOutcome};
 
 /// How long a volunteer that got no work should wait before asking again.
 const RETRY_WHEN_IDLE_MS: u64 = 5_000;
@@ -134,4 +134,38 @@ fn check_protocol(version: u32) -> Result<(), ApiError> {
             "protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
         ),
     ))
+}
+
+/// The longest report message kept, in characters.
+const MAX_REPORT_CHARS: usize = 1_000;
+
+/// Records what a client could not do; releases the named lease if it is the sender's.
+pub async fn report(
+    State(state): State<AppState>,
+    ApiJson(report): ApiJson<Report>,
+) -> Result<Json<ReportResponse>, ApiError> {
+    check_protocol(report.protocol)?;
+    if state.scheduler.job(report.job_id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownJob,
+            format!("no job {}", report.job_id),
+        ));
+    }
+    let record = ReportRecord {
+        volunteer: report.volunteer,
+        job: report.job_id,
+        lease: report.lease.map(|lease| lease.lease_id),
+        kind: report.kind,
+        message: report.message.chars().take(MAX_REPORT_CHARS).collect(),
+        received_ms: state.clock.now_ms(),
+    };
+    let released = state
+        .scheduler
+        .report(&record, report.lease.map(|lease| lease.nonce))?;
+    tracing::info!(job = %report.job_id, kind = ?report.kind, released, "client report");
+    Ok(Json(ReportResponse {
+        protocol: PROTOCOL_VERSION,
+        released,
+    }))
 }

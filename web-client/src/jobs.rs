@@ -1,0 +1,136 @@
+//! Loads a job before anything of it runs: its signed manifest, checked against the pinned
+//! portal keys (signature, revocation, expiry), then its module, checked against the
+//! manifest's SHA-256, then compiled. Nothing is instantiated until all of that holds.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use cyclepool_shared::manifest::{Manifest, PortalKeys, SignedManifest};
+use cyclepool_shared::protocol::ReportKind;
+use cyclepool_shared::{JobId, Sha256Digest};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::http::{self, HttpError};
+
+/// A job ready to run.
+pub struct LoadedJob {
+    pub manifest: Manifest,
+    /// The compiled `WebAssembly.Module`.
+    pub module: JsValue,
+}
+
+/// Why a job was not run. Reported to the portal and shown to the volunteer.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub kind: ReportKind,
+    pub reason: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// What happened when loading a job.
+pub enum Load {
+    Ready,
+    Refused(Refusal),
+    /// The network or server failed; worth trying again later.
+    Unavailable(HttpError),
+}
+
+/// Jobs loaded (or refused) so far, by id.
+#[derive(Default)]
+pub struct Jobs {
+    loaded: HashMap<JobId, LoadedJob>,
+}
+
+impl Jobs {
+    pub fn get(&self, job: JobId) -> Option<&LoadedJob> {
+        self.loaded.get(&job)
+    }
+
+    /// Loads `job` unless it is loaded already. `module_sha256` is what the lease names.
+    pub async fn load(
+        &mut self,
+        job: JobId,
+        module_sha256: Sha256Digest,
+        trusted: &PortalKeys,
+    ) -> Load {
+        if let Some(loaded) = self.loaded.get(&job) {
+            if loaded.manifest.module_sha256 == module_sha256 {
+                return Load::Ready;
+            }
+        }
+        match fetch_and_check(job, module_sha256, trusted).await {
+            Ok(loaded) => {
+                self.loaded.insert(job, loaded);
+                Load::Ready
+            }
+            Err(outcome) => outcome,
+        }
+    }
+}
+
+async fn fetch_and_check(
+    job: JobId,
+    lease_module: Sha256Digest,
+    trusted: &PortalKeys,
+) -> Result<LoadedJob, Load> {
+    let signed: SignedManifest = http::get_json(&format!("/api/v1/jobs/{job}/manifest"))
+        .await
+        .map_err(Load::Unavailable)?;
+    let refuse_manifest = |reason: String| {
+        Load::Refused(Refusal {
+            kind: ReportKind::ManifestRefused,
+            reason,
+        })
+    };
+    let manifest = signed
+        .open(trusted, js_sys::Date::now() as u64)
+        .map_err(|err| refuse_manifest(format!("job {job}: {err}")))?;
+    if manifest.job_id != job {
+        return Err(refuse_manifest(format!(
+            "job {job}: the manifest is for job {}",
+            manifest.job_id
+        )));
+    }
+    if manifest.module_sha256 != lease_module {
+        return Err(refuse_manifest(format!(
+            "job {job}: the lease names module {lease_module} but the signed manifest names {}",
+            manifest.module_sha256
+        )));
+    }
+    let bytes = http::get_bytes(&format!("/api/v1/modules/{}", manifest.module_sha256))
+        .await
+        .map_err(Load::Unavailable)?;
+    let refuse_module = |reason: String| {
+        Load::Refused(Refusal {
+            kind: ReportKind::ModuleRefused,
+            reason,
+        })
+    };
+    let actual = Sha256Digest::of(&bytes);
+    if actual != manifest.module_sha256 {
+        return Err(refuse_module(format!(
+            "job {job}: the module's sha-256 is {actual}, not {} as signed",
+            manifest.module_sha256
+        )));
+    }
+    let compiled = JsFuture::from(js_sys::WebAssembly::compile(&js_sys::Uint8Array::from(
+        bytes.as_slice(),
+    )))
+    .await
+    .map_err(|err| {
+        refuse_module(format!(
+            "job {job}: the module does not compile: {}",
+            crate::sandbox::describe(&err)
+        ))
+    })?;
+    Ok(LoadedJob {
+        manifest,
+        module: compiled,
+    })
+}
