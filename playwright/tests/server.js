@@ -19,8 +19,10 @@ class Server {
   }
 
   async start() {
+    // A restart keeps its port, hence its origin (and what the browser pinned for it).
+    const listen = this.url ? new URL(this.url).host : '127.0.0.1:0';
     this.process = spawn(serverBin, [
-      '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--static-dir', staticDir,
+      '--listen', listen, '--data-dir', this.dataDir, '--static-dir', staticDir,
       '--demo-module', path.join(jobsDir, 'mandelbrot.wasm'), ...this.extraArgs,
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.process.stderr.on('data', (chunk) => { this.stderr += chunk; });
@@ -38,6 +40,11 @@ class Server {
       });
       this.process.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${this.stderr}`)); });
     });
+    // On first start the server prints its admin token once, just after it starts listening.
+    for (let waited = 0; !this.adminToken && !this.started && waited < 10_000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    this.started = true;
     return this;
   }
 
@@ -78,3 +85,36 @@ const test = base.extend({
 });
 
 module.exports = { test, expect: base.expect };
+
+/** Uploads a module file (from jobs/dist) and creates a job from it through the distributor API. */
+async function createJob(server, moduleName, job) {
+  const auth = { authorization: `Bearer ${server.adminToken}` };
+  const module = fs.readFileSync(path.join(jobsDir, `${moduleName}.wasm`));
+  const uploaded = await fetch(`${server.url}/api/v1/modules`, { method: 'PUT', headers: auth, body: module });
+  if (uploaded.status !== 201) throw new Error(`module upload failed: ${uploaded.status} ${await uploaded.text()}`);
+  const { module_sha256: moduleSha256 } = await uploaded.json();
+  const created = await fetch(`${server.url}/api/v1/jobs`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ description: '', ...job, module_sha256: moduleSha256 }),
+  });
+  if (created.status !== 201) throw new Error(`job creation failed: ${created.status} ${await created.text()}`);
+  return created.json();
+}
+
+/** The client reports the portal has received (admin view). */
+async function reports(server) {
+  const response = await fetch(`${server.url}/api/v1/reports`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+  return response.json();
+}
+
+/** Little-endian encodings for job inputs, as base64. */
+const le = {
+  u64: (value) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(value)); return b; },
+  u16: (value) => { const b = Buffer.alloc(2); b.writeUInt16LE(value); return b; },
+};
+
+module.exports.createJob = createJob;
+module.exports.reports = reports;
+module.exports.le = le;
+module.exports.Server = Server;

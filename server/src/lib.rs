@@ -76,7 +76,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         )
         .route(
             "/reports",
-            post(routes::work::report).layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)),
+            post(routes::work::report)
+                .get(routes::work::list_reports)
+                .layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)),
         )
         .route(
             "/modules",

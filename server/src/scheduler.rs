@@ -157,7 +157,8 @@ impl Scheduler {
     }
 
     /// Records a client's report; a named open lease of the sender is released and its unit
-    /// is the next one handed out.
+    /// joins the back of the queue (at the front, a unit that fails every time would be handed
+    /// out again at once and starve the rest).
     pub fn report(&self, report: &ReportRecord, nonce: Option<Nonce>) -> Result<bool, StoreError> {
         let ReleaseOutcome::Released { unit } = self.store.report(report, nonce)? else {
             return Ok(false);
@@ -166,7 +167,7 @@ impl Scheduler {
         let counts = inner.counts.entry(unit.job).or_default();
         counts.leased = counts.leased.saturating_sub(1);
         counts.pending += 1;
-        inner.ready.push_front(unit);
+        inner.ready.push_back(unit);
         Ok(true)
     }
 

@@ -20,8 +20,9 @@ const WEB_CLIENT_ARTIFACT: &str = "cyclepool_web_client.wasm";
 /// The size-tuned profile defined in the workspace `Cargo.toml`.
 const WASM_PROFILE: &str = "wasm-release";
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// The example jobs (`jobs/<name>`, package `cyclepool-job-<name>`), built into `jobs/dist/<name>.wasm`.
-const EXAMPLE_JOBS: [&str; 3] = ["factor", "mandelbrot", "keysearch"];
+/// The example jobs (`jobs/<name>`, package `cyclepool-job-<name>`), built into
+/// `jobs/dist/<name>.wasm`, and `hostile`, a misbehaving module for the tests.
+const EXAMPLE_JOBS: [&str; 4] = ["factor", "mandelbrot", "keysearch", "hostile"];
 
 fn main() -> anyhow::Result<()> {
     let mut args = env::args().skip(1);

@@ -169,3 +169,11 @@ pub async fn report(
         released,
     }))
 }
+
+/// `GET /api/v1/reports` (admin): every client report, oldest first, for review.
+pub async fn list_reports(
+    _admin: crate::auth::Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ReportRecord>>, ApiError> {
+    Ok(Json(state.store.reports()?))
+}
