@@ -7,6 +7,7 @@
 //! - `cargo xtask build [--debug]`: builds without running.
 //! - `cargo xtask web`: builds only the web client into `static/pkg`.
 //! - `cargo xtask jobs`: builds only the example job modules into `jobs/dist`.
+//! - `cargo xtask bench-jobs`: job throughput in Chromium against the same Rust natively.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         "build" => build(&root, !rest.iter().any(|arg| arg == "--debug")),
         "web" => build_web_client(&root),
         "jobs" => build_jobs(&root),
+        "bench-jobs" => bench_jobs(&root),
         "serve" => serve(&root, &rest),
         "test" => test(&root),
         _ => {
@@ -44,7 +46,8 @@ fn main() -> anyhow::Result<()> {
                  test            install test prerequisites and run every check and test\n  \
                  build [--debug] build the web client and the server\n  \
                  web             build only the web client into static/pkg\n  \
-                 jobs            build only the example job modules into jobs/dist"
+                 jobs            build only the example job modules into jobs/dist\n  \
+                 bench-jobs      job throughput in Chromium against the same Rust natively"
             );
             if command.is_empty() || command == "help" || command == "--help" {
                 Ok(())
@@ -140,6 +143,32 @@ fn build_jobs(root: &Path) -> anyhow::Result<()> {
     }
     eprintln!("xtask: example jobs built into {}", dist.display());
     Ok(())
+}
+
+/// Measures each example job in Chromium against the same Rust compiled natively, in one run.
+fn bench_jobs(root: &Path) -> anyhow::Result<()> {
+    build_jobs(root)?;
+    ensure_chromium()?;
+    ensure_npm_packages(root)?;
+    let out_dir = target_dir(root).join("bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let native = output(cargo(root).args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "cyclepool-bench",
+        "--bin",
+        "job-throughput",
+    ]))?;
+    let native_report = out_dir.join("job-throughput-native.json");
+    std::fs::write(&native_report, native).with_context(|| format!("writing {}", native_report.display()))?;
+    run(Command::new("node")
+        .current_dir(root.join("playwright"))
+        .arg("bench/job-throughput.js")
+        .arg(&native_report)
+        .arg(root.join("jobs/dist"))
+        .env("CHROMIUM_PATH", CHROMIUM))
 }
 
 fn target_dir(root: &Path) -> PathBuf {
