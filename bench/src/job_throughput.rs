@@ -17,8 +17,16 @@ type Job = fn(&[u8]) -> Result<Vec<u8>, u32>;
 fn main() {
     let jobs: [(&str, Job, Vec<Vec<u8>>); 3] = [
         ("factor", cyclepool_job_factor::run, factor_inputs()),
-        ("mandelbrot", cyclepool_job_mandelbrot::run, mandelbrot_inputs()),
-        ("keysearch", cyclepool_job_keysearch::run, keysearch_inputs()),
+        (
+            "mandelbrot",
+            cyclepool_job_mandelbrot::run,
+            mandelbrot_inputs(),
+        ),
+        (
+            "keysearch",
+            cyclepool_job_keysearch::run,
+            keysearch_inputs(),
+        ),
     ];
     let report: Vec<serde_json::Value> = jobs
         .iter()
@@ -48,7 +56,13 @@ fn main() {
 
 /// Products of two primes near 2^31: trial division is hopeless, Pollard's rho has to work.
 fn factor_inputs() -> Vec<Vec<u8>> {
-    let primes = [2_147_483_647u64, 2_147_483_629, 2_147_483_587, 2_147_483_579, 2_147_483_563];
+    let primes = [
+        2_147_483_647u64,
+        2_147_483_629,
+        2_147_483_587,
+        2_147_483_579,
+        2_147_483_563,
+    ];
     let mut inputs = Vec::new();
     for (i, a) in primes.iter().enumerate() {
         for b in &primes[i..] {

@@ -39,7 +39,10 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            // The scheme name is case-insensitive (RFC 7235); the token is not.
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| unauthorized("this endpoint needs an `Authorization: Bearer` token"))?;
         let Some(expected) = state.admin_token_hash else {
             return Err(unauthorized("no admin token is set on this server"));

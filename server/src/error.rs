@@ -3,7 +3,7 @@
 //! A 4xx says what was wrong in the shared `ErrorBody` shape; a 5xx is opaque to the caller
 //! and logged once, here.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -76,6 +76,19 @@ impl From<JsonRejection> for ApiError {
         let code = match status {
             StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::MalformedRequest,
+        };
+        Self::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    /// A raw body that could not be read (over the route's limit, or cut off): axum answers
+    /// that in plain text, so it is mapped here to the shared JSON shape.
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
             _ => ErrorCode::MalformedRequest,
         };
         Self::new(status, code, rejection.body_text())

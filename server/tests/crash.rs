@@ -1,23 +1,36 @@
 //! Crash safety of the real binary: SIGKILL it while results are in flight, audit the store
 //! offline, restart, and repeat; no acknowledged result may be lost and no unit done twice.
+//!
+//! The job is created through the distributor API with the admin token the binary prints at
+//! first start, from the WAT module the API tests use; the audit re-runs it in wasmi.
 
-use std::collections::{HashMap, HashSet};
+#[path = "api/test_module.rs"]
+mod test_module;
+
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{
-    LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission, StatsResponse,
+    CreateJob, Inputs, JobCreated, LeaseRequest, LeaseResponse, ModuleUploaded, PROTOCOL_VERSION,
+    ResultSubmission, StatsResponse,
 };
-use cyclepool_shared::{Kernel, LeaseId, Sha256Digest, VolunteerId};
+use cyclepool_shared::{LeaseId, Sha256Digest, VolunteerId};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
+use test_module::{expected_output, range_input, reverse_module};
+
 const SERVER: &str = env!("CARGO_BIN_EXE_cyclepool-server");
+/// The digest every lease must name: the uploaded test module's.
+static MODULE_SHA256: LazyLock<Sha256Digest> =
+    LazyLock::new(|| Sha256Digest::of(&reverse_module()));
 const UNITS: u64 = 400;
 const LEASE_TTL_MS: u64 = 1_500;
 const WORKERS: u8 = 8;
@@ -36,8 +49,20 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
     let log = logs.path().join("server.log");
     let shared = Arc::new(Shared::default());
 
+    // First start: the binary prints the admin token once; the job is created with it.
+    let server = Server::start(data.path(), &log, true).await;
+    let token = server
+        .admin_token
+        .clone()
+        .expect("the first start prints the admin token");
+    create_job(&server.base, &token).await;
+    let mut server = Some(server);
+
     for cycle in 1..=KILL_CYCLES {
-        let mut server = Server::start(data.path(), &log).await;
+        let mut server = match server.take() {
+            Some(server) => server,
+            None => Server::start(data.path(), &log, false).await,
+        };
         let before = shared.acknowledged().len();
         let crew = Crew::start(&server.base, &shared);
         let started = Instant::now();
@@ -71,7 +96,7 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
     }
 
     // One more life, this time until the job is done; then a clean stop.
-    let mut server = Server::start(data.path(), &log).await;
+    let mut server = Server::start(data.path(), &log, false).await;
     let crew = Crew::start(&server.base, &shared);
     let client = reqwest::Client::new();
     let started = Instant::now();
@@ -110,16 +135,61 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
     assert!(unexpected.is_empty(), "unexpected answers: {unexpected:?}");
 }
 
+/// Uploads the test module and creates the job of [`UNITS`] units, with the admin token.
+async fn create_job(base: &str, token: &str) {
+    let client = reqwest::Client::new();
+    let module = reverse_module();
+    let response = client
+        .put(format!("{base}/api/v1/modules"))
+        .bearer_auth(token)
+        .body(module.clone())
+        .send()
+        .await
+        .expect("uploading the module");
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let uploaded: ModuleUploaded = response.json().await.expect("parsing the upload answer");
+    assert_eq!(uploaded.module_sha256, *MODULE_SHA256);
+    let request = CreateJob {
+        title: "Crash test".into(),
+        description: "Reverses 400 range inputs while the server is killed.".into(),
+        module_sha256: uploaded.module_sha256,
+        inputs: Inputs::Range {
+            start: 0,
+            end: UNITS,
+            step: 1,
+        },
+        policy: JobPolicy {
+            lease_ttl_ms: LEASE_TTL_MS,
+            unit_budget_ms: 1_000,
+            ..JobPolicy::default()
+        },
+        expires_in_ms: None,
+    };
+    let response = client
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth(token)
+        .json(&request)
+        .send()
+        .await
+        .expect("creating the job");
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let created: JobCreated = response.json().await.expect("parsing the job answer");
+    assert_eq!(created.units, UNITS);
+}
+
 /// The real server binary, started on a free port.
 struct Server {
     child: Child,
     base: String,
+    /// The admin token, when this start printed one (the first start on a store).
+    admin_token: Option<String>,
     /// Kept open so that the server never writes to a closed pipe.
     _stdout: BufReader<ChildStdout>,
 }
 
 impl Server {
-    async fn start(data_dir: &Path, log: &Path) -> Server {
+    /// Starts the binary; with `expect_token`, also reads the admin token it prints.
+    async fn start(data_dir: &Path, log: &Path, expect_token: bool) -> Server {
         let stderr = File::options()
             .create(true)
             .append(true)
@@ -128,32 +198,51 @@ impl Server {
         let mut child = Command::new(SERVER)
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(["--api-only", "--demo-units", &UNITS.to_string()])
-            .args(["--lease-ttl-ms", &LEASE_TTL_MS.to_string()])
+            .args(["--api-only", "--demo-units", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
             .expect("starting the server binary");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (line, stdout) = tokio::task::spawn_blocking(move || {
+        // The address line and the token line, in whatever order they come; the token only
+        // when expected (later starts print none, and would leave this waiting).
+        let (lines, address, admin_token, stdout) = tokio::task::spawn_blocking(move || {
             let mut stdout = BufReader::new(stdout);
-            let mut line = String::new();
-            stdout.read_line(&mut line).map(|_| (line, stdout))
+            let (mut lines, mut address, mut token) = (Vec::new(), None, None);
+            while address.is_none() || (expect_token && token.is_none()) {
+                let mut line = String::new();
+                if stdout.read_line(&mut line)? == 0 {
+                    break;
+                }
+                let text = line.trim();
+                if let Some(rest) = text.strip_prefix("listening on ") {
+                    address = Some(rest.to_owned());
+                } else if text.starts_with("admin token") {
+                    token = text.rsplit(' ').next().map(str::to_owned);
+                }
+                lines.push(line);
+            }
+            Ok::<_, std::io::Error>((lines, address, token, stdout))
         })
         .await
         .expect("the stdout reader panicked")
         .expect("reading the server's stdout");
-        let Some(address) = line.trim().strip_prefix("listening on ") else {
+        let Some(address) = address.filter(|_| admin_token.is_some() || !expect_token) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "the server did not say where it listens ({line:?}); its log:\n{}",
+                "the server did not say where it listens, or printed no admin token ({lines:?}); \
+                 its log:\n{}",
                 read_log(log)
             );
         };
+        if let Some(token) = &admin_token {
+            assert!(token.starts_with("cp_admin_"), "{lines:?}");
+        }
         Server {
-            base: address.to_owned(),
+            base: address,
+            admin_token,
             child,
             _stdout: stdout,
         }
@@ -198,8 +287,6 @@ impl Drop for Server {
 struct Shared {
     /// Every result answered with 200: (lease, output digest).
     acknowledged: Mutex<Vec<(LeaseId, Sha256Digest)>>,
-    /// Kernel outputs by input, so a unit re-issued after a crash is not computed again.
-    outputs: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
     /// Answers that should never happen (a 5xx, or a 4xx other than an expired lease).
     unexpected: Mutex<Vec<String>>,
 }
@@ -207,24 +294,6 @@ struct Shared {
 impl Shared {
     fn acknowledged(&self) -> Vec<(LeaseId, Sha256Digest)> {
         self.acknowledged.lock().expect("acknowledged lock").clone()
-    }
-
-    async fn output(self: &Arc<Self>, input: Vec<u8>) -> Vec<u8> {
-        if let Some(output) = self.outputs.lock().expect("outputs lock").get(&input) {
-            return output.clone();
-        }
-        let shared = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let output = Kernel::CountPrimes.run(&input).expect("running the kernel");
-            shared
-                .outputs
-                .lock()
-                .expect("outputs lock")
-                .insert(input, output.clone());
-            output
-        })
-        .await
-        .expect("the kernel task panicked")
     }
 }
 
@@ -315,7 +384,9 @@ impl Volunteer {
             }
             for lease in leases.leases {
                 assert_eq!(lease.input_sha256, Sha256Digest::of(&lease.input));
-                let output = self.shared.output(lease.input).await;
+                assert_eq!(lease.module_sha256, *MODULE_SHA256);
+                assert_eq!(lease.input, range_input(lease.unit, lease.unit + 1));
+                let output = expected_output(&lease.input);
                 let submission = ResultSubmission {
                     protocol: PROTOCOL_VERSION,
                     volunteer: self.id,

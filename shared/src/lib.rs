@@ -7,11 +7,10 @@ pub mod abi;
 pub mod error;
 pub mod hex;
 pub mod ids;
-pub mod kernel;
 pub mod manifest;
 pub mod protocol;
+pub mod range;
 pub mod signing;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{JobId, KeyId, LeaseId, Nonce, PublicKey, Sha256Digest, Signature, VolunteerId};
-pub use kernel::Kernel;

@@ -162,7 +162,8 @@ fn bench_jobs(root: &Path) -> anyhow::Result<()> {
         "job-throughput",
     ]))?;
     let native_report = out_dir.join("job-throughput-native.json");
-    std::fs::write(&native_report, native).with_context(|| format!("writing {}", native_report.display()))?;
+    std::fs::write(&native_report, native)
+        .with_context(|| format!("writing {}", native_report.display()))?;
     run(Command::new("node")
         .current_dir(root.join("playwright"))
         .arg("bench/job-throughput.js")

@@ -4,13 +4,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cyclepool_shared::abi::MAX_INPUT_BYTES;
-use cyclepool_shared::kernel::encode_range;
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{CreateJob, Inputs, JobCreated, ModuleUploaded};
+use cyclepool_shared::range::encode_range;
 use cyclepool_shared::{ErrorCode, JobId, Sha256Digest};
 
 use crate::auth::Admin;
@@ -32,8 +33,10 @@ const MAX_DESCRIPTION_CHARS: usize = 10_000;
 pub async fn upload_module(
     _admin: Admin,
     State(state): State<AppState>,
-    body: Bytes,
+    // Taken as a `Result` so that a body over the limit gets the JSON error, not axum's text.
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModuleUploaded>), ApiError> {
+    let body = body?;
     let info = check_module(&body).map_err(|err| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

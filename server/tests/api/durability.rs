@@ -69,7 +69,7 @@ async fn results_and_leases_survive_a_restart() {
 
     let app = app.restart().await;
     let stats = app.stats().await;
-    assert_eq!(stats.jobs.len(), 1, "the demo job was created again");
+    assert_eq!(stats.jobs.len(), 1, "the job was created again");
     assert_eq!(stats.jobs[0].job_id, job);
     assert_eq!((stats.jobs[0].done, stats.jobs[0].leased), (1, 1));
 

@@ -1,29 +1,71 @@
-//! The harness: the real server on `127.0.0.1:0` with a temporary store and a paused clock.
+//! The harness: the real server on `127.0.0.1:0` with a temporary store and a paused clock,
+//! and one job created through the distributor API from the WAT module in `test_module.rs`.
 //!
 //! Tests move time with `app.clock.advance(ms)`; nothing here sleeps to make time pass.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use cyclepool_server::ServerError;
 use cyclepool_server::clock::Clock;
 use cyclepool_server::config::Config;
+use cyclepool_server::store::ReportRecord;
+use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{
-    Lease, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission, StatsResponse,
-    SubmitResponse, SubmitStatus,
+    CreateJob, Inputs, JobCreated, Lease, LeaseRequest, LeaseResponse, ModuleUploaded,
+    PROTOCOL_VERSION, Report, ReportResponse, ResultSubmission, StatsResponse, SubmitResponse,
+    SubmitStatus,
 };
-use cyclepool_shared::{ErrorBody, ErrorCode, Kernel, Sha256Digest, VolunteerId};
+use cyclepool_shared::{ErrorBody, ErrorCode, JobId, Sha256Digest, VolunteerId};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::test_module::{expected_output, reverse_module};
+
 /// Where the paused clock starts: an ordinary moment in late 2023, in ms since the epoch.
 pub const START_MS: u64 = 1_700_000_000_000;
 
-/// The lease TTL of the demo job in these tests.
+/// The lease TTL of the test job (its `policy.lease_ttl_ms`).
 pub const LEASE_TTL_MS: u64 = 60_000;
+
+/// The admin token every test server is configured with.
+pub const ADMIN_TOKEN: &str =
+    "cp_admin_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The SHA-256 of the test module (see `test_module.rs`).
+pub fn module_sha256() -> Sha256Digest {
+    static DIGEST: OnceLock<Sha256Digest> = OnceLock::new();
+    *DIGEST.get_or_init(|| Sha256Digest::of(&reverse_module()))
+}
+
+/// The policy of the test job: the test lease TTL, everything else as the portal's default.
+pub fn test_policy() -> JobPolicy {
+    JobPolicy {
+        lease_ttl_ms: LEASE_TTL_MS,
+        unit_budget_ms: 30_000,
+        ..JobPolicy::default()
+    }
+}
+
+/// A job of `units` range units (`[i, i + 1)` for unit `i`) on the test module.
+pub fn job_request(units: u64) -> CreateJob {
+    CreateJob {
+        title: "Reverse some bytes".into(),
+        description: "Each unit reverses its 16-byte input.".into(),
+        module_sha256: module_sha256(),
+        inputs: Inputs::Range {
+            start: 0,
+            end: units,
+            step: 1,
+        },
+        policy: test_policy(),
+        expires_in_ms: None,
+    }
+}
 
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
@@ -33,24 +75,41 @@ pub struct TestApp {
     pub clock: Clock,
     /// Kept alive for as long as the server uses it.
     pub data_dir: TempDir,
-    demo_units: u64,
+    /// The job [`spawn_app`] created, if it was asked for units.
+    pub job: Option<JobCreated>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), ServerError>>>,
 }
 
-/// Starts a server whose demo job has `demo_units` units (none when 0).
-pub async fn spawn_app(demo_units: u64) -> TestApp {
+/// Starts a server with one job of `units` units on the test module, created through the
+/// distributor API (no job when 0).
+pub async fn spawn_app(units: u64) -> TestApp {
     let data_dir = tempfile::tempdir().expect("creating the data directory");
-    match start(data_dir, demo_units, Clock::paused(START_MS)).await {
+    let mut app = match start(data_dir, None, Clock::paused(START_MS)).await {
         Ok(app) => app,
         Err((_, err)) => panic!("the server did not start: {err}"),
+    };
+    if units > 0 {
+        app.upload_test_module().await;
+        let response = app.create_job_response(&job_request(units)).await;
+        let status = response.status();
+        let text = response.text().await.expect("reading the job response");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "creating the job failed: {text}"
+        );
+        let created: JobCreated = serde_json::from_str(&text).expect("parsing JobCreated");
+        assert_eq!(created.units, units);
+        app.job = Some(created);
     }
+    app
 }
 
 /// Starts a server on `data_dir`; on failure, gives the directory back with the reason.
 async fn start(
     data_dir: TempDir,
-    demo_units: u64,
+    job: Option<JobCreated>,
     clock: Clock,
 ) -> Result<TestApp, (TempDir, ServerError)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -58,8 +117,8 @@ async fn start(
         .expect("binding a free port");
     let address = listener.local_addr().expect("reading the bound address");
     let mut config = Config::for_data_dir(data_dir.path());
-    config.demo_units = demo_units;
-    config.lease_ttl_ms = LEASE_TTL_MS;
+    config.demo_units = 0;
+    config.admin_token = Some(ADMIN_TOKEN.to_owned());
     config.clock = clock.clone();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(cyclepool_server::run(listener, config, async {
@@ -74,7 +133,7 @@ async fn start(
         client,
         clock,
         data_dir,
-        demo_units,
+        job,
         shutdown: Some(shutdown),
         server: Some(server),
     };
@@ -131,7 +190,7 @@ impl TestApp {
         // sled's background threads let go of the directory's lock shortly after the last
         // handle is dropped, not always before `run` returns: the new server may have to wait.
         for _ in 0..250 {
-            match start(data_dir, self.demo_units, self.clock.clone()).await {
+            match start(data_dir, self.job.clone(), self.clock.clone()).await {
                 Ok(app) => return app,
                 Err((dir, ServerError::OpenStore { .. })) => {
                     data_dir = dir;
@@ -141,6 +200,112 @@ impl TestApp {
             }
         }
         panic!("the store stayed locked for 5 s after the server stopped");
+    }
+
+    /// The id of the job [`spawn_app`] created.
+    pub fn job_id(&self) -> JobId {
+        self.job.as_ref().expect("this app has no job").job_id
+    }
+
+    /// `PUT /api/v1/modules` with the admin token; the raw response.
+    pub async fn upload_module_response(&self, bytes: impl Into<Vec<u8>>) -> reqwest::Response {
+        self.client
+            .put(self.url("/api/v1/modules"))
+            .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+            .header(CONTENT_TYPE, "application/wasm")
+            .body(bytes.into())
+            .send()
+            .await
+            .expect("uploading a module")
+    }
+
+    /// Uploads the test module, expecting it to be accepted.
+    pub async fn upload_test_module(&self) -> ModuleUploaded {
+        let response = self.upload_module_response(reverse_module()).await;
+        let status = response.status();
+        assert_json_with_security_headers(response.headers());
+        let text = response.text().await.expect("reading the upload response");
+        assert_eq!(status, StatusCode::CREATED, "module refused: {text}");
+        let uploaded: ModuleUploaded = serde_json::from_str(&text).expect("parsing the answer");
+        assert_eq!(uploaded.module_sha256, module_sha256());
+        uploaded
+    }
+
+    /// `POST /api/v1/jobs` with the admin token; the raw response.
+    pub async fn create_job_response(&self, request: &CreateJob) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/jobs"))
+            .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+            .json(request)
+            .send()
+            .await
+            .expect("creating a job")
+    }
+
+    /// `GET /.well-known/cyclepool-keys.json`.
+    pub async fn keys(&self) -> PortalKeys {
+        let response = self
+            .client
+            .get(self.url("/.well-known/cyclepool-keys.json"))
+            .send()
+            .await
+            .expect("requesting the keys");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_json_with_security_headers(response.headers());
+        response.json().await.expect("parsing the keys")
+    }
+
+    /// `GET /api/v1/jobs/{id}/manifest`; the raw response.
+    pub async fn manifest_response(&self, job: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/v1/jobs/{job}/manifest")))
+            .send()
+            .await
+            .expect("requesting a manifest")
+    }
+
+    /// The signed manifest of `job`, expecting it to exist.
+    pub async fn manifest(&self, job: JobId) -> SignedManifest {
+        let response = self.manifest_response(&job.to_string()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_json_with_security_headers(response.headers());
+        response.json().await.expect("parsing the manifest")
+    }
+
+    /// `POST /api/v1/reports`; the raw response.
+    pub async fn report_response(&self, report: &Report) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/reports"))
+            .json(report)
+            .send()
+            .await
+            .expect("sending a report")
+    }
+
+    /// Sends a report, expecting it to be recorded; returns whether it released a lease.
+    pub async fn report(&self, report: &Report) -> bool {
+        let response = self.report_response(report).await;
+        let status = response.status();
+        assert_json_with_security_headers(response.headers());
+        let text = response.text().await.expect("reading the report response");
+        assert_eq!(status, StatusCode::OK, "report refused: {text}");
+        let body: ReportResponse = serde_json::from_str(&text).expect("parsing the response");
+        assert_eq!(body.protocol, PROTOCOL_VERSION);
+        body.released
+    }
+
+    /// `GET /api/v1/reports` with the admin token: every client report, oldest first.
+    pub async fn reports(&self) -> Vec<ReportRecord> {
+        let response = self
+            .client
+            .get(self.url("/api/v1/reports"))
+            .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .expect("listing reports");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_json_with_security_headers(response.headers());
+        response.json().await.expect("parsing the reports")
     }
 
     /// `POST /api/v1/lease` with a well-formed request; the raw response.
@@ -267,13 +432,15 @@ pub fn volunteer(byte: u8) -> VolunteerId {
     VolunteerId::from_bytes([byte; 16])
 }
 
-/// Runs the unit natively, as a volunteer's browser would, and builds the honest submission.
+/// Computes the unit natively (what the test module computes), checking first that the lease
+/// names the uploaded module, and builds the honest submission.
 pub fn compute(volunteer: VolunteerId, lease: &Lease) -> ResultSubmission {
-    assert_eq!(lease.kernel, Kernel::CountPrimes);
-    let output = Kernel::CountPrimes
-        .run(&lease.input)
-        .expect("running the demo kernel");
-    submission(volunteer, lease, output)
+    assert_eq!(
+        lease.module_sha256,
+        module_sha256(),
+        "the lease names another module"
+    );
+    submission(volunteer, lease, expected_output(&lease.input))
 }
 
 /// A submission for `lease` carrying `output` and its true digest.

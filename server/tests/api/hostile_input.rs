@@ -6,14 +6,14 @@ use reqwest::{Method, StatusCode};
 
 use crate::helpers::{TestApp, assert_json_with_security_headers, spawn_app};
 
-const JSON: Option<&str> = Some("application/json");
-const VOLUNTEER: &str = "01010101010101010101010101010101";
+pub(crate) const JSON: Option<&str> = Some("application/json");
+pub(crate) const VOLUNTEER: &str = "01010101010101010101010101010101";
 const HEX_16: &str = "42424242424242424242424242424242";
 /// The SHA-256 of the empty string.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// One hostile request and the error it must get.
-struct Case {
+pub(crate) struct Case {
     what: &'static str,
     method: Method,
     path: &'static str,
@@ -23,7 +23,7 @@ struct Case {
     code: ErrorCode,
 }
 
-fn post(
+pub(crate) fn post(
     what: &'static str,
     path: &'static str,
     content_type: Option<&'static str>,
@@ -43,7 +43,7 @@ fn post(
 }
 
 /// Sends every case and checks its answer, then checks that the server still works.
-async fn run_cases(app: &TestApp, cases: Vec<Case>) {
+pub(crate) async fn run_cases(app: &TestApp, cases: Vec<Case>) {
     assert!(!cases.is_empty());
     for case in cases {
         let response = app
@@ -85,9 +85,9 @@ fn result_with(extra: &str) -> String {
     format!("{}{extra}}}", &body[..body.len() - 1])
 }
 
-/// Cases that mean the same on both POST endpoints: not JSON, not the right JSON, not JSON
+/// Cases that mean the same on every volunteer POST endpoint: not JSON, not the right JSON, not JSON
 /// at all by Content-Type.
-fn common_cases(path: &'static str, valid: &str) -> Vec<Case> {
+pub(crate) fn common_cases(path: &'static str, valid: &str) -> Vec<Case> {
     use ErrorCode::{MalformedRequest, UnsupportedMediaType};
     let bad = StatusCode::BAD_REQUEST;
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;

@@ -3,10 +3,12 @@
 
 use std::collections::HashSet;
 
+use cyclepool_server::sandbox::{Sandbox, SandboxLimits};
+use cyclepool_shared::Sha256Digest;
 use cyclepool_shared::protocol::{MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION, SubmitStatus};
-use cyclepool_shared::{Kernel, Sha256Digest};
 
-use crate::helpers::{LEASE_TTL_MS, START_MS, compute, spawn_app, volunteer};
+use crate::helpers::{LEASE_TTL_MS, START_MS, compute, module_sha256, spawn_app, volunteer};
+use crate::test_module::{expected_output, range_input, reverse_module};
 
 #[tokio::test]
 async fn a_computed_unit_is_accepted_and_counted_as_done() {
@@ -14,16 +16,38 @@ async fn a_computed_unit_is_accepted_and_counted_as_done() {
     let alice = volunteer(1);
 
     let lease = app.lease_one(alice).await;
-    assert_eq!(lease.kernel, Kernel::CountPrimes);
+    assert_eq!(lease.module_sha256, module_sha256());
+    assert_eq!(lease.module_sha256, Sha256Digest::of(&reverse_module()));
+    assert_eq!(lease.job_id, app.job_id());
+    assert_eq!(lease.input, range_input(lease.unit, lease.unit + 1));
     assert_eq!(lease.input_sha256, Sha256Digest::of(&lease.input));
     assert_eq!(lease.deadline_ms, START_MS + LEASE_TTL_MS);
     let stats = app.stats().await;
     assert_eq!(stats.jobs.len(), 1);
     assert_eq!(stats.jobs[0].job_id, lease.job_id);
+    assert_eq!(stats.jobs[0].module_sha256, module_sha256());
     assert_eq!(stats.jobs[0].units, 4);
     assert_eq!((stats.jobs[0].done, stats.jobs[0].leased), (0, 1));
 
-    let output = Kernel::CountPrimes.run(&lease.input).unwrap();
+    // The module itself, run in the server's sandbox, agrees with the native computation
+    // and accepts it in `verify`, and refuses anything else.
+    let sandbox = Sandbox::new(SandboxLimits::for_run());
+    let module = sandbox.compile(&reverse_module()).unwrap();
+    let output = sandbox.run(&module, &lease.input).unwrap();
+    assert_eq!(output, expected_output(&lease.input));
+    assert_ne!(
+        output, lease.input,
+        "a reversed range input differs from the input"
+    );
+    assert_eq!(sandbox.verify(&module, &lease.input, &output), Ok(true));
+    assert_eq!(
+        sandbox.verify(&module, &lease.input, &lease.input),
+        Ok(false)
+    );
+    assert_eq!(
+        sandbox.verify(&module, &lease.input, &output[1..]),
+        Ok(false)
+    );
     let submission = compute(alice, &lease);
     assert_eq!(submission.output, output);
     assert_eq!(app.submit(&submission).await, SubmitStatus::Accepted);

@@ -1,11 +1,18 @@
 //! HTTP tests of the real server: each test starts its own server on a random port with a
-//! temporary store and a paused clock, and talks to it over HTTP like a volunteer would.
+//! temporary store and a paused clock, and talks to it over HTTP like a volunteer (or a
+//! distributor, with the admin token) would.
 
+mod auth;
 mod durability;
 mod expiry;
 mod helpers;
 mod hostile_input;
 mod idempotence;
+mod jobs;
+mod keys;
 mod lease_cycle;
+mod modules;
 mod rejections;
+mod reports;
 mod security_headers;
+mod test_module;
