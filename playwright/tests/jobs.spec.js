@@ -1,6 +1,10 @@
 // Distributors' job modules in a real browser: each example job computes in Chromium, and
 // every stored output equals a native run of the same module (the audit re-runs it in wasmi).
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
 const { test, expect, createJob, le } = require('./server');
+
+const assembleBin = path.resolve(__dirname, '..', '..', 'target', 'debug', 'examples', 'assemble');
 
 /** Starts one worker, waits until the server has every unit of every job, and stops. */
 async function computeEverything(page, server) {
@@ -60,8 +64,23 @@ test.describe('with only the job under test', () => {
 test.describe('with the demo job', () => {
   test.use({ serverArgs: ['--demo-units', '4'] });
 
-  test('mandelbrot: every tile is computed in the browser as natively', async ({ page, server }) => {
+  test('mandelbrot: every tile is computed in the browser as natively, and the distributor downloads the picture', async ({ page, server }) => {
     await computeEverything(page, server);
+    // The distributor downloads the results and assembles the tiles into a picture.
+    const download = await fetch(`${server.url}/api/v1/jobs/0/results`, {
+      headers: { authorization: `Bearer ${server.adminToken}` },
+    });
+    expect(download.headers.get('content-type')).toBe('application/x-ndjson');
+    const lines = await download.text();
+    expect(lines.trim().split('\n')).toHaveLength(4);
+    const picture = execFileSync(assembleBin, { input: lines });
+    const header = 'P5\n128 128\n255\n';
+    expect(picture.subarray(0, header.length).toString('latin1')).toBe(header);
+    const pixels = picture.subarray(header.length);
+    expect(pixels).toHaveLength(128 * 128);
+    // Both the set (black) and fast escapes (white) are in the picture.
+    expect(pixels.includes(0)).toBe(true);
+    expect(pixels.includes(255)).toBe(true);
     await server.stop();
     expectVerifiedAudit(server, 4);
   });

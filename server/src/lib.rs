@@ -90,6 +90,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             post(routes::jobs::create_job).layer(DefaultBodyLimit::max(JOB_BODY_LIMIT)),
         )
         .route("/jobs/{id}/manifest", get(routes::jobs::manifest))
+        .route("/jobs/{id}/results", get(routes::jobs::results))
         .route("/stats", get(routes::stats::stats))
         .route("/health", get(routes::stats::health))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })

@@ -642,6 +642,36 @@ impl Store {
         })
     }
 
+    /// Every done unit of `job` with its input and accepted result, in unit order.
+    pub fn job_results(
+        &self,
+        job: JobId,
+    ) -> impl Iterator<Item = Result<(u64, UnitRecord, ResultRecord), StoreError>> + '_ {
+        self.units
+            .scan_prefix(job.0.to_be_bytes())
+            .filter_map(move |entry| {
+                let found = (|| {
+                    let (key, value) = entry?;
+                    let key = UnitKey::from_bytes(&key)?;
+                    let unit: UnitRecord = decode("units", &value)?;
+                    let UnitState::Done { lease } = unit.state else {
+                        return Ok(None);
+                    };
+                    let result = self
+                        .result(key, lease)?
+                        .ok_or_else(|| StoreError::Corrupt {
+                            tree: "results",
+                            reason: format!(
+                                "unit {} of job {job} is done without a result",
+                                key.index
+                            ),
+                        })?;
+                    Ok(Some((key.index, unit, result)))
+                })();
+                found.transpose()
+            })
+    }
+
     /// One lease, if it exists.
     pub fn lease(&self, id: LeaseId) -> Result<Option<LeaseRecord>, StoreError> {
         self.leases

@@ -222,6 +222,14 @@ fn test(root: &Path) -> anyhow::Result<()> {
     step("browser tests");
     build_web_client(root)?;
     run(cargo(root).args(["build", "--package", "cyclepool-server"]))?;
+    // The distributor's tool that turns a downloaded Mandelbrot job into a picture.
+    run(cargo(root).args([
+        "build",
+        "--package",
+        "cyclepool-job-mandelbrot",
+        "--example",
+        "assemble",
+    ]))?;
     let playwright = root.join("playwright");
     run(Command::new("npx")
         .current_dir(&playwright)

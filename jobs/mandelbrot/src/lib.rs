@@ -225,6 +225,10 @@ pub enum AssembleError {
     OutOfBounds { x: u32, y: u32 },
     /// A pixel is covered by no tile, or by more than one.
     Coverage { x: u32, y: u32 },
+    /// A unit's input is not a tile spec, or the tiles do not share one grid.
+    NotATile { unit: usize },
+    /// There are no tiles at all.
+    NoTiles,
 }
 
 impl fmt::Display for AssembleError {
@@ -240,6 +244,11 @@ impl fmt::Display for AssembleError {
             Self::Coverage { x, y } => {
                 write!(f, "pixel ({x}, {y}) is not covered by exactly one tile")
             }
+            Self::NotATile { unit } => write!(
+                f,
+                "unit {unit}'s input is not a tile on the same pixel grid as the others"
+            ),
+            Self::NoTiles => f.write_str("there are no tiles to assemble"),
         }
     }
 }
@@ -512,6 +521,105 @@ mod tests {
         assert_eq!(
             assemble_pgm(&image, &[(shifted, &outputs[1])]),
             Err(AssembleError::OutOfBounds { x: 5, y: 0 })
+        );
+    }
+}
+
+/// Assembles a finished job's units, each `(input, output)` as downloaded from the portal, into
+/// a PGM: the whole picture's spec is inferred from the tiles (they must share one pixel step
+/// and one grid, and cover a rectangle exactly once).
+pub fn assemble_units(units: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<u8>, AssembleError> {
+    let specs: Vec<TileSpec> = units
+        .iter()
+        .enumerate()
+        .map(|(unit, (input, _))| {
+            TileSpec::decode(input).map_err(|_| AssembleError::NotATile { unit })
+        })
+        .collect::<Result<_, _>>()?;
+    let first = specs.first().ok_or(AssembleError::NoTiles)?;
+    let step = first.step;
+    let left = specs.iter().map(|spec| spec.x0).min().unwrap_or(first.x0);
+    let top = specs.iter().map(|spec| spec.y0).max().unwrap_or(first.y0);
+    let mut placed = Vec::with_capacity(specs.len());
+    let (mut width, mut height) = (0u32, 0u32);
+    for (unit, spec) in specs.iter().enumerate() {
+        let (dx, dy) = (spec.x0 - left, top - spec.y0);
+        let on_grid = spec.step == step && dx % step == 0 && dy % step == 0;
+        let (x, y) = (u32::try_from(dx / step), u32::try_from(dy / step));
+        let (Ok(x), Ok(y)) = (x, y) else {
+            return Err(AssembleError::NotATile { unit });
+        };
+        if !on_grid || spec.max_iter != first.max_iter {
+            return Err(AssembleError::NotATile { unit });
+        }
+        width = width.max(x.saturating_add(spec.width));
+        height = height.max(y.saturating_add(spec.height));
+        placed.push(PlacedTile { x, y, spec: *spec });
+    }
+    let image = TileSpec {
+        x0: left,
+        y0: top,
+        step,
+        width,
+        height,
+        max_iter: first.max_iter,
+    };
+    let tiles: Vec<(PlacedTile, &[u8])> = placed
+        .into_iter()
+        .zip(units.iter().map(|(_, output)| output.as_slice()))
+        .collect();
+    assemble_pgm(&image, &tiles)
+}
+
+#[cfg(test)]
+mod assemble_units_tests {
+    use super::*;
+
+    #[test]
+    fn downloaded_tiles_assemble_into_the_whole_picture() {
+        let image = TileSpec {
+            x0: fixed(-2, 1),
+            y0: fixed(5, 4),
+            step: fixed(5, 2 * 96),
+            width: 96,
+            height: 96,
+            max_iter: 200,
+        };
+        let whole = run(&image.encode()).unwrap();
+        let whole_pgm = assemble_pgm(
+            &image,
+            &[(
+                PlacedTile {
+                    x: 0,
+                    y: 0,
+                    spec: image,
+                },
+                whole.as_slice(),
+            )],
+        )
+        .unwrap();
+        // Tiles in a scrambled order, as a download of a job need not be in picture order.
+        let mut units: Vec<(Vec<u8>, Vec<u8>)> = split(&image, 32, 32)
+            .into_iter()
+            .map(|tile| {
+                (
+                    tile.spec.encode().to_vec(),
+                    run(&tile.spec.encode()).unwrap(),
+                )
+            })
+            .collect();
+        units.reverse();
+        assert_eq!(assemble_units(&units).unwrap(), whole_pgm);
+        // A missing tile leaves a hole, which is refused.
+        units.pop();
+        assert!(matches!(
+            assemble_units(&units),
+            Err(AssembleError::Coverage { .. })
+        ));
+        assert_eq!(assemble_units(&[]), Err(AssembleError::NoTiles));
+        assert_eq!(
+            assemble_units(&[(vec![1, 2, 3], vec![])]),
+            Err(AssembleError::NotATile { unit: 0 })
         );
     }
 }

@@ -173,6 +173,65 @@ pub async fn module(
         .into_response())
 }
 
+/// `GET /api/v1/jobs/{id}/results` (admin): every accepted result of the job as JSON lines,
+/// one unit per line, in unit order: `{"unit", "input", "output", "output_sha256",
+/// "volunteer", "received_ms"}` with `input` and `output` in base64.
+pub async fn results(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_job_id(&id)?;
+    state.scheduler.job(id).ok_or_else(|| unknown_job(id))?;
+    let store = state.store.clone();
+    let lines = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let mut lines = Vec::new();
+        for entry in store.job_results(id) {
+            let (unit, record, result) = entry?;
+            let line = ResultLine {
+                unit,
+                input: &record.input,
+                output: &result.output,
+                output_sha256: result.output_sha256,
+                volunteer: result.volunteer,
+                received_ms: result.received_ms,
+            };
+            serde_json::to_writer(&mut lines, &line).map_err(|err| {
+                tracing::error!(error = %err, "encoding a result line");
+                ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+            })?;
+            lines.push(b'\n');
+        }
+        Ok(lines)
+    })
+    .await
+    .map_err(|err| {
+        tracing::error!(error = %err, "results task failed");
+        ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+    })??;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        )],
+        lines,
+    )
+        .into_response())
+}
+
+/// One line of a results download.
+#[derive(serde::Serialize)]
+struct ResultLine<'a> {
+    unit: u64,
+    #[serde(with = "cyclepool_shared::protocol::base64_bytes")]
+    input: &'a [u8],
+    #[serde(with = "cyclepool_shared::protocol::base64_bytes")]
+    output: &'a [u8],
+    output_sha256: Sha256Digest,
+    volunteer: cyclepool_shared::VolunteerId,
+    received_ms: u64,
+}
+
 /// `GET /.well-known/cyclepool-keys.json`: the portal's public keys and revocations.
 pub async fn keys(State(state): State<AppState>) -> Json<PortalKeys> {
     Json(state.keyring.public().clone())

@@ -14,5 +14,6 @@ mod lease_cycle;
 mod modules;
 mod rejections;
 mod reports;
+mod results;
 mod security_headers;
 mod test_module;
