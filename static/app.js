@@ -1,7 +1,6 @@
 // The volunteer page: starts module workers only after the person presses Start,
 // aggregates what they report, and stops every one of them on Stop.
 
-const VOLUNTEER_KEY = 'cyclepool.volunteer';
 const KEYS_URL = '/.well-known/cyclepool-keys.json';
 const RATE_WINDOW_MS = 10_000;
 const LOG_LIMIT = 50;
@@ -21,6 +20,7 @@ const elements = {
   runningTitle: document.getElementById('running-title'),
   runningDistributor: document.getElementById('running-distributor'),
   runningModule: document.getElementById('running-module'),
+  volunteerId: document.getElementById('volunteer-id'),
 };
 
 const session = {
@@ -29,15 +29,17 @@ const session = {
   completions: [], // timestamps (ms) of recent unit completions, for the rate
 };
 
-// The identity this browser gives itself: 128 random bits, kept across visits.
-function volunteerId() {
-  let id = localStorage.getItem(VOLUNTEER_KEY);
-  if (!/^[0-9a-f]{32}$/.test(id ?? '')) {
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    id = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-    localStorage.setItem(VOLUNTEER_KEY, id);
+// The identity this browser gives itself: an ed25519 key pair whose 32-byte seed comes from
+// the browser's CSPRNG once, and is kept in IndexedDB. Results are signed with it; its public
+// half is the volunteer id that credit will attach to.
+async function volunteerSeed() {
+  let seed = await keyStore('readonly', (store) => store.get('volunteer-seed'));
+  if (!/^[0-9a-f]{64}$/.test(seed ?? '')) {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    seed = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    await keyStore('readwrite', (store) => store.put(seed, 'volunteer-seed'));
   }
-  return id;
+  return seed;
 }
 
 function log(message, kind = 'info') {
@@ -139,6 +141,8 @@ async function start() {
     const client = await import('/pkg/cyclepool_web_client.js');
     await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
     trustedKeys = await trustedPortalKeys(client.pin_portal_keys);
+    session.seed = await volunteerSeed();
+    elements.volunteerId.textContent = client.volunteer_id(session.seed);
   } catch (error) {
     log(`not starting: ${error?.message ?? error}`, 'error');
     elements.start.disabled = false;
@@ -148,14 +152,13 @@ async function start() {
   session.starting = false;
   const count = Math.max(1, Math.min(Number.parseInt(elements.workers.value, 10) || 1, navigator.hardwareConcurrency || 64));
   elements.workers.value = String(count);
-  const volunteer = volunteerId();
   session.startedAt = performance.now();
   session.completions = [];
   for (let i = 0; i < count; i += 1) {
     const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${i}` });
     worker.addEventListener('message', (message) => onWorkerEvent(message.data));
     worker.addEventListener('error', (error) => log(`worker failed to load: ${error.message ?? 'unknown error'}`, 'error'));
-    worker.postMessage({ type: 'start', volunteer, trustedKeys });
+    worker.postMessage({ type: 'start', seed: session.seed, trustedKeys });
     session.workers.push(worker);
   }
   elements.start.disabled = true;
@@ -201,5 +204,5 @@ if (!('Worker' in window) || typeof WebAssembly !== 'object') {
   log('this browser lacks Web Workers or WebAssembly, which computing here needs', 'error');
 }
 setInterval(render, 1000);
-setInterval(refreshJobs, 5000);
+setInterval(refreshJobs, 2000);
 refreshJobs();

@@ -8,7 +8,7 @@ self.addEventListener('message', async (message) => {
   if (command.type === 'start' && volunteer === null) {
     try {
       await init({ module_or_path: new URL('./pkg/cyclepool_web_client_bg.wasm', import.meta.url) });
-      volunteer = new VolunteerWorker(command.volunteer, command.trustedKeys, (event) => self.postMessage(event));
+      volunteer = new VolunteerWorker(command.seed, command.trustedKeys, (event) => self.postMessage(event));
       await volunteer.run();
     } catch (error) {
       self.postMessage({ type: 'error', message: `worker stopped: ${error?.message ?? error}` });

@@ -1,13 +1,14 @@
 //! `cyclepool-server audit`: checks a stopped server's store offline.
 //!
 //! It re-runs every stored result's job module natively (in the wasmi sandbox) and compares
-//! outputs, and checks the
-//! invariants that crash safety promises: every unit of every job is present, every done
+//! outputs, checks the volunteer's signature on every result, and checks the invariants that
+//! crash safety promises: every unit of every job is present, every done
 //! unit has its result, every leased unit has its active lease.
 
 use std::collections::HashMap;
 
-use cyclepool_shared::{JobId, LeaseId, Sha256Digest};
+use cyclepool_shared::signing::{self, Purpose, result_message};
+use cyclepool_shared::{JobId, LeaseId, PublicKey, Sha256Digest};
 use serde::Serialize;
 
 use crate::sandbox::{CompiledModule, Sandbox, SandboxLimits};
@@ -40,6 +41,8 @@ pub struct JobAudit {
     pub done: u64,
     /// Done units whose stored output equals a native run of the job's module.
     pub verified: u64,
+    /// Done units whose result's signature verifies with its volunteer's key.
+    pub signatures_verified: u64,
     /// Done units whose stored output does not.
     pub mismatches: Vec<u64>,
 }
@@ -123,6 +126,26 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
                     ));
                     continue;
                 };
+                match store.lease(lease)? {
+                    Some(record) => {
+                        let message = result_message(&lease, &record.nonce, &result.output_sha256);
+                        let signer = PublicKey::from_bytes(*result.volunteer.as_bytes());
+                        if signing::verify(&signer, Purpose::Result, &message, &result.signature)
+                            .is_ok()
+                        {
+                            tally.signatures_verified += 1;
+                        } else {
+                            problems.push(format!(
+                                "job {} unit {}: the result's signature does not verify",
+                                key.job, key.index
+                            ));
+                        }
+                    }
+                    None => problems.push(format!(
+                        "job {} unit {}: the result's lease {lease} is missing",
+                        key.job, key.index
+                    )),
+                }
                 let native = modules
                     .get(&key.job)
                     .map(|module| sandbox.run(module, &unit.input));

@@ -16,6 +16,7 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod validator;
 pub mod web;
 
 use std::future::Future;
@@ -92,6 +93,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/jobs/{id}/manifest", get(routes::jobs::manifest))
         .route("/jobs/{id}/results", get(routes::jobs::results))
         .route("/stats", get(routes::stats::stats))
+        .route("/leaderboard", get(routes::stats::leaderboard))
         .route("/health", get(routes::stats::health))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
         .with_state(state.clone());
@@ -148,6 +150,7 @@ pub async fn run(
         store: Arc::clone(&store),
         scheduler,
         keyring,
+        validator: Arc::new(validator::Validator::new(Arc::clone(&store))),
         clock: config.clock.clone(),
         admin_token_hash,
         manifests: Arc::default(),

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cyclepool_shared::protocol::{JobStats, Lease, StatsResponse};
-use cyclepool_shared::{JobId, LeaseId, Nonce, VolunteerId};
+use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
 use rand::RngCore;
 
 use crate::clock::Clock;
@@ -161,6 +161,28 @@ impl Scheduler {
     /// out again at once and starve the rest).
     pub fn report(&self, report: &ReportRecord, nonce: Option<Nonce>) -> Result<bool, StoreError> {
         let ReleaseOutcome::Released { unit } = self.store.report(report, nonce)? else {
+            return Ok(false);
+        };
+        let mut inner = self.lock();
+        let counts = inner.counts.entry(unit.job).or_default();
+        counts.leased = counts.leased.saturating_sub(1);
+        counts.pending += 1;
+        inner.ready.push_back(unit);
+        Ok(true)
+    }
+
+    /// Ends a lease whose output the job's `verify` rejected; its unit joins the back of the
+    /// queue, to be computed by someone else.
+    pub fn reject(
+        &self,
+        lease: LeaseId,
+        volunteer: VolunteerId,
+        nonce: Nonce,
+        output_sha256: Sha256Digest,
+    ) -> Result<bool, StoreError> {
+        let ReleaseOutcome::Released { unit } =
+            self.store.reject(lease, volunteer, nonce, output_sha256)?
+        else {
             return Ok(false);
         };
         let mut inner = self.lock();

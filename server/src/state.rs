@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::keys::Keyring;
 use crate::scheduler::Scheduler;
 use crate::store::{JobRecord, Store};
+use crate::validator::Validator;
 
 /// Shared handles, cloned into each request.
 #[derive(Clone)]
@@ -17,6 +18,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub scheduler: Arc<Scheduler>,
     pub keyring: Arc<Keyring>,
+    pub validator: Arc<Validator>,
     pub clock: Clock,
     /// The SHA-256 of the admin token; `None` refuses every distributor call.
     pub admin_token_hash: Option<Sha256Digest>,

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{DurabilityStats, ReportKind, base64_bytes};
-use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
+use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -135,6 +135,10 @@ pub enum LeaseState {
     Failed {
         kind: ReportKind,
     },
+    /// The job's `verify` rejected the output; the unit went back to pending.
+    Rejected {
+        output_sha256: Sha256Digest,
+    },
 }
 
 /// One accepted result as stored.
@@ -145,6 +149,8 @@ pub struct ResultRecord {
     #[serde(with = "base64_bytes")]
     pub output: Vec<u8>,
     pub output_sha256: Sha256Digest,
+    /// The volunteer's signature over the lease, its nonce and the output's digest.
+    pub signature: Signature,
     pub received_ms: u64,
     pub compute_ms: u64,
 }
@@ -157,6 +163,7 @@ pub struct IncomingResult {
     pub nonce: Nonce,
     pub output: Vec<u8>,
     pub output_sha256: Sha256Digest,
+    pub signature: Signature,
     pub compute_ms: u64,
 }
 
@@ -201,6 +208,15 @@ pub struct ReportRecord {
     pub received_ms: u64,
 }
 
+/// A volunteer's credit: what it has done that was accepted as valid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditRecord {
+    /// Results accepted.
+    pub results: u64,
+    /// Computing time those results took, as the volunteer's browser measured it.
+    pub compute_ms: u64,
+}
+
 /// What happened to a lease named in a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReleaseOutcome {
@@ -228,6 +244,7 @@ pub struct Store {
     results: sled::Tree,
     modules: sled::Tree,
     reports: sled::Tree,
+    credit: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -250,6 +267,7 @@ impl Store {
             results: db.open_tree("results")?,
             modules: db.open_tree("modules")?,
             reports: db.open_tree("reports")?,
+            credit: db.open_tree("credit")?,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -459,8 +477,8 @@ impl Store {
         result: &IncomingResult,
         now_ms: u64,
     ) -> Result<SubmitOutcome, StoreError> {
-        (&self.units, &self.leases, &self.results)
-            .transaction(|(units, leases, results)| {
+        (&self.units, &self.leases, &self.results, &self.credit)
+            .transaction(|(units, leases, results, credit)| {
                 let Some(mut lease) =
                     get::<LeaseRecord>(leases, "leases", result.lease.as_bytes())?
                 else {
@@ -480,8 +498,10 @@ impl Store {
                         return Ok(SubmitOutcome::Duplicate);
                     }
                     LeaseState::Completed { .. } => return Ok(SubmitOutcome::Conflict),
-                    // A lease the volunteer gave up on is over, like an expired one.
-                    LeaseState::Expired | LeaseState::Failed { .. } => {
+                    // A lease given up on, or whose result was wrong, is over like an expired one.
+                    LeaseState::Expired
+                    | LeaseState::Failed { .. }
+                    | LeaseState::Rejected { .. } => {
                         return Ok(SubmitOutcome::Expired {
                             deadline_ms: lease.deadline_ms,
                         });
@@ -525,12 +545,21 @@ impl Store {
                     volunteer: result.volunteer,
                     output: result.output.clone(),
                     output_sha256: result.output_sha256,
+                    signature: result.signature,
                     received_ms: now_ms,
                     compute_ms: result.compute_ms,
                 };
                 units.insert(&unit_key, encode(&unit))?;
                 leases.insert(result.lease.as_bytes(), encode(&lease))?;
                 results.insert(&result_key(lease.unit, result.lease), encode(&record))?;
+                // Credit moves with acceptance, in the same transaction: credit always equals
+                // the validated work on record.
+                let mut account =
+                    get::<CreditRecord>(credit, "credit", result.volunteer.as_bytes())?
+                        .unwrap_or_default();
+                account.results += 1;
+                account.compute_ms = account.compute_ms.saturating_add(result.compute_ms);
+                credit.insert(result.volunteer.as_bytes(), encode(&account))?;
                 Ok(SubmitOutcome::Accepted { unit: lease.unit })
             })
             .map_err(tx_error)
@@ -611,6 +640,66 @@ impl Store {
     pub fn set_admin_token_hash(&self, hash: Sha256Digest) -> Result<(), StoreError> {
         self.meta.insert(ADMIN_TOKEN_KEY, hash.as_bytes())?;
         self.flush()
+    }
+
+    /// Ends `lease` because the job's `verify` rejected its output: the unit is pending again.
+    /// Nothing happens unless the lease is the sender's, with its nonce, and still open.
+    pub fn reject(
+        &self,
+        lease_id: LeaseId,
+        volunteer: VolunteerId,
+        nonce: Nonce,
+        output_sha256: Sha256Digest,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        (&self.units, &self.leases)
+            .transaction(|(units, leases)| {
+                let Some(mut lease) = get::<LeaseRecord>(leases, "leases", lease_id.as_bytes())?
+                else {
+                    return Ok(ReleaseOutcome::NotReleased);
+                };
+                if lease.volunteer != volunteer
+                    || lease.nonce != nonce
+                    || lease.state != LeaseState::Active
+                {
+                    return Ok(ReleaseOutcome::NotReleased);
+                }
+                let unit_key = lease.unit.to_bytes();
+                let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
+                    return Ok(ReleaseOutcome::NotReleased);
+                };
+                if unit.state != (UnitState::Leased { lease: lease_id }) {
+                    return Ok(ReleaseOutcome::NotReleased);
+                }
+                lease.state = LeaseState::Rejected { output_sha256 };
+                unit.state = UnitState::Pending;
+                leases.insert(lease_id.as_bytes(), encode(&lease))?;
+                units.insert(&unit_key, encode(&unit))?;
+                Ok(ReleaseOutcome::Released { unit: lease.unit })
+            })
+            .map_err(tx_error)
+    }
+
+    /// One unit, if it exists.
+    pub fn unit(&self, key: UnitKey) -> Result<Option<UnitRecord>, StoreError> {
+        self.units
+            .get(key.to_bytes())?
+            .map(|value| decode("units", &value))
+            .transpose()
+    }
+
+    /// Every volunteer's credit.
+    pub fn credit(&self) -> Result<Vec<(VolunteerId, CreditRecord)>, StoreError> {
+        self.credit
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                let id: [u8; 32] = key.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "credit",
+                    reason: format!("key of {} bytes", key.len()),
+                })?;
+                Ok((VolunteerId::from_bytes(id), decode("credit", &value)?))
+            })
+            .collect()
     }
 
     /// Waits until every write made before this call is on disk. Concurrent callers share

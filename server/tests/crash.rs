@@ -2,7 +2,8 @@
 //! offline, restart, and repeat; no acknowledged result may be lost and no unit done twice.
 //!
 //! The job is created through the distributor API with the admin token the binary prints at
-//! first start, from the WAT module the API tests use; the audit re-runs it in wasmi.
+//! first start, from the WAT module the API tests use; the audit re-runs it in wasmi and checks
+//! every stored result's signature, so the volunteers sign theirs like real clients.
 
 #[path = "api/test_module.rs"]
 mod test_module;
@@ -21,6 +22,7 @@ use cyclepool_shared::protocol::{
     CreateJob, Inputs, JobCreated, LeaseRequest, LeaseResponse, ModuleUploaded, PROTOCOL_VERSION,
     ResultSubmission, StatsResponse,
 };
+use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
 use cyclepool_shared::{LeaseId, Sha256Digest, VolunteerId};
 use serde::Deserialize;
 use tokio::task::JoinSet;
@@ -314,8 +316,10 @@ impl Crew {
             .expect("building the http client");
         let mut tasks = JoinSet::new();
         for n in 1..=WORKERS {
+            let secret = SecretKey::from_seed(&[n; 32]);
             let volunteer = Volunteer {
-                id: VolunteerId::from_bytes([n; 16]),
+                id: VolunteerId::from_bytes(*secret.public_key().as_bytes()),
+                secret,
                 client: client.clone(),
                 base: base.to_owned(),
                 shared: Arc::clone(shared),
@@ -350,7 +354,9 @@ impl Crew {
 }
 
 struct Volunteer {
+    /// The public half of `secret`: the audit fails unless every stored result is signed.
     id: VolunteerId,
+    secret: SecretKey,
     client: reqwest::Client,
     base: String,
     shared: Arc<Shared>,
@@ -387,13 +393,16 @@ impl Volunteer {
                 assert_eq!(lease.module_sha256, *MODULE_SHA256);
                 assert_eq!(lease.input, range_input(lease.unit, lease.unit + 1));
                 let output = expected_output(&lease.input);
+                let output_sha256 = Sha256Digest::of(&output);
+                let message = result_message(&lease.lease_id, &lease.nonce, &output_sha256);
                 let submission = ResultSubmission {
                     protocol: PROTOCOL_VERSION,
                     volunteer: self.id,
                     lease_id: lease.lease_id,
                     nonce: lease.nonce,
-                    output_sha256: Sha256Digest::of(&output),
                     output,
+                    output_sha256,
+                    signature: self.secret.sign(Purpose::Result, &message),
                     compute_ms: 1,
                 };
                 let response = self

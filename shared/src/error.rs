@@ -41,6 +41,10 @@ pub enum ErrorCode {
     NonceMismatch,
     /// A different result was already accepted for this lease.
     ConflictingResult,
+    /// The result's signature does not verify with the volunteer's key.
+    BadSignature,
+    /// The job's `verify` says the output is wrong for the input; the unit goes to someone else.
+    InvalidResult,
     /// The request needs a valid `Authorization: Bearer` token.
     Unauthorized,
     /// An uploaded module breaks the job ABI; the message names the rule.

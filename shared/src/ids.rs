@@ -86,18 +86,20 @@ hex_id!(
     "lease id"
 );
 hex_id!(
-    /// A fresh random value issued with each lease; a result must echo it, which binds the
-    /// result to that lease. Later protocol versions sign over it.
+    /// A fresh random value issued with each lease; a result must echo it, and its signature
+    /// covers it, which binds the result to that lease.
     Nonce,
     16,
     32,
     "nonce"
 );
 hex_id!(
-    /// The identity a volunteer's browser chose for itself: 128 random bits kept by the browser.
+    /// A volunteer's identity: the ed25519 public key of the key pair its browser generated
+    /// and keeps. Results are signed with the matching secret key, so credit and credibility
+    /// attach to whoever holds it.
     VolunteerId,
-    16,
     32,
+    64,
     "volunteer id"
 );
 hex_id!(

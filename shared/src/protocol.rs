@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
+use crate::ids::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
 use crate::manifest::{JobPolicy, SignedManifest};
 
 /// The protocol version this crate speaks. Requests name it; the server refuses others.
@@ -71,6 +71,9 @@ pub struct ResultSubmission {
     #[serde(with = "base64_bytes")]
     pub output: Vec<u8>,
     pub output_sha256: Sha256Digest,
+    /// The volunteer's ed25519 signature (its `volunteer` key) over
+    /// [`crate::signing::result_message`]`(lease_id, nonce, output_sha256)`.
+    pub signature: Signature,
     /// How long the computation took in the client, for statistics only.
     #[serde(default)]
     pub compute_ms: u64,
@@ -268,11 +271,12 @@ mod tests {
     fn submission_round_trips_with_base64_output() {
         let submission = ResultSubmission {
             protocol: PROTOCOL_VERSION,
-            volunteer: VolunteerId::from_bytes([1; 16]),
+            volunteer: VolunteerId::from_bytes([1; 32]),
             lease_id: LeaseId::from_bytes([2; 16]),
             nonce: Nonce::from_bytes([3; 16]),
             output: vec![0, 1, 2, 255],
             output_sha256: Sha256Digest::of(&[0, 1, 2, 255]),
+            signature: Signature::from_bytes([4; 64]),
             compute_ms: 12,
         };
         let json = serde_json::to_string(&submission).unwrap();
@@ -286,12 +290,12 @@ mod tests {
     #[test]
     fn lease_request_defaults_to_one_unit_and_rejects_unknown_fields() {
         let request: LeaseRequest = serde_json::from_str(
-            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff"}"#,
+            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}"#,
         )
         .unwrap();
         assert_eq!(request.max_units, 1);
         let err = serde_json::from_str::<LeaseRequest>(
-            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff","admin":true}"#,
+            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff","admin":true}"#,
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `admin`"), "{err}");
@@ -300,7 +304,7 @@ mod tests {
     #[test]
     fn bad_base64_is_named() {
         let err = serde_json::from_str::<ResultSubmission>(
-            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff",
+            r#"{"protocol":1,"volunteer":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
                 "lease_id":"00112233445566778899aabbccddeeff",
                 "nonce":"00112233445566778899aabbccddeeff",
                 "output":"***","output_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}"#,

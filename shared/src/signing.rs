@@ -7,7 +7,7 @@
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
-use crate::ids::{PublicKey, Signature};
+use crate::ids::{LeaseId, Nonce, PublicKey, Sha256Digest, Signature};
 
 /// What a signature is for. Each purpose has its own context bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub enum Purpose {
     Manifest,
     /// A new portal key, signed by the key it succeeds.
     KeyEndorsement,
+    /// A volunteer's result, signed over [`result_message`].
+    Result,
 }
 
 impl Purpose {
@@ -23,6 +25,7 @@ impl Purpose {
         match self {
             Purpose::Manifest => b"cyclepool/manifest/v1\0",
             Purpose::KeyEndorsement => b"cyclepool/key-endorsement/v1\0",
+            Purpose::Result => b"cyclepool/result/v1\0",
         }
     }
 }
@@ -67,6 +70,11 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
+/// Whether `key` can sign at all: a valid curve point and not a weak (small-order) key.
+pub fn is_usable_key(key: &PublicKey) -> bool {
+    VerifyingKey::from_bytes(key.as_bytes()).is_ok_and(|key| !key.is_weak())
+}
+
 /// Checks that `signature` is `key`'s signature of `message` for `purpose`.
 pub fn verify(
     key: &PublicKey,
@@ -78,6 +86,16 @@ pub fn verify(
     let signature = ed25519_dalek::Signature::from_bytes(signature.as_bytes());
     key.verify_strict(&framed(purpose, message), &signature)
         .map_err(|_| SignatureError::Mismatch)
+}
+
+/// What a volunteer signs for a result: the lease, its nonce and the output's digest, so a
+/// signature cannot be moved to another lease (replay) or another output (tampering).
+pub fn result_message(lease: &LeaseId, nonce: &Nonce, output_sha256: &Sha256Digest) -> [u8; 64] {
+    let mut message = [0u8; 64];
+    message[..16].copy_from_slice(lease.as_bytes());
+    message[16..32].copy_from_slice(nonce.as_bytes());
+    message[32..].copy_from_slice(output_sha256.as_bytes());
+    message
 }
 
 fn framed(purpose: Purpose, message: &[u8]) -> Vec<u8> {
@@ -115,6 +133,27 @@ mod tests {
             verify(&other, Purpose::Manifest, b"hello", &signature),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn a_result_signature_binds_lease_nonce_and_output() {
+        let key = SecretKey::from_seed(&[5; 32]);
+        let (lease, nonce) = (LeaseId::from_bytes([1; 16]), Nonce::from_bytes([2; 16]));
+        let digest = Sha256Digest::of(b"output");
+        let signature = key.sign(Purpose::Result, &result_message(&lease, &nonce, &digest));
+        let public = key.public_key();
+        let check = |lease, nonce, digest| {
+            verify(
+                &public,
+                Purpose::Result,
+                &result_message(&lease, &nonce, &digest),
+                &signature,
+            )
+        };
+        assert_eq!(check(lease, nonce, digest), Ok(()));
+        assert!(check(LeaseId::from_bytes([9; 16]), nonce, digest).is_err());
+        assert!(check(lease, Nonce::from_bytes([9; 16]), digest).is_err());
+        assert!(check(lease, nonce, Sha256Digest::of(b"other")).is_err());
     }
 
     #[test]

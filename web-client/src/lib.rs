@@ -23,6 +23,7 @@ use cyclepool_shared::protocol::{
     Lease, LeaseRef, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, Report, ReportKind,
     ReportResponse, ResultSubmission, SubmitResponse,
 };
+use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
 use cyclepool_shared::{JobId, Sha256Digest, VolunteerId};
 use gloo_timers::future::sleep;
 use wasm_bindgen::prelude::*;
@@ -56,7 +57,19 @@ pub fn pin_portal_keys(pinned: &str, offered: &str) -> Result<String, JsError> {
     serde_json::to_string(&trusted).map_err(|err| JsError::new(&err.to_string()))
 }
 
-/// A running (or stopped) volunteer loop. Create it with the volunteer's id, the pinned
+/// The volunteer id (public key, 64 hex digits) of the key with this seed, for the page to show.
+#[wasm_bindgen]
+pub fn volunteer_id(secret_seed: &str) -> Result<String, JsError> {
+    Ok(parse_seed(secret_seed)?.public_key().to_string())
+}
+
+fn parse_seed(secret_seed: &str) -> Result<SecretKey, JsError> {
+    let seed: [u8; 32] = cyclepool_shared::hex::decode_array(secret_seed.trim())
+        .ok_or_else(|| JsError::new("the volunteer key must be 64 hex digits"))?;
+    Ok(SecretKey::from_seed(&seed))
+}
+
+/// A running (or stopped) volunteer loop. Create it with the volunteer's key seed, the pinned
 /// portal keys (JSON from [`pin_portal_keys`]) and a callback that receives event objects;
 /// `run()` resolves when `stop()` has been called.
 #[wasm_bindgen]
@@ -66,6 +79,8 @@ pub struct VolunteerWorker {
 
 struct Shared {
     volunteer: VolunteerId,
+    /// The volunteer's signing key; its public half is `volunteer`.
+    secret: SecretKey,
     trusted: PortalKeys,
     stopped: Cell<bool>,
     on_event: js_sys::Function,
@@ -73,23 +88,23 @@ struct Shared {
 
 #[wasm_bindgen]
 impl VolunteerWorker {
-    /// `volunteer` is 32 hex digits; `trusted_keys` the pinned key set as JSON; `on_event` is
-    /// called with one object per event.
+    /// `secret_seed` is the volunteer's ed25519 seed (64 hex digits, generated once by the page
+    /// from the browser's CSPRNG and kept in IndexedDB); `trusted_keys` the pinned portal key
+    /// set as JSON; `on_event` is called with one object per event.
     #[wasm_bindgen(constructor)]
     pub fn new(
-        volunteer: &str,
+        secret_seed: &str,
         trusted_keys: &str,
         on_event: js_sys::Function,
     ) -> Result<VolunteerWorker, JsError> {
         events::install_panic_hook();
-        let volunteer = volunteer
-            .parse()
-            .map_err(|err: cyclepool_shared::ids::ParseIdError| JsError::new(&err.to_string()))?;
+        let secret = parse_seed(secret_seed)?;
         let trusted = serde_json::from_str(trusted_keys)
             .map_err(|err| JsError::new(&format!("trusted keys: {err}")))?;
         Ok(Self {
             shared: Rc::new(Shared {
-                volunteer,
+                volunteer: VolunteerId::from_bytes(*secret.public_key().as_bytes()),
+                secret,
                 trusted,
                 stopped: Cell::new(false),
                 on_event,
@@ -279,13 +294,20 @@ async fn compute_and_submit(
         }
     };
     let compute_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+    let output_sha256 = Sha256Digest::of(&output);
+    // The signature binds this output to this lease and its nonce, under the volunteer's key.
+    let signature = shared.secret.sign(
+        Purpose::Result,
+        &result_message(&lease.lease_id, &lease.nonce, &output_sha256),
+    );
     let submission = ResultSubmission {
         protocol: PROTOCOL_VERSION,
         volunteer: shared.volunteer,
         lease_id: lease.lease_id,
         nonce: lease.nonce,
-        output_sha256: Sha256Digest::of(&output),
+        output_sha256,
         output,
+        signature,
         compute_ms,
     };
     let mut backoff = Backoff::default();

@@ -174,8 +174,8 @@ pub async fn module(
 }
 
 /// `GET /api/v1/jobs/{id}/results` (admin): every accepted result of the job as JSON lines,
-/// one unit per line, in unit order: `{"unit", "input", "output", "output_sha256",
-/// "volunteer", "received_ms"}` with `input` and `output` in base64.
+/// one unit per line, in unit order: `{"unit", "lease_id", "nonce", "signature", "input",
+/// "output", "output_sha256", "volunteer", "received_ms"}` with `input` and `output` in base64.
 pub async fn results(
     _admin: Admin,
     State(state): State<AppState>,
@@ -188,8 +188,12 @@ pub async fn results(
         let mut lines = Vec::new();
         for entry in store.job_results(id) {
             let (unit, record, result) = entry?;
+            let nonce = store.lease(result.lease)?.map(|lease| lease.nonce);
             let line = ResultLine {
                 unit,
+                lease_id: result.lease,
+                nonce,
+                signature: result.signature,
                 input: &record.input,
                 output: &result.output,
                 output_sha256: result.output_sha256,
@@ -223,6 +227,11 @@ pub async fn results(
 #[derive(serde::Serialize)]
 struct ResultLine<'a> {
     unit: u64,
+    lease_id: cyclepool_shared::LeaseId,
+    nonce: Option<cyclepool_shared::Nonce>,
+    /// The volunteer's signature over lease id, nonce and `output_sha256`, so that the
+    /// distributor can check who computed what without trusting the portal.
+    signature: cyclepool_shared::Signature,
     #[serde(with = "cyclepool_shared::protocol::base64_bytes")]
     input: &'a [u8],
     #[serde(with = "cyclepool_shared::protocol::base64_bytes")]

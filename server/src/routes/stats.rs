@@ -16,3 +16,44 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsResponse> {
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
+
+/// How many volunteers the leaderboard lists.
+const LEADERBOARD_SIZE: usize = 100;
+
+/// One line of the leaderboard.
+#[derive(serde::Serialize)]
+pub struct LeaderboardEntry {
+    pub volunteer: cyclepool_shared::VolunteerId,
+    /// Results accepted as valid.
+    pub results: u64,
+    /// Computing time those results took.
+    pub compute_ms: u64,
+}
+
+/// `GET /api/v1/leaderboard`: the volunteers with the most accepted results. Credit is granted
+/// only for results accepted as valid, in the same transaction that accepts them.
+pub async fn leaderboard(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<LeaderboardEntry>>, crate::error::ApiError> {
+    let store = state.store.clone();
+    let mut credit = tokio::task::spawn_blocking(move || store.credit())
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "leaderboard task failed");
+            crate::error::ApiError::for_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+        })??;
+    credit.sort_by(|(a_id, a), (b_id, b)| {
+        (b.results, b.compute_ms, b_id).cmp(&(a.results, a.compute_ms, a_id))
+    });
+    Ok(Json(
+        credit
+            .into_iter()
+            .take(LEADERBOARD_SIZE)
+            .map(|(volunteer, record)| LeaderboardEntry {
+                volunteer,
+                results: record.results,
+                compute_ms: record.compute_ms,
+            })
+            .collect(),
+    ))
+}

@@ -4,15 +4,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use cyclepool_shared::ErrorCode;
-use cyclepool_shared::Sha256Digest;
 use cyclepool_shared::protocol::{
     LeaseRequest, LeaseResponse, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION, Report,
     ReportResponse, ResultSubmission, SubmitResponse, SubmitStatus,
 };
+use cyclepool_shared::signing::{self, Purpose, result_message};
+use cyclepool_shared::{PublicKey, Sha256Digest, VolunteerId};
 
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
-use crate::store::{IncomingResult, ReportRecord, SubmitOutcome};
+use crate::store::{IncomingResult, LeaseState, ReportRecord, SubmitOutcome};
+use crate::validator::Verdict;
 
 /// How long a volunteer that got no work should wait before asking again.
 const RETRY_WHEN_IDLE_MS: u64 = 5_000;
@@ -23,6 +25,7 @@ pub async fn lease(
     ApiJson(request): ApiJson<LeaseRequest>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
     check_protocol(request.protocol)?;
+    check_volunteer_key(request.volunteer)?;
     if request.max_units == 0 || request.max_units > MAX_UNITS_PER_REQUEST {
         return Err(ApiError::invalid(format!(
             "max_units must be between 1 and {MAX_UNITS_PER_REQUEST}, got {}",
@@ -68,12 +71,60 @@ pub async fn submit(
         ));
     }
     let lease = submission.lease_id;
+    let signer = PublicKey::from_bytes(*submission.volunteer.as_bytes());
+    let message = result_message(&lease, &submission.nonce, &submission.output_sha256);
+    if signing::verify(&signer, Purpose::Result, &message, &submission.signature).is_err() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::BadSignature,
+            format!(
+                "the signature does not verify with volunteer key {} over lease {lease}, its nonce and the output's sha-256",
+                submission.volunteer
+            ),
+        ));
+    }
+    // A job with a `verify` export has the result checked before it is accepted. Only an open
+    // lease of the sender is checked; anything else gets its answer from the store below.
+    if let Some(record) = state.store.lease(lease)? {
+        let open = record.state == LeaseState::Active
+            && record.volunteer == submission.volunteer
+            && record.nonce == submission.nonce;
+        let job = state.scheduler.job(record.unit.job);
+        let unit = if open {
+            state.store.unit(record.unit)?
+        } else {
+            None
+        };
+        if let (Some(job), Some(unit)) = (job, unit) {
+            let verdict = state
+                .validator
+                .check(&job, unit.input, submission.output.clone())
+                .await?;
+            if verdict == Verdict::Invalid {
+                state.scheduler.reject(
+                    lease,
+                    submission.volunteer,
+                    submission.nonce,
+                    submission.output_sha256,
+                )?;
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::InvalidResult,
+                    format!(
+                        "the job's verify says this output is wrong for unit {} of job {}; the unit goes to someone else",
+                        record.unit.index, record.unit.job
+                    ),
+                ));
+            }
+        }
+    }
     let incoming = IncomingResult {
         lease,
         volunteer: submission.volunteer,
         nonce: submission.nonce,
         output: submission.output,
         output_sha256: submission.output_sha256,
+        signature: submission.signature,
         compute_ms: submission.compute_ms,
     };
     let status = match state.scheduler.submit(&incoming).await? {
@@ -123,6 +174,16 @@ pub async fn submit(
     }))
 }
 
+/// A volunteer id must be a key that can sign: a valid ed25519 point, not a weak one.
+fn check_volunteer_key(volunteer: VolunteerId) -> Result<(), ApiError> {
+    if signing::is_usable_key(&PublicKey::from_bytes(*volunteer.as_bytes())) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(format!(
+        "volunteer {volunteer} is not a usable ed25519 public key"
+    )))
+}
+
 fn check_protocol(version: u32) -> Result<(), ApiError> {
     if version == PROTOCOL_VERSION {
         return Ok(());
@@ -145,6 +206,7 @@ pub async fn report(
     ApiJson(report): ApiJson<Report>,
 ) -> Result<Json<ReportResponse>, ApiError> {
     check_protocol(report.protocol)?;
+    check_volunteer_key(report.volunteer)?;
     if state.scheduler.job(report.job_id).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::helpers::{LEASE_TTL_MS, compute, expect_error, spawn_app, volunteer};
+use crate::helpers::{LEASE_TTL_MS, compute, expect_error, sign, spawn_app, volunteer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_submissions_share_flushes() {
@@ -77,6 +77,7 @@ async fn results_and_leases_survive_a_restart() {
     assert_eq!(app.submit(&accepted).await, SubmitStatus::Duplicate);
     let mut unknown = compute(bob, &open);
     unknown.lease_id = LeaseId::from_bytes([9; 16]);
+    sign(&mut unknown);
     let response = app.submit_response(&unknown).await;
     expect_error(response, StatusCode::NOT_FOUND, ErrorCode::UnknownLease).await;
     assert_eq!(

@@ -2,7 +2,11 @@
 //! and one job created through the distributor API from the WAT module in `test_module.rs`.
 //!
 //! Tests move time with `app.clock.advance(ms)`; nothing here sleeps to make time pass.
+//!
+//! A test volunteer is a key pair seeded with one repeated byte: [`volunteer`] gives its id
+//! (the public key), [`secret_for`] its secret key, and the submission helpers sign with it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -10,14 +14,15 @@ use std::time::Duration;
 use cyclepool_server::ServerError;
 use cyclepool_server::clock::Clock;
 use cyclepool_server::config::Config;
-use cyclepool_server::store::ReportRecord;
+use cyclepool_server::store::{ReportRecord, Store};
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{
     CreateJob, Inputs, JobCreated, Lease, LeaseRequest, LeaseResponse, ModuleUploaded,
     PROTOCOL_VERSION, Report, ReportResponse, ResultSubmission, StatsResponse, SubmitResponse,
     SubmitStatus,
 };
-use cyclepool_shared::{ErrorBody, ErrorCode, JobId, Sha256Digest, VolunteerId};
+use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
+use cyclepool_shared::{ErrorBody, ErrorCode, JobId, Sha256Digest, Signature, VolunteerId};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use tempfile::TempDir;
@@ -198,6 +203,19 @@ impl TestApp {
                 }
                 Err((_, err)) => panic!("the server did not restart: {err}"),
             }
+        }
+        panic!("the store stayed locked for 5 s after the server stopped");
+    }
+
+    /// Stops the server and opens its store directly, as `cyclepool-server audit` does.
+    pub async fn stop_and_open_store(&mut self) -> Store {
+        self.stop().await;
+        // As in `restart`: sled may hold the directory's lock a little after `run` returns.
+        for _ in 0..250 {
+            if let Ok(store) = Store::open(self.data_dir.path()) {
+                return store;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("the store stayed locked for 5 s after the server stopped");
     }
@@ -427,9 +445,43 @@ impl TestApp {
     }
 }
 
-/// A volunteer identity made of one repeated byte.
+/// The identity of the test volunteer `byte`: the public key of the key pair whose seed is
+/// `byte` repeated.
 pub fn volunteer(byte: u8) -> VolunteerId {
-    VolunteerId::from_bytes([byte; 16])
+    let public = SecretKey::from_seed(&[byte; 32]).public_key();
+    VolunteerId::from_bytes(*public.as_bytes())
+}
+
+/// The secret key of a volunteer made by [`volunteer`].
+pub fn secret_for(volunteer: VolunteerId) -> SecretKey {
+    // Ids are public keys, so the seed cannot be read back from one: look it up instead.
+    static SEEDS: OnceLock<HashMap<VolunteerId, u8>> = OnceLock::new();
+    let seeds = SEEDS.get_or_init(|| {
+        (0..=u8::MAX)
+            .map(|byte| (self::volunteer(byte), byte))
+            .collect()
+    });
+    let byte = seeds
+        .get(&volunteer)
+        .unwrap_or_else(|| panic!("{volunteer:?} is not the id of a test volunteer"));
+    SecretKey::from_seed(&[*byte; 32])
+}
+
+/// `signer`'s signature over `submission`'s lease id, nonce and output digest (whoever the
+/// submission names as its volunteer).
+pub fn signature_by(signer: VolunteerId, submission: &ResultSubmission) -> Signature {
+    let message = result_message(
+        &submission.lease_id,
+        &submission.nonce,
+        &submission.output_sha256,
+    );
+    secret_for(signer).sign(Purpose::Result, &message)
+}
+
+/// Signs `submission` with its volunteer's key, as an honest client does last. A test that
+/// changes a signed field calls it again, so that only the change is wrong.
+pub fn sign(submission: &mut ResultSubmission) {
+    submission.signature = signature_by(submission.volunteer, submission);
 }
 
 /// Computes the unit natively (what the test module computes), checking first that the lease
@@ -443,17 +495,20 @@ pub fn compute(volunteer: VolunteerId, lease: &Lease) -> ResultSubmission {
     submission(volunteer, lease, expected_output(&lease.input))
 }
 
-/// A submission for `lease` carrying `output` and its true digest.
+/// A submission for `lease` carrying `output` and its true digest, signed by `volunteer`.
 pub fn submission(volunteer: VolunteerId, lease: &Lease, output: Vec<u8>) -> ResultSubmission {
-    ResultSubmission {
+    let mut submission = ResultSubmission {
         protocol: PROTOCOL_VERSION,
         volunteer,
         lease_id: lease.lease_id,
         nonce: lease.nonce,
         output_sha256: Sha256Digest::of(&output),
         output,
+        signature: Signature::from_bytes([0; 64]),
         compute_ms: 15,
-    }
+    };
+    sign(&mut submission);
+    submission
 }
 
 /// Asserts the headers every response carries, and a JSON content type.

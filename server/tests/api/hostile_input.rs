@@ -7,8 +7,11 @@ use reqwest::{Method, StatusCode};
 use crate::helpers::{TestApp, assert_json_with_security_headers, spawn_app};
 
 pub(crate) const JSON: Option<&str> = Some("application/json");
-pub(crate) const VOLUNTEER: &str = "01010101010101010101010101010101";
+pub(crate) const VOLUNTEER: &str =
+    "0101010101010101010101010101010101010101010101010101010101010101";
 const HEX_16: &str = "42424242424242424242424242424242";
+/// A well-formed signature (64 bytes) that no key made.
+const SIGNATURE: &str = "42424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242424242";
 /// The SHA-256 of the empty string.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -74,7 +77,7 @@ fn lease_body(fields: &str) -> String {
 
 fn result_body(lease_id: &str, nonce: &str, output: &str, sha256: &str) -> String {
     format!(
-        r#"{{"protocol":1,"volunteer":"{VOLUNTEER}","lease_id":"{lease_id}","nonce":"{nonce}","output":{output},"output_sha256":"{sha256}"}}"#
+        r#"{{"protocol":1,"volunteer":"{VOLUNTEER}","lease_id":"{lease_id}","nonce":"{nonce}","output":{output},"output_sha256":"{sha256}","signature":"{SIGNATURE}"}}"#
     )
 }
 
@@ -297,7 +300,7 @@ pub(crate) fn common_cases(path: &'static str, valid: &str) -> Vec<Case> {
             "volunteer not hex",
             path,
             JSON,
-            valid.replacen(VOLUNTEER, "zz010101010101010101010101010101", 1),
+            valid.replacen(VOLUNTEER, &format!("zz{}", &VOLUNTEER[2..]), 1),
             unprocessable,
             MalformedRequest,
         ),
@@ -305,7 +308,7 @@ pub(crate) fn common_cases(path: &'static str, valid: &str) -> Vec<Case> {
             "volunteer with a 0x prefix",
             path,
             JSON,
-            valid.replacen(VOLUNTEER, "0x010101010101010101010101010101", 1),
+            valid.replacen(VOLUNTEER, &format!("0x{}", &VOLUNTEER[2..]), 1),
             unprocessable,
             MalformedRequest,
         ),
@@ -313,7 +316,8 @@ pub(crate) fn common_cases(path: &'static str, valid: &str) -> Vec<Case> {
             "volunteer with multi-byte characters",
             path,
             JSON,
-            valid.replacen(VOLUNTEER, "éé0101010101010101010101010101", 1),
+            // As many bytes as the id has hex digits, fewer characters.
+            valid.replacen(VOLUNTEER, &format!("éé{}", &VOLUNTEER[4..]), 1),
             unprocessable,
             MalformedRequest,
         ),
@@ -524,14 +528,29 @@ async fn hostile_result_submissions_get_json_client_errors() {
         malformed("negative compute_ms", result_with(r#","compute_ms":-5"#)),
         malformed("compute_ms beyond u64", result_with(r#","compute_ms":18446744073709551616"#)),
         malformed("compute_ms as a string", result_with(r#","compute_ms":"5""#)),
-        malformed("unknown trailing field", result_with(r#","signature":"00""#)),
+        malformed("unknown trailing field", result_with(r#","attestation":"00""#)),
+        malformed("signature repeated", result_with(&format!(r#","signature":"{SIGNATURE}""#))),
+        malformed(
+            "no signature",
+            valid.replacen(&format!(r#","signature":"{SIGNATURE}""#), "", 1),
+        ),
         malformed(
             "no lease id",
-            format!(r#"{{"protocol":1,"volunteer":"{VOLUNTEER}","nonce":"{HEX_16}","output":"","output_sha256":"{EMPTY_SHA256}"}}"#),
+            format!(r#"{{"protocol":1,"volunteer":"{VOLUNTEER}","nonce":"{HEX_16}","output":"","output_sha256":"{EMPTY_SHA256}","signature":"{SIGNATURE}"}}"#),
         ),
         malformed(
             "no output",
-            format!(r#"{{"protocol":1,"volunteer":"{VOLUNTEER}","lease_id":"{HEX_16}","nonce":"{HEX_16}","output_sha256":"{EMPTY_SHA256}"}}"#),
+            format!(r#"{{"protocol":1,"volunteer":"{VOLUNTEER}","lease_id":"{HEX_16}","nonce":"{HEX_16}","output_sha256":"{EMPTY_SHA256}","signature":"{SIGNATURE}"}}"#),
+        ),
+        // The body most cases above vary is itself well-formed: it gets as far as the
+        // signature check, so each variation is refused for its own fault.
+        post(
+            "the base case: well-formed, but signed by no key",
+            path,
+            JSON,
+            valid.clone(),
+            StatusCode::FORBIDDEN,
+            ErrorCode::BadSignature,
         ),
         post(
             "compute_ms beyond f64",

@@ -16,4 +16,6 @@ mod rejections;
 mod reports;
 mod results;
 mod security_headers;
+mod signatures;
 mod test_module;
+mod validation;

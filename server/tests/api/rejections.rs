@@ -6,7 +6,7 @@ use cyclepool_shared::{ErrorCode, LeaseId, Nonce, Sha256Digest};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{compute, expect_error, spawn_app, submission, volunteer};
+use crate::helpers::{compute, expect_error, sign, spawn_app, submission, volunteer};
 
 #[tokio::test]
 async fn a_result_for_a_lease_never_issued_is_unknown() {
@@ -15,6 +15,7 @@ async fn a_result_for_a_lease_never_issued_is_unknown() {
     let lease = app.lease_one(alice).await;
     let mut result = compute(alice, &lease);
     result.lease_id = LeaseId::from_bytes([0x42; 16]);
+    sign(&mut result);
     let response = app.submit_response(&result).await;
     expect_error(response, StatusCode::NOT_FOUND, ErrorCode::UnknownLease).await;
 }
@@ -46,6 +47,7 @@ async fn a_result_with_the_wrong_nonce_is_refused() {
     let mut nonce = *lease.nonce.as_bytes();
     nonce[15] ^= 0x80;
     result.nonce = Nonce::from_bytes(nonce);
+    sign(&mut result);
     let response = app.submit_response(&result).await;
     expect_error(response, StatusCode::FORBIDDEN, ErrorCode::NonceMismatch).await;
     assert_eq!(
@@ -61,6 +63,8 @@ async fn an_output_that_does_not_match_its_digest_is_refused() {
     let lease = app.lease_one(alice).await;
     let mut result = compute(alice, &lease);
     result.output_sha256 = Sha256Digest::of(b"something else");
+    // Signed as sent, so that the digest is the only thing wrong.
+    sign(&mut result);
     let response = app.submit_response(&result).await;
     expect_error(
         response,
