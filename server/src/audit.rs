@@ -36,9 +36,14 @@ pub struct JobAudit {
     pub units: u64,
     /// Units found in the store.
     pub units_present: u64,
+    /// Open units with no lease out.
     pub pending: u64,
+    /// Open units with at least one lease out.
     pub leased: u64,
+    /// Decided units (a quorum agreed).
     pub done: u64,
+    /// Units given up on.
+    pub failed: u64,
     /// Done units whose stored output equals a native run of the job's module.
     pub verified: u64,
     /// Done units whose result's signature verifies with its volunteer's key.
@@ -105,19 +110,21 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
                 key.job, key.index
             ));
         }
-        match unit.state {
-            UnitState::Pending => tally.pending += 1,
-            UnitState::Leased { lease } => {
-                tally.leased += 1;
-                match store.lease(lease)? {
-                    Some(record) if record.state == LeaseState::Active && record.unit == key => {}
-                    other => problems.push(format!(
-                        "job {} unit {}: leased under {lease}, but that lease is {other:?}",
-                        key.job, key.index
-                    )),
-                }
+        // Every lease the unit counts as out must be an active lease on this unit.
+        for (lease, _) in &unit.active {
+            match store.lease(*lease)? {
+                Some(record) if record.state == LeaseState::Active && record.unit == key => {}
+                other => problems.push(format!(
+                    "job {} unit {}: leased under {lease}, but that lease is {other:?}",
+                    key.job, key.index
+                )),
             }
-            UnitState::Done { lease } => {
+        }
+        match unit.state {
+            UnitState::Open if unit.active.is_empty() => tally.pending += 1,
+            UnitState::Open => tally.leased += 1,
+            UnitState::Failed => tally.failed += 1,
+            UnitState::Done { canonical: lease } => {
                 tally.done += 1;
                 let Some(result) = store.result(key, lease)? else {
                     problems.push(format!(

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod module_check;
+pub mod replication;
 pub mod routes;
 pub mod sandbox;
 pub mod scheduler;

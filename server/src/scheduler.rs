@@ -4,18 +4,21 @@
 //! all of it rebuilt from the store at start: a ready queue fed from the units tree by a
 //! cursor (as BOINC's feeder feeds its scheduler), an index of active leases by deadline,
 //! and per-job counts. A unit in the ready queue is only a hint: the store's grant
-//! transaction decides, so a stale or duplicated hint can never lease a unit twice.
+//! transaction decides (does the unit want another replica, may this volunteer have it?), so
+//! a stale or duplicated hint can never lease a unit beyond its replicas.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{JobStats, Lease, StatsResponse};
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
 use rand::RngCore;
 
 use crate::clock::Clock;
+use crate::replication::UnitChange;
 use crate::store::{
-    IncomingResult, JobRecord, LeaseRecord, LeaseState, ReleaseOutcome, ReportRecord, Store,
+    Grant, IncomingResult, JobRecord, LeaseRecord, LeaseState, ReleaseOutcome, ReportRecord, Store,
     StoreError, SubmitOutcome, UnitCounts, UnitKey,
 };
 
@@ -26,6 +29,9 @@ const FEED_BATCH: usize = 512;
 const FEED_SCAN_LIMIT: usize = 8_192;
 /// How many feeder passes one lease request may make before answering with what it has.
 const FEED_MAX_PAGES: usize = 8;
+/// How many queued units one lease request may pass over because the volunteer already has
+/// (or had) a replica of them, before answering with what it has.
+const MAX_SKIPPED: usize = 256;
 
 /// Leases units and accepts results, keeping the in-memory indexes in step with the store.
 pub struct Scheduler {
@@ -37,12 +43,24 @@ pub struct Scheduler {
 struct Inner {
     jobs: HashMap<JobId, JobRecord>,
     counts: HashMap<JobId, UnitCounts>,
+    /// Units that want a replica: one entry per replica wanted (an entry is a hint).
     ready: VecDeque<UnitKey>,
     /// Where the feeder's next scan of the units tree starts; `None` is the beginning.
     feeder_cursor: Option<UnitKey>,
     /// True once the feeder has scanned to the end with nothing new since.
     feeder_at_end: bool,
-    deadlines: BTreeSet<(u64, LeaseId)>,
+    /// Active leases by deadline, with their job (whose policy judges the loss).
+    deadlines: BTreeSet<(u64, LeaseId, JobId)>,
+}
+
+/// Where a unit that wants a replica again joins the queue.
+#[derive(Clone, Copy)]
+enum Requeue {
+    /// Overdue work (an expired lease) goes first.
+    Front,
+    /// Work that just failed, or a replica asked for after a disagreement, waits its turn:
+    /// at the front, a unit that fails every time would starve the rest.
+    Back,
 }
 
 impl Scheduler {
@@ -53,7 +71,7 @@ impl Scheduler {
         let deadlines = store
             .active_leases()?
             .into_iter()
-            .map(|(id, deadline)| (deadline, id))
+            .map(|(id, deadline, job)| (deadline, id, job))
             .collect();
         Ok(Self {
             store,
@@ -72,28 +90,23 @@ impl Scheduler {
     /// Makes a newly created job's units available.
     pub fn add_job(&self, job: JobRecord) {
         let mut inner = self.lock();
-        inner.counts.insert(
-            job.id,
-            UnitCounts {
-                pending: job.units,
-                ..UnitCounts::default()
-            },
-        );
+        inner.counts.insert(job.id, UnitCounts::default());
         // New units sort after every existing key (job ids only grow), so the cursor
         // will reach them; it just has to run again.
         inner.feeder_at_end = false;
         inner.jobs.insert(job.id, job);
     }
 
-    /// Leases up to `max_units` units to `volunteer`. Expired leases are reclaimed first, so
-    /// their units are the first handed out again.
+    /// Leases up to `max_units` units to `volunteer`, never two replicas of one unit. Expired
+    /// leases are reclaimed first, so their units are the first handed out again.
     pub fn lease(&self, volunteer: VolunteerId, max_units: u32) -> Result<Vec<Lease>, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         self.expire_due(&mut inner, now)?;
         let mut leases = Vec::new();
+        let mut skipped = Vec::new();
         let mut rng = rand::rng();
-        while leases.len() < max_units as usize {
+        while leases.len() < max_units as usize && skipped.len() < MAX_SKIPPED {
             let Some(key) = self.next_ready(&mut inner)? else {
                 break;
             };
@@ -106,6 +119,7 @@ impl Scheduler {
             rng.fill_bytes(&mut nonce);
             let (id, nonce) = (LeaseId::from_bytes(id), Nonce::from_bytes(nonce));
             let deadline_ms = now.saturating_add(job.policy.lease_ttl_ms);
+            let module_sha256 = job.module_sha256;
             let record = LeaseRecord {
                 unit: key,
                 volunteer,
@@ -114,24 +128,40 @@ impl Scheduler {
                 deadline_ms,
                 state: LeaseState::Active,
             };
-            let module_sha256 = job.module_sha256;
-            let Some(unit) = self.store.grant(id, &record)? else {
-                continue;
+            let (input, input_sha256) = match self.store.grant(id, &record)? {
+                Grant::Granted {
+                    input,
+                    input_sha256,
+                    wants_more,
+                } => {
+                    if wants_more {
+                        // The next replica goes to someone else.
+                        inner.ready.push_back(key);
+                    }
+                    (input, input_sha256)
+                }
+                Grant::NotWanted => continue,
+                Grant::NotForThisVolunteer => {
+                    skipped.push(key);
+                    continue;
+                }
             };
-            inner.deadlines.insert((deadline_ms, id));
-            let counts = inner.counts.entry(key.job).or_default();
-            counts.pending = counts.pending.saturating_sub(1);
-            counts.leased += 1;
+            inner.deadlines.insert((deadline_ms, id, key.job));
+            inner.counts.entry(key.job).or_default().leased += 1;
             leases.push(Lease {
                 lease_id: id,
                 nonce,
                 job_id: key.job,
                 unit: key.index,
                 module_sha256,
-                input: unit.input,
-                input_sha256: unit.input_sha256,
+                input,
+                input_sha256,
                 deadline_ms,
             });
+        }
+        // Units passed over keep their place for the next volunteer.
+        for key in skipped.into_iter().rev() {
+            inner.ready.push_front(key);
         }
         Ok(leases)
     }
@@ -139,14 +169,15 @@ impl Scheduler {
     /// Records a result and waits until it is durable. The caller acknowledges only after
     /// this returns `Accepted` or `Duplicate`.
     pub async fn submit(&self, result: &IncomingResult) -> Result<SubmitOutcome, StoreError> {
-        let outcome = self.store.submit(result, self.clock.now_ms())?;
-        if let SubmitOutcome::Accepted { unit } = outcome {
+        let policy = self.policy_of_lease(result.lease)?;
+        let outcome = self.store.submit(result, self.clock.now_ms(), &policy)?;
+        if let SubmitOutcome::Accepted { unit, change } = &outcome {
             // Count now, not after the flush: if the client hangs up while we wait, this
             // future is dropped, but the transaction has committed and the counts must follow.
             let mut inner = self.lock();
             let counts = inner.counts.entry(unit.job).or_default();
             counts.leased = counts.leased.saturating_sub(1);
-            counts.done += 1;
+            Self::apply(&mut inner, *unit, change, Requeue::Back);
         }
         if let SubmitOutcome::Accepted { .. } | SubmitOutcome::Duplicate = outcome {
             // A duplicate waits too: the first copy may have been written but not yet flushed
@@ -156,23 +187,16 @@ impl Scheduler {
         Ok(outcome)
     }
 
-    /// Records a client's report; a named open lease of the sender is released and its unit
-    /// joins the back of the queue (at the front, a unit that fails every time would be handed
-    /// out again at once and starve the rest).
+    /// Records a client's report; a named open lease of the sender ends, and if its unit wants
+    /// a replica again it joins the back of the queue.
     pub fn report(&self, report: &ReportRecord, nonce: Option<Nonce>) -> Result<bool, StoreError> {
-        let ReleaseOutcome::Released { unit } = self.store.report(report, nonce)? else {
-            return Ok(false);
-        };
-        let mut inner = self.lock();
-        let counts = inner.counts.entry(unit.job).or_default();
-        counts.leased = counts.leased.saturating_sub(1);
-        counts.pending += 1;
-        inner.ready.push_back(unit);
-        Ok(true)
+        let policy = self.policy_of_job(report.job);
+        let outcome = self.store.report(report, nonce, &policy)?;
+        Ok(self.lost(outcome))
     }
 
-    /// Ends a lease whose output the job's `verify` rejected; its unit joins the back of the
-    /// queue, to be computed by someone else.
+    /// Ends a lease whose output the job's `verify` rejected; if its unit wants a replica
+    /// again it joins the back of the queue, to be computed by someone else.
     pub fn reject(
         &self,
         lease: LeaseId,
@@ -180,17 +204,11 @@ impl Scheduler {
         nonce: Nonce,
         output_sha256: Sha256Digest,
     ) -> Result<bool, StoreError> {
-        let ReleaseOutcome::Released { unit } =
-            self.store.reject(lease, volunteer, nonce, output_sha256)?
-        else {
-            return Ok(false);
-        };
-        let mut inner = self.lock();
-        let counts = inner.counts.entry(unit.job).or_default();
-        counts.leased = counts.leased.saturating_sub(1);
-        counts.pending += 1;
-        inner.ready.push_back(unit);
-        Ok(true)
+        let policy = self.policy_of_lease(lease)?;
+        let outcome = self
+            .store
+            .reject(lease, volunteer, nonce, output_sha256, &policy)?;
+        Ok(self.lost(outcome))
     }
 
     /// A job, if it exists.
@@ -213,6 +231,7 @@ impl Scheduler {
                     units: job.units,
                     done: counts.done,
                     leased: counts.leased,
+                    failed: counts.failed,
                 }
             })
             .collect();
@@ -223,23 +242,67 @@ impl Scheduler {
         }
     }
 
-    /// Reclaims every lease whose deadline is before `now` (a result at the deadline is
-    /// still accepted, so the lease is not reclaimed until after it).
+    /// Reclaims every lease whose deadline is before `now`.
     fn expire_due(&self, inner: &mut Inner, now: u64) -> Result<(), StoreError> {
-        while let Some(&(deadline, id)) = inner.deadlines.first() {
+        while let Some(&(deadline, id, job)) = inner.deadlines.first() {
             if deadline >= now {
                 break;
             }
             inner.deadlines.pop_first();
-            // `None` means the lease completed (or expired) already: nothing to reclaim.
-            if let Some(unit) = self.store.expire(id, now)? {
+            let policy = inner
+                .jobs
+                .get(&job)
+                .map(|job| job.policy.clone())
+                .unwrap_or_default();
+            // `None` means the lease completed (or ended) already: nothing to reclaim.
+            if let Some((unit, change)) = self.store.expire(id, now, &policy)? {
                 let counts = inner.counts.entry(unit.job).or_default();
                 counts.leased = counts.leased.saturating_sub(1);
-                counts.pending += 1;
-                inner.ready.push_front(unit);
+                Self::apply(inner, unit, &change, Requeue::Front);
             }
         }
         Ok(())
+    }
+
+    /// Updates counts and queue after a lease ended without a result.
+    fn lost(&self, outcome: ReleaseOutcome) -> bool {
+        let ReleaseOutcome::Released { unit, change } = outcome else {
+            return false;
+        };
+        let mut inner = self.lock();
+        let counts = inner.counts.entry(unit.job).or_default();
+        counts.leased = counts.leased.saturating_sub(1);
+        Self::apply(&mut inner, unit, &change, Requeue::Back);
+        true
+    }
+
+    /// Follows what a transition did to a unit.
+    fn apply(inner: &mut Inner, unit: UnitKey, change: &UnitChange, requeue: Requeue) {
+        let counts = inner.counts.entry(unit.job).or_default();
+        match change {
+            UnitChange::Decided { .. } => counts.done += 1,
+            UnitChange::Failed => counts.failed += 1,
+            UnitChange::WantsReplica => match requeue {
+                Requeue::Front => inner.ready.push_front(unit),
+                Requeue::Back => inner.ready.push_back(unit),
+            },
+            UnitChange::Unchanged | UnitChange::Late { .. } => {}
+        }
+    }
+
+    fn policy_of_job(&self, job: JobId) -> JobPolicy {
+        self.lock()
+            .jobs
+            .get(&job)
+            .map(|job| job.policy.clone())
+            .unwrap_or_default()
+    }
+
+    fn policy_of_lease(&self, lease: LeaseId) -> Result<JobPolicy, StoreError> {
+        Ok(match self.store.lease(lease)? {
+            Some(record) => self.policy_of_job(record.unit.job),
+            None => JobPolicy::default(),
+        })
     }
 
     /// The next unit to try, refilling the ready queue from the store when it runs dry.

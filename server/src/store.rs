@@ -19,6 +19,8 @@ use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, Volunteer
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
+
+use crate::replication::{Replica, UnitChange};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 /// A storage failure. Never shown to API callers in detail; logged once where it surfaces.
@@ -100,15 +102,42 @@ pub struct UnitRecord {
     pub state: UnitState,
     /// How many leases have been granted for this unit, re-issues included.
     pub issued: u32,
+    /// Results wanted now: the policy's initial replicas, plus one per disagreement.
+    pub wanted: u32,
+    /// Leases out now, with their holders.
+    pub active: Vec<(LeaseId, VolunteerId)>,
+    /// Results received (decided or not).
+    pub replicas: Vec<Replica>,
+    /// Leases that ended without a result: expired, given up, or rejected by `verify`.
+    pub errors: u32,
 }
 
-/// Where a unit is in its life.
+impl UnitRecord {
+    /// A new unit that wants `wanted` results.
+    pub fn new(input: Vec<u8>, wanted: u32) -> Self {
+        Self {
+            input_sha256: Sha256Digest::of(&input),
+            input,
+            state: UnitState::Open,
+            issued: 0,
+            wanted: wanted.max(1),
+            active: Vec::new(),
+            replicas: Vec::new(),
+            errors: 0,
+        }
+    }
+}
+
+/// Where a unit is in its life (see `replication.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum UnitState {
-    Pending,
-    Leased { lease: LeaseId },
-    Done { lease: LeaseId },
+    /// Wants results.
+    Open,
+    /// A quorum agreed; `canonical` is the lease whose result stands for the unit.
+    Done { canonical: LeaseId },
+    /// Gave up: too many errors, or too many results without a quorum.
+    Failed,
 }
 
 /// One lease as stored.
@@ -168,11 +197,12 @@ pub struct IncomingResult {
 }
 
 /// What happened to a submitted result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitOutcome {
-    /// Stored now; the lease's unit is done.
+    /// Stored now; what it did to the unit.
     Accepted {
         unit: UnitKey,
+        change: UnitChange,
     },
     /// The same output was already stored for this lease.
     Duplicate,
@@ -184,6 +214,21 @@ pub enum SubmitOutcome {
     },
     /// A different output was already stored for this lease.
     Conflict,
+}
+
+/// What a grant attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// Leased; `wants_more` if the unit still wants further replicas.
+    Granted {
+        input: Vec<u8>,
+        input_sha256: Sha256Digest,
+        wants_more: bool,
+    },
+    /// The unit wants no more replicas (decided, failed, or all out).
+    NotWanted,
+    /// The unit wants a replica, but not from this volunteer (it has or had one).
+    NotForThisVolunteer,
 }
 
 /// One step of the feeder's scan over the units tree.
@@ -218,10 +263,10 @@ pub struct CreditRecord {
 }
 
 /// What happened to a lease named in a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReleaseOutcome {
-    /// The lease was open and is now failed; its unit is pending again.
-    Released { unit: UnitKey },
+    /// The lease was open and is now over; what that did to its unit.
+    Released { unit: UnitKey, change: UnitChange },
     /// The lease is not the sender's, or not open: nothing changed.
     NotReleased,
 }
@@ -229,9 +274,10 @@ pub enum ReleaseOutcome {
 /// Unit counts of one job, by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnitCounts {
-    pub pending: u64,
+    /// Leases out now (a unit under replication may have several).
     pub leased: u64,
     pub done: u64,
+    pub failed: u64,
 }
 
 /// The sled database and its trees.
@@ -282,6 +328,7 @@ impl Store {
         now_ms: u64,
         once: Option<&str>,
     ) -> Result<Option<JobRecord>, StoreError> {
+        let wanted = spec.policy.initial_replicas;
         let job = JobRecord {
             id: JobId(self.db.generate_id()?),
             distributor: spec.distributor,
@@ -303,12 +350,7 @@ impl Store {
                     job: job.id,
                     index: index as u64,
                 };
-                let record = UnitRecord {
-                    input: input.clone(),
-                    input_sha256: Sha256Digest::of(input),
-                    state: UnitState::Pending,
-                    issued: 0,
-                };
+                let record = UnitRecord::new(input.clone(), wanted);
                 (key.to_bytes(), encode(&record))
             })
             .collect();
@@ -348,10 +390,11 @@ impl Store {
             let key = UnitKey::from_bytes(&key)?;
             let unit: UnitRecord = decode("units", &value)?;
             let count = counts.entry(key.job).or_default();
+            count.leased += unit.active.len() as u64;
             match unit.state {
-                UnitState::Pending => count.pending += 1,
-                UnitState::Leased { .. } => count.leased += 1,
+                UnitState::Open => {}
                 UnitState::Done { .. } => count.done += 1,
+                UnitState::Failed => count.failed += 1,
             }
         }
         Ok(counts)
@@ -395,7 +438,7 @@ impl Store {
             let (key, value) = entry?;
             let key = UnitKey::from_bytes(&key)?;
             let unit: UnitRecord = decode("units", &value)?;
-            if unit.state == UnitState::Pending {
+            if unit.wants_replica() {
                 page.found.push(key);
             }
             page.last_scanned = Some(key);
@@ -403,68 +446,88 @@ impl Store {
         Ok(page)
     }
 
-    /// Every active lease with its deadline. Used once at start to rebuild the expiry index.
-    pub fn active_leases(&self) -> Result<Vec<(LeaseId, u64)>, StoreError> {
+    /// Every active lease with its deadline and job. Used once at start to rebuild the
+    /// expiry index.
+    pub fn active_leases(&self) -> Result<Vec<(LeaseId, u64, JobId)>, StoreError> {
         let mut active = Vec::new();
         for entry in self.leases.iter() {
             let (key, value) = entry?;
             let lease: LeaseRecord = decode("leases", &value)?;
             if lease.state == LeaseState::Active {
-                active.push((lease_id_from_key(&key)?, lease.deadline_ms));
+                active.push((lease_id_from_key(&key)?, lease.deadline_ms, lease.unit.job));
             }
         }
         Ok(active)
     }
 
-    /// Grants `lease` on its unit if the unit is still pending, and returns the unit.
-    pub fn grant(
-        &self,
-        id: LeaseId,
-        lease: &LeaseRecord,
-    ) -> Result<Option<UnitRecord>, StoreError> {
+    /// Grants `lease` on its unit if the unit wants another replica and the volunteer may
+    /// compute one.
+    pub fn grant(&self, id: LeaseId, lease: &LeaseRecord) -> Result<Grant, StoreError> {
         let encoded_lease = encode(lease);
         (&self.units, &self.leases)
             .transaction(|(units, leases)| {
                 let unit_key = lease.unit.to_bytes();
                 let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
-                    return Ok(None);
+                    return Ok(Grant::NotWanted);
                 };
-                if unit.state != UnitState::Pending {
-                    return Ok(None);
+                if !unit.wants_replica() {
+                    return Ok(Grant::NotWanted);
                 }
-                unit.state = UnitState::Leased { lease: id };
-                unit.issued = unit.issued.saturating_add(1);
+                if !unit.may_go_to(lease.volunteer) {
+                    return Ok(Grant::NotForThisVolunteer);
+                }
+                unit.lease_granted(id, lease.volunteer);
+                let wants_more = unit.wants_replica();
                 units.insert(&unit_key, encode(&unit))?;
                 leases.insert(id.as_bytes(), encoded_lease.as_slice())?;
-                Ok(Some(unit))
+                Ok(Grant::Granted {
+                    input: unit.input,
+                    input_sha256: unit.input_sha256,
+                    wants_more,
+                })
             })
             .map_err(tx_error)
     }
 
-    /// Expires `id` if it is active and its deadline is before `now_ms`; the unit returns to
-    /// pending. Returns the unit to re-issue. The deadline itself is still in time, as in
-    /// [`Store::submit`].
-    pub fn expire(&self, id: LeaseId, now_ms: u64) -> Result<Option<UnitKey>, StoreError> {
+    /// Expires `id` if it is active and its deadline is before `now_ms`. The deadline itself
+    /// is still in time, as in [`Store::submit`].
+    pub fn expire(
+        &self,
+        id: LeaseId,
+        now_ms: u64,
+        policy: &JobPolicy,
+    ) -> Result<Option<(UnitKey, UnitChange)>, StoreError> {
+        self.end_lease(id, policy, |lease| {
+            (lease.state == LeaseState::Active && lease.deadline_ms < now_ms)
+                .then_some(LeaseState::Expired)
+        })
+    }
+
+    /// Ends an active lease without a result, in one transaction: `decide` says whether (and
+    /// into which state) the lease ends; the unit records the loss.
+    fn end_lease(
+        &self,
+        id: LeaseId,
+        policy: &JobPolicy,
+        decide: impl Fn(&LeaseRecord) -> Option<LeaseState>,
+    ) -> Result<Option<(UnitKey, UnitChange)>, StoreError> {
         (&self.units, &self.leases)
             .transaction(|(units, leases)| {
                 let Some(mut lease) = get::<LeaseRecord>(leases, "leases", id.as_bytes())? else {
                     return Ok(None);
                 };
-                if lease.state != LeaseState::Active || lease.deadline_ms >= now_ms {
+                let Some(ended) = decide(&lease) else {
                     return Ok(None);
-                }
-                lease.state = LeaseState::Expired;
+                };
+                lease.state = ended;
                 leases.insert(id.as_bytes(), encode(&lease))?;
                 let unit_key = lease.unit.to_bytes();
                 let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
                     return Ok(None);
                 };
-                if unit.state != (UnitState::Leased { lease: id }) {
-                    return Ok(None);
-                }
-                unit.state = UnitState::Pending;
+                let change = unit.lease_lost(id, policy);
                 units.insert(&unit_key, encode(&unit))?;
-                Ok(Some(lease.unit))
+                Ok(Some((lease.unit, change)))
             })
             .map_err(tx_error)
     }
@@ -476,6 +539,7 @@ impl Store {
         &self,
         result: &IncomingResult,
         now_ms: u64,
+        policy: &JobPolicy,
     ) -> Result<SubmitOutcome, StoreError> {
         (&self.units, &self.leases, &self.results, &self.credit)
             .transaction(|(units, leases, results, credit)| {
@@ -523,20 +587,25 @@ impl Store {
                         ),
                     }));
                 };
-                if unit.state
-                    != (UnitState::Leased {
-                        lease: result.lease,
-                    })
+                if !unit
+                    .active
+                    .iter()
+                    .any(|(active, _)| *active == result.lease)
                 {
-                    // Only reachable if an expiry raced this submission: the unit is no
-                    // longer this lease's to complete.
+                    // Only reachable if an expiry raced this submission: the lease is over.
                     return Ok(SubmitOutcome::Expired {
                         deadline_ms: lease.deadline_ms,
                     });
                 }
-                unit.state = UnitState::Done {
-                    lease: result.lease,
-                };
+                let change = unit.result_received(
+                    Replica {
+                        lease: result.lease,
+                        volunteer: result.volunteer,
+                        output_sha256: result.output_sha256,
+                        compute_ms: result.compute_ms,
+                    },
+                    policy,
+                );
                 lease.state = LeaseState::Completed {
                     output_sha256: result.output_sha256,
                 };
@@ -552,15 +621,27 @@ impl Store {
                 units.insert(&unit_key, encode(&unit))?;
                 leases.insert(result.lease.as_bytes(), encode(&lease))?;
                 results.insert(&result_key(lease.unit, result.lease), encode(&record))?;
-                // Credit moves with acceptance, in the same transaction: credit always equals
+                // Credit moves with validation, in the same transaction: credit always equals
                 // the validated work on record.
-                let mut account =
-                    get::<CreditRecord>(credit, "credit", result.volunteer.as_bytes())?
-                        .unwrap_or_default();
-                account.results += 1;
-                account.compute_ms = account.compute_ms.saturating_add(result.compute_ms);
-                credit.insert(result.volunteer.as_bytes(), encode(&account))?;
-                Ok(SubmitOutcome::Accepted { unit: lease.unit })
+                let credited: &[Replica] = match &change {
+                    UnitChange::Decided { credited } => credited,
+                    UnitChange::Late {
+                        credited: Some(replica),
+                    } => std::slice::from_ref(replica),
+                    _ => &[],
+                };
+                for replica in credited {
+                    let mut account =
+                        get::<CreditRecord>(credit, "credit", replica.volunteer.as_bytes())?
+                            .unwrap_or_default();
+                    account.results += 1;
+                    account.compute_ms = account.compute_ms.saturating_add(replica.compute_ms);
+                    credit.insert(replica.volunteer.as_bytes(), encode(&account))?;
+                }
+                Ok(SubmitOutcome::Accepted {
+                    unit: lease.unit,
+                    change,
+                })
             })
             .map_err(tx_error)
     }
@@ -577,11 +658,12 @@ impl Store {
     }
 
     /// Records a client's report and, if it names an open lease of the sender with the right
-    /// nonce, fails that lease and returns its unit to pending, in one transaction.
+    /// nonce, ends that lease (`failed`); both in one transaction.
     pub fn report(
         &self,
         report: &ReportRecord,
         nonce: Option<Nonce>,
+        policy: &JobPolicy,
     ) -> Result<ReleaseOutcome, StoreError> {
         let id = self.db.generate_id()?;
         let encoded = encode(report);
@@ -602,18 +684,18 @@ impl Store {
                 {
                     return Ok(ReleaseOutcome::NotReleased);
                 }
+                lease.state = LeaseState::Failed { kind: report.kind };
+                leases.insert(lease_id.as_bytes(), encode(&lease))?;
                 let unit_key = lease.unit.to_bytes();
                 let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
                     return Ok(ReleaseOutcome::NotReleased);
                 };
-                if unit.state != (UnitState::Leased { lease: lease_id }) {
-                    return Ok(ReleaseOutcome::NotReleased);
-                }
-                lease.state = LeaseState::Failed { kind: report.kind };
-                unit.state = UnitState::Pending;
-                leases.insert(lease_id.as_bytes(), encode(&lease))?;
+                let change = unit.lease_lost(lease_id, policy);
                 units.insert(&unit_key, encode(&unit))?;
-                Ok(ReleaseOutcome::Released { unit: lease.unit })
+                Ok(ReleaseOutcome::Released {
+                    unit: lease.unit,
+                    change,
+                })
             })
             .map_err(tx_error)
     }
@@ -642,41 +724,26 @@ impl Store {
         self.flush()
     }
 
-    /// Ends `lease` because the job's `verify` rejected its output: the unit is pending again.
-    /// Nothing happens unless the lease is the sender's, with its nonce, and still open.
+    /// Ends `lease` because the job's `verify` rejected its output. Nothing happens unless the
+    /// lease is the sender's, with its nonce, and still open.
     pub fn reject(
         &self,
         lease_id: LeaseId,
         volunteer: VolunteerId,
         nonce: Nonce,
         output_sha256: Sha256Digest,
+        policy: &JobPolicy,
     ) -> Result<ReleaseOutcome, StoreError> {
-        (&self.units, &self.leases)
-            .transaction(|(units, leases)| {
-                let Some(mut lease) = get::<LeaseRecord>(leases, "leases", lease_id.as_bytes())?
-                else {
-                    return Ok(ReleaseOutcome::NotReleased);
-                };
-                if lease.volunteer != volunteer
-                    || lease.nonce != nonce
-                    || lease.state != LeaseState::Active
-                {
-                    return Ok(ReleaseOutcome::NotReleased);
-                }
-                let unit_key = lease.unit.to_bytes();
-                let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
-                    return Ok(ReleaseOutcome::NotReleased);
-                };
-                if unit.state != (UnitState::Leased { lease: lease_id }) {
-                    return Ok(ReleaseOutcome::NotReleased);
-                }
-                lease.state = LeaseState::Rejected { output_sha256 };
-                unit.state = UnitState::Pending;
-                leases.insert(lease_id.as_bytes(), encode(&lease))?;
-                units.insert(&unit_key, encode(&unit))?;
-                Ok(ReleaseOutcome::Released { unit: lease.unit })
-            })
-            .map_err(tx_error)
+        let ended = self.end_lease(lease_id, policy, |lease| {
+            (lease.volunteer == volunteer
+                && lease.nonce == nonce
+                && lease.state == LeaseState::Active)
+                .then_some(LeaseState::Rejected { output_sha256 })
+        })?;
+        Ok(match ended {
+            Some((unit, change)) => ReleaseOutcome::Released { unit, change },
+            None => ReleaseOutcome::NotReleased,
+        })
     }
 
     /// One unit, if it exists.
@@ -743,7 +810,7 @@ impl Store {
                     let (key, value) = entry?;
                     let key = UnitKey::from_bytes(&key)?;
                     let unit: UnitRecord = decode("units", &value)?;
-                    let UnitState::Done { lease } = unit.state else {
+                    let UnitState::Done { canonical: lease } = unit.state else {
                         return Ok(None);
                     };
                     let result = self
@@ -989,7 +1056,14 @@ mod tests {
         );
         assert_eq!(store.jobs().unwrap().len(), 1);
         let counts = store.unit_counts().unwrap();
-        assert_eq!(counts.values().map(|c| c.pending).sum::<u64>(), 2);
+        assert_eq!(
+            counts
+                .values()
+                .map(|c| c.done + c.leased + c.failed)
+                .sum::<u64>(),
+            0
+        );
+        assert_eq!(store.pending_units(None, 10, 10).unwrap().found.len(), 2);
     }
 
     #[test]

@@ -109,8 +109,13 @@ pub struct JobStats {
     pub title: String,
     pub module_sha256: Sha256Digest,
     pub units: u64,
+    /// Units decided (a quorum agreed).
     pub done: u64,
+    /// Leases out now.
     pub leased: u64,
+    /// Units given up on (too many errors, or no quorum within the results allowed).
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// `POST /api/v1/reports`: something a client could not do, and why. With a lease, the unit

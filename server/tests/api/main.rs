@@ -13,6 +13,7 @@ mod keys;
 mod lease_cycle;
 mod modules;
 mod rejections;
+mod replication;
 mod reports;
 mod results;
 mod security_headers;

@@ -11,7 +11,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    START_MS, TestApp, compute, expect_error, secret_for, signature_by, spawn_app, volunteer,
+    START_MS, TestApp, compute, expect_error, secret_for, signature_by, spawn_app, test_policy,
+    volunteer,
 };
 use crate::test_module::expected_output;
 
@@ -315,7 +316,7 @@ async fn the_audit_verifies_every_stored_signature() {
         compute_ms: 1,
     };
     let outcome = store
-        .submit(&incoming, START_MS)
+        .submit(&incoming, START_MS, &test_policy())
         .expect("storing the result");
     assert!(
         matches!(outcome, SubmitOutcome::Accepted { .. }),
