@@ -126,6 +126,17 @@ impl UnitRecord {
         }
     }
 
+    /// Withdraws `volunteer`'s undecided replica (its volunteer was caught cheating). Returns
+    /// whether the unit now wants a replica again.
+    pub fn withdraw(&mut self, volunteer: VolunteerId) -> bool {
+        if self.state != UnitState::Open {
+            return false;
+        }
+        self.replicas
+            .retain(|replica| replica.volunteer != volunteer);
+        self.wants_replica()
+    }
+
     /// The canonical result's lease, once decided.
     pub fn canonical(&self) -> Option<LeaseId> {
         match self.state {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{JobStats, Lease, StatsResponse};
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
-use rand::RngCore;
+use rand::{Rng, RngCore};
 
 use crate::clock::Clock;
 use crate::replication::UnitChange;
@@ -51,6 +51,8 @@ struct Inner {
     feeder_at_end: bool,
     /// Active leases by deadline, with their job (whose policy judges the loss).
     deadlines: BTreeSet<(u64, LeaseId, JobId)>,
+    /// Units whose answer the server computed itself, by job: the pool of spot checks.
+    known: HashMap<JobId, Vec<u64>>,
 }
 
 /// Where a unit that wants a replica again joins the queue.
@@ -73,6 +75,10 @@ impl Scheduler {
             .into_iter()
             .map(|(id, deadline, job)| (deadline, id, job))
             .collect();
+        let mut known: HashMap<JobId, Vec<u64>> = HashMap::new();
+        for unit in store.known_units()? {
+            known.entry(unit.job).or_default().push(unit.index);
+        }
         Ok(Self {
             store,
             clock,
@@ -83,6 +89,7 @@ impl Scheduler {
                 feeder_cursor: None,
                 feeder_at_end: false,
                 deadlines,
+                known,
             }),
         })
     }
@@ -97,8 +104,18 @@ impl Scheduler {
         inner.jobs.insert(job.id, job);
     }
 
+    /// Records that the server now knows `unit`'s answer: it can serve as a spot check.
+    pub fn add_known(&self, unit: UnitKey) {
+        self.lock()
+            .known
+            .entry(unit.job)
+            .or_default()
+            .push(unit.index);
+    }
+
     /// Leases up to `max_units` units to `volunteer`, never two replicas of one unit. Expired
-    /// leases are reclaimed first, so their units are the first handed out again.
+    /// leases are reclaimed first, so their units are the first handed out again. Some leases
+    /// are spot checks (per the job's `spot_check_rate`); nothing in them says so.
     pub fn lease(&self, volunteer: VolunteerId, max_units: u32) -> Result<Vec<Lease>, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
@@ -106,9 +123,18 @@ impl Scheduler {
         let mut leases = Vec::new();
         let mut skipped = Vec::new();
         let mut rng = rand::rng();
-        while leases.len() < max_units as usize && skipped.len() < MAX_SKIPPED {
-            let Some(key) = self.next_ready(&mut inner)? else {
-                break;
+        let mut attempts = 0;
+        while leases.len() < max_units as usize
+            && skipped.len() < MAX_SKIPPED
+            && attempts < max_units as usize + MAX_SKIPPED
+        {
+            attempts += 1;
+            let (key, spot_check) = match Self::pick_spot_check(&inner, &mut rng) {
+                Some(key) => (key, true),
+                None => match self.next_ready(&mut inner)? {
+                    Some(key) => (key, false),
+                    None => break,
+                },
             };
             let Some(job) = inner.jobs.get(&key.job) else {
                 continue;
@@ -127,6 +153,7 @@ impl Scheduler {
                 issued_ms: now,
                 deadline_ms,
                 state: LeaseState::Active,
+                spot_check,
             };
             let (input, input_sha256) = match self.store.grant(id, &record)? {
                 Grant::Granted {
@@ -141,6 +168,7 @@ impl Scheduler {
                     (input, input_sha256)
                 }
                 Grant::NotWanted => continue,
+                Grant::NotForThisVolunteer if spot_check => continue,
                 Grant::NotForThisVolunteer => {
                     skipped.push(key);
                     continue;
@@ -171,6 +199,12 @@ impl Scheduler {
     pub async fn submit(&self, result: &IncomingResult) -> Result<SubmitOutcome, StoreError> {
         let policy = self.policy_of_lease(result.lease)?;
         let outcome = self.store.submit(result, self.clock.now_ms(), &policy)?;
+        if let SubmitOutcome::Caught { unit, requeue } = &outcome {
+            let mut inner = self.lock();
+            let counts = inner.counts.entry(unit.job).or_default();
+            counts.leased = counts.leased.saturating_sub(1);
+            inner.ready.extend(requeue.iter().copied());
+        }
         if let SubmitOutcome::Accepted { unit, change } = &outcome {
             // Count now, not after the flush: if the client hangs up while we wait, this
             // future is dropped, but the transaction has committed and the counts must follow.
@@ -262,6 +296,29 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// With the probability its job asks for, a unit with a known answer to lease as a spot
+    /// check, from a job that still has work (a finished job's volunteers are not kept busy).
+    fn pick_spot_check(inner: &Inner, rng: &mut impl Rng) -> Option<UnitKey> {
+        for (job_id, units) in &inner.known {
+            let Some(job) = inner.jobs.get(job_id) else {
+                continue;
+            };
+            let counts = inner.counts.get(job_id).copied().unwrap_or_default();
+            let finished = counts.done + counts.failed >= job.units;
+            if units.is_empty() || finished || job.policy.spot_check_rate <= 0.0 {
+                continue;
+            }
+            if rng.random::<f64>() < job.policy.spot_check_rate {
+                let index = units[rng.random_range(0..units.len())];
+                return Some(UnitKey {
+                    job: *job_id,
+                    index,
+                });
+            }
+        }
+        None
     }
 
     /// Updates counts and queue after a lease ended without a result.

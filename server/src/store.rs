@@ -65,7 +65,7 @@ impl UnitKey {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: JobId,
     /// Who distributes the job.
@@ -149,6 +149,10 @@ pub struct LeaseRecord {
     pub issued_ms: u64,
     pub deadline_ms: u64,
     pub state: LeaseState,
+    /// A spot check: the unit's answer is known, and the result is compared with it instead
+    /// of counting as a replica. Never told to the client.
+    #[serde(default)]
+    pub spot_check: bool,
 }
 
 /// Where a lease is in its life.
@@ -214,6 +218,15 @@ pub enum SubmitOutcome {
     },
     /// A different output was already stored for this lease.
     Conflict,
+    /// The output contradicts an answer the server knows (a spot check or a re-executed unit):
+    /// the volunteer is blacklisted, and its undecided replicas were withdrawn; `requeue` lists
+    /// the units that now want a replica again.
+    Caught {
+        unit: UnitKey,
+        requeue: Vec<UnitKey>,
+    },
+    /// The volunteer was caught before and may no longer take part.
+    Blacklisted,
 }
 
 /// What a grant attempt found.
@@ -251,6 +264,18 @@ pub struct ReportRecord {
     pub kind: ReportKind,
     pub message: String,
     pub received_ms: u64,
+}
+
+/// What the portal knows of a volunteer's honesty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolunteerRecord {
+    /// Spot checks (and re-executed units) answered right.
+    pub checks_passed: u32,
+    /// Caught returning a wrong answer to a check: blacklisted.
+    pub caught: bool,
+    /// Units where this volunteer has a replica that is not decided yet, to be withdrawn if it
+    /// is caught (backtracking).
+    pub open_units: Vec<UnitKey>,
 }
 
 /// A volunteer's credit: what it has done that was accepted as valid.
@@ -291,6 +316,8 @@ pub struct Store {
     modules: sled::Tree,
     reports: sled::Tree,
     credit: sled::Tree,
+    known: sled::Tree,
+    volunteers: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -314,6 +341,8 @@ impl Store {
             modules: db.open_tree("modules")?,
             reports: db.open_tree("reports")?,
             credit: db.open_tree("credit")?,
+            known: db.open_tree("known")?,
+            volunteers: db.open_tree("volunteers")?,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -470,6 +499,18 @@ impl Store {
                 let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
                     return Ok(Grant::NotWanted);
                 };
+                if lease.spot_check {
+                    // A spot check leaves the unit alone: it is not one of its replicas.
+                    if !unit.may_go_to(lease.volunteer) {
+                        return Ok(Grant::NotForThisVolunteer);
+                    }
+                    leases.insert(id.as_bytes(), encoded_lease.as_slice())?;
+                    return Ok(Grant::Granted {
+                        input: unit.input,
+                        input_sha256: unit.input_sha256,
+                        wants_more: false,
+                    });
+                }
                 if !unit.wants_replica() {
                     return Ok(Grant::NotWanted);
                 }
@@ -541,8 +582,15 @@ impl Store {
         now_ms: u64,
         policy: &JobPolicy,
     ) -> Result<SubmitOutcome, StoreError> {
-        (&self.units, &self.leases, &self.results, &self.credit)
-            .transaction(|(units, leases, results, credit)| {
+        (
+            &self.units,
+            &self.leases,
+            &self.results,
+            &self.credit,
+            &self.volunteers,
+            &self.known,
+        )
+            .transaction(|(units, leases, results, credit, volunteers, known)| {
                 let Some(mut lease) =
                     get::<LeaseRecord>(leases, "leases", result.lease.as_bytes())?
                 else {
@@ -576,6 +624,66 @@ impl Store {
                         });
                     }
                     LeaseState::Active => {}
+                }
+                let mut checked =
+                    get::<VolunteerRecord>(volunteers, "volunteers", result.volunteer.as_bytes())?
+                        .unwrap_or_default();
+                if checked.caught {
+                    return Ok(SubmitOutcome::Blacklisted);
+                }
+                let answer = known
+                    .get(lease.unit.to_bytes())?
+                    .and_then(|value| <[u8; 32]>::try_from(value.as_ref()).ok())
+                    .map(Sha256Digest::from_bytes);
+                let contradicts = answer.is_some_and(|answer| answer != result.output_sha256);
+                if contradicts {
+                    // Caught: end the lease, blacklist the volunteer, and withdraw every
+                    // replica of it that is not decided yet (backtracking).
+                    lease.state = LeaseState::Rejected {
+                        output_sha256: result.output_sha256,
+                    };
+                    leases.insert(result.lease.as_bytes(), encode(&lease))?;
+                    let mut requeue = Vec::new();
+                    if !lease.spot_check {
+                        let unit_key = lease.unit.to_bytes();
+                        if let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? {
+                            if unit.lease_lost(result.lease, policy) == UnitChange::WantsReplica {
+                                requeue.push(lease.unit);
+                            }
+                            units.insert(&unit_key, encode(&unit))?;
+                        }
+                    }
+                    for open in std::mem::take(&mut checked.open_units) {
+                        let key = open.to_bytes();
+                        let Some(mut unit) = get::<UnitRecord>(units, "units", &key)? else {
+                            continue;
+                        };
+                        if unit.withdraw(result.volunteer) {
+                            requeue.push(open);
+                        }
+                        units.insert(&key, encode(&unit))?;
+                    }
+                    checked.caught = true;
+                    volunteers.insert(result.volunteer.as_bytes(), encode(&checked))?;
+                    return Ok(SubmitOutcome::Caught {
+                        unit: lease.unit,
+                        requeue,
+                    });
+                }
+                if answer.is_some() {
+                    checked.checks_passed = checked.checks_passed.saturating_add(1);
+                }
+                if lease.spot_check {
+                    // A passed spot check: recorded, but no replica and no credit.
+                    lease.state = LeaseState::Completed {
+                        output_sha256: result.output_sha256,
+                    };
+                    leases.insert(result.lease.as_bytes(), encode(&lease))?;
+                    volunteers.insert(result.volunteer.as_bytes(), encode(&checked))?;
+                    return Ok(SubmitOutcome::Accepted {
+                        unit: lease.unit,
+                        change: UnitChange::Unchanged,
+                    });
                 }
                 let unit_key = lease.unit.to_bytes();
                 let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
@@ -630,6 +738,26 @@ impl Store {
                     } => std::slice::from_ref(replica),
                     _ => &[],
                 };
+                // Keep each volunteer's list of undecided units in step, for backtracking.
+                let decided = matches!(change, UnitChange::Decided { .. } | UnitChange::Failed);
+                if decided {
+                    checked.open_units.retain(|open| *open != lease.unit);
+                    for replica in &unit.replicas {
+                        if replica.volunteer == result.volunteer {
+                            continue;
+                        }
+                        let key = replica.volunteer.as_bytes();
+                        if let Some(mut other) =
+                            get::<VolunteerRecord>(volunteers, "volunteers", key)?
+                        {
+                            other.open_units.retain(|open| *open != lease.unit);
+                            volunteers.insert(key, encode(&other))?;
+                        }
+                    }
+                } else if unit.state == UnitState::Open {
+                    checked.open_units.push(lease.unit);
+                }
+                volunteers.insert(result.volunteer.as_bytes(), encode(&checked))?;
                 for replica in credited {
                     let mut account =
                         get::<CreditRecord>(credit, "credit", replica.volunteer.as_bytes())?
@@ -744,6 +872,32 @@ impl Store {
             Some((unit, change)) => ReleaseOutcome::Released { unit, change },
             None => ReleaseOutcome::NotReleased,
         })
+    }
+
+    /// Records the answer the server computed itself for `unit`.
+    pub fn put_known(&self, unit: UnitKey, output_sha256: Sha256Digest) -> Result<(), StoreError> {
+        self.known
+            .insert(unit.to_bytes(), output_sha256.as_bytes())?;
+        Ok(())
+    }
+
+    /// Every unit whose answer the server knows.
+    pub fn known_units(&self) -> Result<Vec<UnitKey>, StoreError> {
+        self.known
+            .iter()
+            .keys()
+            .map(|key| UnitKey::from_bytes(&key?))
+            .collect()
+    }
+
+    /// What the portal knows of a volunteer (the default for one never seen).
+    pub fn volunteer(&self, volunteer: VolunteerId) -> Result<VolunteerRecord, StoreError> {
+        Ok(self
+            .volunteers
+            .get(volunteer.as_bytes())?
+            .map(|value| decode("volunteers", &value))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// One unit, if it exists.

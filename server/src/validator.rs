@@ -102,3 +102,65 @@ impl Validator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// Computes, in the background, the answers of a random sample of `job`'s units (its
+/// `reexecution_rate`) with the server's own sandbox, and records them as known answers:
+/// results that contradict them catch their volunteer, and they serve as spot checks. The
+/// sample is drawn from the OS-seeded generator, so volunteers cannot tell which units it holds.
+/// A small sample (up to [`INLINE_SAMPLE`] units) is computed before this returns, so that a
+/// small job starts with its known answers; a larger one goes on in the background.
+pub async fn reexecute_sample(
+    store: Arc<Store>,
+    scheduler: Arc<crate::scheduler::Scheduler>,
+    job: JobRecord,
+) {
+    let rate = job.policy.reexecution_rate;
+    if rate.is_nan() || rate <= 0.0 || job.units == 0 {
+        return;
+    }
+    let sample_size =
+        ((job.units as f64 * rate.min(1.0)).ceil() as usize).clamp(1, job.units as usize);
+    let task = tokio::task::spawn_blocking(move || {
+        let sandbox = Sandbox::new(SandboxLimits::for_run());
+        let module = match store.module(job.module_sha256) {
+            Ok(Some(bytes)) => sandbox.compile(&bytes),
+            Ok(None) => return tracing::warn!(job = %job.id, "re-execution: module missing"),
+            Err(err) => return tracing::error!(job = %job.id, error = %err, "re-execution: store"),
+        };
+        let Ok(module) = module else {
+            return tracing::warn!(job = %job.id, "re-execution: module does not compile");
+        };
+        let mut rng = rand::rng();
+        let indices = rand::seq::index::sample(&mut rng, job.units as usize, sample_size);
+        for index in indices {
+            let unit = crate::store::UnitKey {
+                job: job.id,
+                index: index as u64,
+            };
+            let Ok(Some(record)) = store.unit(unit) else {
+                continue;
+            };
+            match sandbox.run(&module, &record.input) {
+                Ok(output) => {
+                    if let Err(err) = store.put_known(unit, Sha256Digest::of(&output)) {
+                        tracing::error!(error = %err, "re-execution: storing an answer");
+                        return;
+                    }
+                    scheduler.add_known(unit);
+                }
+                Err(err) => {
+                    tracing::warn!(job = %job.id, unit = index, error = %err, "re-execution failed")
+                }
+            }
+        }
+        tracing::info!(job = %job.id, units = sample_size, "re-execution sample computed");
+    });
+    if sample_size <= INLINE_SAMPLE {
+        if let Err(err) = task.await {
+            tracing::error!(error = %err, "re-execution task failed");
+        }
+    }
+}
+
+/// The largest re-execution sample computed before job creation answers.
+pub const INLINE_SAMPLE: usize = 256;

@@ -43,8 +43,11 @@ pub enum ErrorCode {
     ConflictingResult,
     /// The result's signature does not verify with the volunteer's key.
     BadSignature,
-    /// The job's `verify` says the output is wrong for the input; the unit goes to someone else.
+    /// The job's `verify` (or a known answer) says the output is wrong; the unit goes to
+    /// someone else.
     InvalidResult,
+    /// This volunteer key returned a wrong answer to a check and may no longer take part.
+    VolunteerBlacklisted,
     /// The request needs a valid `Authorization: Bearer` token.
     Unauthorized,
     /// An uploaded module breaks the job ABI; the message names the rule.

@@ -21,7 +21,7 @@ pub const MANIFEST_FORMAT: u32 = 1;
 pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1_000;
 
 /// What a job is. Signed as its exact JSON bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
     pub job_id: JobId,
@@ -37,7 +37,7 @@ pub struct Manifest {
 }
 
 /// How a job's units are handed out and checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JobPolicy {
     /// How long a volunteer has to return a unit.
@@ -54,6 +54,13 @@ pub struct JobPolicy {
     pub max_total_results: u32,
     /// Check results with the module's `verify` export where it has one.
     pub use_verify: bool,
+    /// The fraction of units whose answer the server computes itself (in its sandbox). A
+    /// result that disagrees with a known answer catches its volunteer.
+    pub reexecution_rate: f64,
+    /// The fraction of leases that are spot checks: units with a known answer, which the client
+    /// cannot tell from ordinary ones. A wrong answer blacklists the volunteer and withdraws its
+    /// undecided results (backtracking).
+    pub spot_check_rate: f64,
 }
 
 impl Default for JobPolicy {
@@ -66,6 +73,8 @@ impl Default for JobPolicy {
             max_error_results: 3,
             max_total_results: 10,
             use_verify: true,
+            reexecution_rate: 0.0,
+            spot_check_rate: 0.0,
         }
     }
 }

@@ -177,7 +177,7 @@ pub struct ModuleUploaded {
 }
 
 /// `POST /api/v1/jobs`: a new job from an uploaded module.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     pub title: String,

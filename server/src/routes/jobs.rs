@@ -117,6 +117,8 @@ pub async fn create_job(
         .ok_or_else(|| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
     state.store.durable().await?;
     state.scheduler.add_job(job.clone());
+    crate::validator::reexecute_sample(state.store.clone(), state.scheduler.clone(), job.clone())
+        .await;
     let manifest = state.manifest(&job);
     Ok((
         StatusCode::CREATED,
@@ -269,6 +271,13 @@ fn check_policy(policy: &JobPolicy) -> Result<(), ApiError> {
             "policy.max_total_results must be at least initial_replicas and at most 64",
         ),
     ];
+    let rates = [
+        (policy.reexecution_rate, "policy.reexecution_rate"),
+        (policy.spot_check_rate, "policy.spot_check_rate"),
+    ];
+    if let Some((_, name)) = rates.iter().find(|(rate, _)| !(0.0..=1.0).contains(rate)) {
+        return Err(ApiError::invalid(format!("{name} must be between 0 and 1")));
+    }
     match checks.iter().find(|(ok, _)| !ok) {
         Some((_, message)) => Err(ApiError::invalid(*message)),
         None => Ok(()),

@@ -26,6 +26,9 @@ pub async fn lease(
 ) -> Result<Json<LeaseResponse>, ApiError> {
     check_protocol(request.protocol)?;
     check_volunteer_key(request.volunteer)?;
+    if state.store.volunteer(request.volunteer)?.caught {
+        return Err(blacklisted(request.volunteer));
+    }
     if request.max_units == 0 || request.max_units > MAX_UNITS_PER_REQUEST {
         return Err(ApiError::invalid(format!(
             "max_units must be between 1 and {MAX_UNITS_PER_REQUEST}, got {}",
@@ -160,6 +163,17 @@ pub async fn submit(
                 ),
             ));
         }
+        SubmitOutcome::Caught { unit, .. } => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidResult,
+                format!(
+                    "this output for unit {} of job {} is wrong; this volunteer key is blacklisted and its undecided results are withdrawn",
+                    unit.index, unit.job
+                ),
+            ));
+        }
+        SubmitOutcome::Blacklisted => return Err(blacklisted(submission.volunteer)),
         SubmitOutcome::Conflict => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -172,6 +186,14 @@ pub async fn submit(
         protocol: PROTOCOL_VERSION,
         status,
     }))
+}
+
+fn blacklisted(volunteer: VolunteerId) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::VolunteerBlacklisted,
+        format!("volunteer {volunteer} returned a wrong answer to a check and is blacklisted"),
+    )
 }
 
 /// A volunteer id must be a key that can sign: a valid ed25519 point, not a weak one.

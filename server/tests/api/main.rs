@@ -18,5 +18,6 @@ mod reports;
 mod results;
 mod security_headers;
 mod signatures;
+mod spot_checks;
 mod test_module;
 mod validation;

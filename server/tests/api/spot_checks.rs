@@ -1,0 +1,182 @@
+//! Spot checks, server re-execution and backtracking: a result that contradicts an answer the
+//! server computed itself blacklists its volunteer and withdraws its undecided results; spot
+//! checks look like any other lease, earn no credit, and catch cheaters too.
+
+use cyclepool_shared::ErrorCode;
+use cyclepool_shared::manifest::JobPolicy;
+use cyclepool_shared::protocol::{CreateJob, Inputs};
+use reqwest::StatusCode;
+use reqwest::header::AUTHORIZATION;
+
+use crate::helpers::{
+    ADMIN_TOKEN, TestApp, compute, expect_error, module_sha256, spawn_app, submission, test_policy,
+    volunteer,
+};
+
+async fn job_with(app: &TestApp, units: u8, policy: JobPolicy) -> u64 {
+    app.upload_test_module().await;
+    let request = CreateJob {
+        title: "checked".into(),
+        description: String::new(),
+        module_sha256: module_sha256(),
+        inputs: Inputs::List((0..units).map(|i| vec![i, i + 1, i + 2]).collect()),
+        policy,
+        expires_in_ms: None,
+    };
+    let response = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .json(&request)
+        .send()
+        .await
+        .expect("creating the job");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: serde_json::Value = response.json().await.expect("reading the job");
+    created["job_id"].as_u64().expect("a job id")
+}
+
+fn checked(min_quorum: u32, spot_check_rate: f64) -> JobPolicy {
+    JobPolicy {
+        min_quorum,
+        initial_replicas: min_quorum,
+        use_verify: false,
+        // Every unit's answer is computed by the server (small jobs: before creation answers).
+        reexecution_rate: 1.0,
+        spot_check_rate,
+        ..test_policy()
+    }
+}
+
+#[tokio::test]
+async fn a_contradicted_result_blacklists_and_backtracks() {
+    let app = spawn_app(0).await;
+    let job = job_with(&app, 2, checked(2, 0.0)).await;
+    let (cheat, a, b, c) = (volunteer(1), volunteer(2), volunteer(3), volunteer(4));
+    // The cheater first answers one unit correctly: an undecided replica (quorum is two).
+    let first = app.lease_one(cheat).await;
+    app.submit(&compute(cheat, &first)).await;
+    // Then lies on the other unit: the server knows that answer.
+    let second = app.lease_one(cheat).await;
+    assert_ne!(second.unit, first.unit);
+    let response = app
+        .submit_response(&submission(cheat, &second, b"lie".to_vec()))
+        .await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidResult,
+    )
+    .await;
+    // Blacklisted: no more leases, no more results.
+    let response = app.lease_response(cheat, 1).await;
+    expect_error(
+        response,
+        StatusCode::FORBIDDEN,
+        ErrorCode::VolunteerBlacklisted,
+    )
+    .await;
+
+    // Backtracking withdrew the cheater's undecided replica of the first unit: one honest
+    // result no longer makes a quorum there; two do.
+    let stats_done = |stats: cyclepool_shared::protocol::StatsResponse| {
+        stats
+            .jobs
+            .iter()
+            .find(|j| j.job_id.0 == job)
+            .map(|j| j.done)
+    };
+    for worker in [a, b, c] {
+        let leases = app.lease(worker, 2).await.leases;
+        for lease in &leases {
+            app.submit(&compute(worker, lease)).await;
+        }
+    }
+    assert_eq!(stats_done(app.stats().await), Some(2));
+    let board: Vec<serde_json::Value> = app
+        .client
+        .get(app.url("/api/v1/leaderboard"))
+        .send()
+        .await
+        .expect("leaderboard")
+        .json()
+        .await
+        .expect("leaderboard json");
+    assert!(
+        board
+            .iter()
+            .all(|row| row["volunteer"].as_str() != Some(cheat.to_string().as_str())),
+        "the cheater earns nothing: {board:?}"
+    );
+}
+
+#[tokio::test]
+async fn spot_checks_look_like_units_earn_nothing_and_catch_liars() {
+    let app = spawn_app(0).await;
+    // Every lease is a spot check while the job has work.
+    let job = job_with(&app, 3, checked(1, 1.0)).await;
+    let (honest, liar) = (volunteer(1), volunteer(2));
+    let lease = app.lease_one(honest).await;
+    // Nothing in the lease marks it: same job, a real unit's input, a nonce, a deadline.
+    assert_eq!(lease.job_id.0, job);
+    assert!(lease.unit < 3);
+    app.submit(&compute(honest, &lease)).await;
+    let stats = app.stats().await;
+    let job_stats = stats.jobs.iter().find(|j| j.job_id.0 == job).expect("job");
+    assert_eq!(job_stats.done, 0, "a spot check is not a replica");
+    let board: Vec<serde_json::Value> = app
+        .client
+        .get(app.url("/api/v1/leaderboard"))
+        .send()
+        .await
+        .expect("leaderboard")
+        .json()
+        .await
+        .expect("leaderboard json");
+    assert!(board.is_empty(), "a spot check earns no credit: {board:?}");
+
+    let lease = app.lease_one(liar).await;
+    let response = app
+        .submit_response(&submission(liar, &lease, b"lie".to_vec()))
+        .await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidResult,
+    )
+    .await;
+    let response = app.lease_response(liar, 1).await;
+    expect_error(
+        response,
+        StatusCode::FORBIDDEN,
+        ErrorCode::VolunteerBlacklisted,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rates_outside_zero_to_one_are_refused() {
+    let app = spawn_app(0).await;
+    app.upload_test_module().await;
+    for policy in [
+        JobPolicy {
+            spot_check_rate: 1.5,
+            ..test_policy()
+        },
+        JobPolicy {
+            reexecution_rate: -0.1,
+            ..test_policy()
+        },
+    ] {
+        let request = CreateJob {
+            title: "bad".into(),
+            description: String::new(),
+            module_sha256: module_sha256(),
+            inputs: Inputs::List(vec![vec![1]]),
+            policy,
+            expires_in_ms: None,
+        };
+        let response = app.create_job_response(&request).await;
+        expect_error(response, StatusCode::BAD_REQUEST, ErrorCode::InvalidValue).await;
+    }
+}
