@@ -4,7 +4,8 @@ const { execFileSync } = require('node:child_process');
 const path = require('node:path');
 const { test, expect, createJob, le } = require('./server');
 
-const assembleBin = path.resolve(__dirname, '..', '..', 'target', 'debug', 'examples', 'assemble');
+const assembleBin = process.env.CYCLEPOOL_ASSEMBLE_BIN
+  || path.resolve(__dirname, '..', '..', 'target', 'debug', 'examples', 'assemble');
 
 /** Starts one worker, waits until the server has every unit of every job, and stops. */
 async function computeEverything(page, server) {

@@ -78,7 +78,7 @@ fn build(root: &Path, release: bool) -> anyhow::Result<()> {
 
 fn serve(root: &Path, server_args: &[String]) -> anyhow::Result<()> {
     build(root, true)?;
-    let server = root.join("target/release/cyclepool-server");
+    let server = target_dir(root).join("release/cyclepool-server");
     let static_dir = root.join("static");
     let mut command = Command::new(&server);
     command.current_dir(root).args(server_args);
@@ -236,7 +236,11 @@ fn test(root: &Path) -> anyhow::Result<()> {
         .args(["playwright", "test"])
         .env(
             "CYCLEPOOL_SERVER_BIN",
-            root.join("target/debug/cyclepool-server"),
+            target_dir(root).join("debug/cyclepool-server"),
+        )
+        .env(
+            "CYCLEPOOL_ASSEMBLE_BIN",
+            target_dir(root).join("debug/examples/assemble"),
         )
         .env("CYCLEPOOL_STATIC_DIR", root.join("static"))
         .env("CHROMIUM_PATH", CHROMIUM))?;
