@@ -39,6 +39,20 @@ pub enum UnitChange {
     Failed,
 }
 
+/// A volunteer's credibility: the probability that its result is right, given that it has
+/// passed `checks_passed` spot checks (or re-executed units) and that saboteurs, at most a
+/// fraction `assumed_saboteurs` of volunteers, are blacklisted when caught. Sarmenta's bound
+/// for spot-checking with blacklisting: `1 - f / ((1 - f) k e)`; a newcomer (`k = 0`) gets
+/// `1 - f`.
+pub fn credibility(checks_passed: u32, assumed_saboteurs: f64) -> f64 {
+    let f = assumed_saboteurs.clamp(0.0, 0.99);
+    if checks_passed == 0 {
+        return 1.0 - f;
+    }
+    let doubt = f / ((1.0 - f) * f64::from(checks_passed) * std::f64::consts::E);
+    (1.0 - doubt).clamp(1.0 - f, 1.0)
+}
+
 impl UnitRecord {
     /// Whether the unit wants another replica leased out now.
     pub fn wants_replica(&self) -> bool {
@@ -84,7 +98,14 @@ impl UnitRecord {
     }
 
     /// Records a result for one of the unit's active leases and decides what follows.
-    pub fn result_received(&mut self, replica: Replica, policy: &JobPolicy) -> UnitChange {
+    /// `credibility` gives each volunteer's credibility (see [`credibility`]); it is used when
+    /// the policy sets a target error rate.
+    pub fn result_received(
+        &mut self,
+        replica: Replica,
+        policy: &JobPolicy,
+        credibility: &dyn Fn(VolunteerId) -> f64,
+    ) -> UnitChange {
         self.active.retain(|(active, _)| *active != replica.lease);
         self.replicas.push(replica);
         match self.state {
@@ -105,7 +126,7 @@ impl UnitRecord {
                     .filter(|r| r.output_sha256 == replica.output_sha256)
                     .copied()
                     .collect();
-                if agreeing.len() >= policy.min_quorum.max(1) as usize {
+                if Self::accepts(&agreeing, &self.replicas, policy, credibility) {
                     self.state = UnitState::Done {
                         canonical: agreeing[0].lease,
                     };
@@ -124,6 +145,31 @@ impl UnitRecord {
                 UnitChange::WantsReplica
             }
         }
+    }
+
+    /// Whether a group of agreeing replicas decides the unit: by fixed quorum, or, with a
+    /// target error rate, when the chance that every one of them is wrong (independent
+    /// saboteurs) is at most the target and no other group is as large.
+    fn accepts(
+        agreeing: &[Replica],
+        all: &[Replica],
+        policy: &JobPolicy,
+        credibility: &dyn Fn(VolunteerId) -> f64,
+    ) -> bool {
+        if policy.target_error_rate <= 0.0 {
+            return agreeing.len() >= policy.min_quorum.max(1) as usize;
+        }
+        let all_wrong: f64 = agreeing
+            .iter()
+            .map(|replica| 1.0 - credibility(replica.volunteer))
+            .product();
+        let largest = all.iter().all(|other| {
+            all.iter()
+                .filter(|r| r.output_sha256 == other.output_sha256)
+                .count()
+                <= agreeing.len()
+        });
+        largest && all_wrong <= policy.target_error_rate
     }
 
     /// Withdraws `volunteer`'s undecided replica (its volunteer was caught cheating). Returns
@@ -173,6 +219,9 @@ mod tests {
         }
     }
 
+    /// Every volunteer as credible as a newcomer (unused under fixed quorum).
+    const NEWCOMER: fn(VolunteerId) -> f64 = |_| credibility(0, 0.2);
+
     fn grant(unit: &mut UnitRecord, r: &Replica) {
         assert!(unit.wants_replica() && unit.may_go_to(r.volunteer));
         unit.lease_granted(r.lease, r.volunteer);
@@ -185,7 +234,7 @@ mod tests {
         grant(&mut u, &r);
         assert!(!u.wants_replica());
         assert_eq!(
-            u.result_received(r, &policy(1, 3, 10)),
+            u.result_received(r, &policy(1, 3, 10), &NEWCOMER),
             UnitChange::Decided { credited: vec![r] }
         );
         assert_eq!(u.canonical(), Some(r.lease));
@@ -203,13 +252,16 @@ mod tests {
         grant(&mut u, &a);
         grant(&mut u, &b);
         assert!(!u.wants_replica());
-        assert_eq!(u.result_received(a, &p), UnitChange::Unchanged);
+        assert_eq!(u.result_received(a, &p, &NEWCOMER), UnitChange::Unchanged);
         // Disagreement: a third replica is wanted, and nobody who returned one may take it.
-        assert_eq!(u.result_received(b, &p), UnitChange::WantsReplica);
+        assert_eq!(
+            u.result_received(b, &p, &NEWCOMER),
+            UnitChange::WantsReplica
+        );
         assert!(!u.may_go_to(a.volunteer) && !u.may_go_to(b.volunteer));
         grant(&mut u, &c);
         assert_eq!(
-            u.result_received(c, &p),
+            u.result_received(c, &p, &NEWCOMER),
             UnitChange::Decided {
                 credited: vec![a, c]
             }
@@ -229,20 +281,20 @@ mod tests {
         grant(&mut u, &a);
         grant(&mut u, &b);
         assert_eq!(
-            u.result_received(a, &p),
+            u.result_received(a, &p, &NEWCOMER),
             UnitChange::Decided { credited: vec![a] }
         );
         assert_eq!(
-            u.result_received(b, &p),
+            u.result_received(b, &p, &NEWCOMER),
             UnitChange::Late { credited: Some(b) }
         );
         let mut u2 = unit(2);
         let wrong = replica(4, 4, b"z");
         grant(&mut u2, &c);
         grant(&mut u2, &wrong);
-        u2.result_received(c, &p);
+        u2.result_received(c, &p, &NEWCOMER);
         assert_eq!(
-            u2.result_received(wrong, &p),
+            u2.result_received(wrong, &p, &NEWCOMER),
             UnitChange::Late { credited: None }
         );
     }
@@ -276,10 +328,88 @@ mod tests {
         ];
         grant(&mut u, &rs[0]);
         grant(&mut u, &rs[1]);
-        u.result_received(rs[0], &p);
-        assert_eq!(u.result_received(rs[1], &p), UnitChange::WantsReplica);
+        u.result_received(rs[0], &p, &NEWCOMER);
+        assert_eq!(
+            u.result_received(rs[1], &p, &NEWCOMER),
+            UnitChange::WantsReplica
+        );
         grant(&mut u, &rs[2]);
-        assert_eq!(u.result_received(rs[2], &p), UnitChange::Failed);
+        assert_eq!(u.result_received(rs[2], &p, &NEWCOMER), UnitChange::Failed);
+    }
+
+    #[test]
+    fn credibility_grows_with_checks_passed() {
+        assert!((credibility(0, 0.2) - 0.8).abs() < 1e-12);
+        assert!(credibility(1, 0.2) < credibility(10, 0.2));
+        // 1 - 0.2 / (0.8 · 10 · e) ≈ 0.9908
+        assert!((credibility(10, 0.2) - (1.0 - 0.25 / (10.0 * std::f64::consts::E))).abs() < 1e-12);
+        assert!(credibility(u32::MAX, 0.2) < 1.0 + 1e-12);
+    }
+
+    #[test]
+    fn credible_results_need_fewer_replicas() {
+        let p = JobPolicy {
+            target_error_rate: 0.01,
+            assumed_saboteur_fraction: 0.2,
+            initial_replicas: 1,
+            max_total_results: 6,
+            ..JobPolicy::default()
+        };
+        // A newcomer's result (1 - Cr = 0.2) is not enough; two agreeing (0.04) neither;
+        // three (0.008) are.
+        let mut u = unit(1);
+        let rs = [
+            replica(1, 1, b"x"),
+            replica(2, 2, b"x"),
+            replica(3, 3, b"x"),
+        ];
+        grant(&mut u, &rs[0]);
+        assert_eq!(
+            u.result_received(rs[0], &p, &NEWCOMER),
+            UnitChange::WantsReplica
+        );
+        grant(&mut u, &rs[1]);
+        assert_eq!(
+            u.result_received(rs[1], &p, &NEWCOMER),
+            UnitChange::WantsReplica
+        );
+        grant(&mut u, &rs[2]);
+        assert!(matches!(
+            u.result_received(rs[2], &p, &NEWCOMER),
+            UnitChange::Decided { .. }
+        ));
+        // A volunteer that passed ten checks (1 - Cr ≈ 0.0092) decides alone.
+        let veteran = |_| credibility(10, 0.2);
+        let mut u = unit(1);
+        let r = replica(4, 4, b"x");
+        grant(&mut u, &r);
+        assert!(matches!(
+            u.result_received(r, &p, &veteran),
+            UnitChange::Decided { .. }
+        ));
+        // A credible result that disagrees with a larger group does not win.
+        let mut u = unit(3);
+        let (a, b, c) = (
+            replica(5, 5, b"x"),
+            replica(6, 6, b"x"),
+            replica(7, 7, b"y"),
+        );
+        for r in [&a, &b, &c] {
+            grant(&mut u, r);
+        }
+        let cred = |v: VolunteerId| {
+            if v == c.volunteer {
+                credibility(1000, 0.2)
+            } else {
+                credibility(0, 0.2)
+            }
+        };
+        assert_eq!(u.result_received(a, &p, &cred), UnitChange::Unchanged);
+        assert_eq!(u.result_received(b, &p, &cred), UnitChange::Unchanged);
+        assert!(matches!(
+            u.result_received(c, &p, &cred),
+            UnitChange::WantsReplica
+        ));
     }
 
     #[test]

@@ -705,6 +705,25 @@ impl Store {
                         deadline_ms: lease.deadline_ms,
                     });
                 }
+                // Credibility of everyone with a replica here, read in this transaction.
+                let mut checks = HashMap::new();
+                checks.insert(result.volunteer, checked.checks_passed);
+                for replica in &unit.replicas {
+                    let record = get::<VolunteerRecord>(
+                        volunteers,
+                        "volunteers",
+                        replica.volunteer.as_bytes(),
+                    )?
+                    .unwrap_or_default();
+                    checks.insert(replica.volunteer, record.checks_passed);
+                }
+                let assumed = policy.assumed_saboteur_fraction;
+                let credibility = |volunteer: VolunteerId| {
+                    crate::replication::credibility(
+                        checks.get(&volunteer).copied().unwrap_or(0),
+                        assumed,
+                    )
+                };
                 let change = unit.result_received(
                     Replica {
                         lease: result.lease,
@@ -713,6 +732,7 @@ impl Store {
                         compute_ms: result.compute_ms,
                     },
                     policy,
+                    &credibility,
                 );
                 lease.state = LeaseState::Completed {
                     output_sha256: result.output_sha256,

@@ -61,6 +61,12 @@ pub struct JobPolicy {
     /// cannot tell from ordinary ones. A wrong answer blacklists the volunteer and withdraws its
     /// undecided results (backtracking).
     pub spot_check_rate: f64,
+    /// Credibility-based acceptance (after Sarmenta): when positive, a unit is decided as soon
+    /// as the agreeing results' estimated probability of all being wrong, from their
+    /// volunteers' credibility, is at most this; `min_quorum` is then not used. 0: fixed quorum.
+    pub target_error_rate: f64,
+    /// The fraction of saboteurs that credibility assumes at most (Sarmenta's `f`).
+    pub assumed_saboteur_fraction: f64,
 }
 
 impl Default for JobPolicy {
@@ -75,6 +81,8 @@ impl Default for JobPolicy {
             use_verify: true,
             reexecution_rate: 0.0,
             spot_check_rate: 0.0,
+            target_error_rate: 0.0,
+            assumed_saboteur_fraction: 0.2,
         }
     }
 }

@@ -274,6 +274,11 @@ fn check_policy(policy: &JobPolicy) -> Result<(), ApiError> {
     let rates = [
         (policy.reexecution_rate, "policy.reexecution_rate"),
         (policy.spot_check_rate, "policy.spot_check_rate"),
+        (policy.target_error_rate, "policy.target_error_rate"),
+        (
+            policy.assumed_saboteur_fraction,
+            "policy.assumed_saboteur_fraction",
+        ),
     ];
     if let Some((_, name)) = rates.iter().find(|(rate, _)| !(0.0..=1.0).contains(rate)) {
         return Err(ApiError::invalid(format!("{name} must be between 0 and 1")));

@@ -180,3 +180,47 @@ async fn rates_outside_zero_to_one_are_refused() {
         expect_error(response, StatusCode::BAD_REQUEST, ErrorCode::InvalidValue).await;
     }
 }
+
+#[tokio::test]
+async fn credibility_earned_on_checks_lets_one_result_decide() {
+    let app = spawn_app(0).await;
+    // Job A: every answer known (re-execution), one replica each: a veteran earns ten checks.
+    let job_a = job_with(&app, 10, checked(1, 0.0)).await;
+    let (veteran, newcomer) = (volunteer(1), volunteer(2));
+    for lease in app.lease(veteran, 10).await.leases {
+        assert_eq!(lease.job_id.0, job_a);
+        app.submit(&compute(veteran, &lease)).await;
+    }
+    // Job B: credibility-based, target error rate 1 %, nothing known.
+    let job_b = job_with(
+        &app,
+        2,
+        JobPolicy {
+            target_error_rate: 0.01,
+            assumed_saboteur_fraction: 0.2,
+            initial_replicas: 1,
+            max_total_results: 6,
+            use_verify: false,
+            ..test_policy()
+        },
+    )
+    .await;
+    let done = |stats: cyclepool_shared::protocol::StatsResponse| {
+        stats
+            .jobs
+            .iter()
+            .find(|j| j.job_id.0 == job_b)
+            .map(|j| j.done)
+    };
+    // The veteran (1 - Cr ≈ 0.009) decides its unit alone.
+    let lease = app.lease_one(veteran).await;
+    assert_eq!(lease.job_id.0, job_b);
+    app.submit(&compute(veteran, &lease)).await;
+    assert_eq!(done(app.stats().await), Some(1));
+    // A newcomer's result (1 - Cr = 0.2) is not enough: its unit wants another replica.
+    let lease = app.lease_one(newcomer).await;
+    app.submit(&compute(newcomer, &lease)).await;
+    assert_eq!(done(app.stats().await), Some(1));
+    let again = app.lease_one(volunteer(3)).await;
+    assert_eq!(again.unit, lease.unit);
+}
