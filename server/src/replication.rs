@@ -5,8 +5,8 @@
 //! A unit starts wanting `initial_replicas` results. It is decided when `min_quorum` results
 //! agree (same output digest): the first of them becomes canonical and every agreeing
 //! volunteer earns credit. If all wanted results are in without a quorum, one more replica is
-//! wanted, up to `max_total_results`; past that, or after `max_error_results` leases ended
-//! without a result, the unit fails. A volunteer never holds two replicas of one unit, nor gets
+//! wanted. As in BOINC, the unit fails after `max_success_results` results without a decision,
+//! `max_error_results` leases that ended without a result, or `max_total_results` of both. A volunteer never holds two replicas of one unit, nor gets
 //! a replica of a unit it has already returned a result for.
 
 use cyclepool_shared::manifest::JobPolicy;
@@ -37,6 +37,9 @@ pub enum UnitChange {
     Late { credited: Option<Replica> },
     /// The unit failed: too many errors, or too many results without a quorum.
     Failed,
+    /// A decided unit lost the replicas that decided it (their volunteer was caught): it is
+    /// open again and wants a replica.
+    Reopened,
 }
 
 /// A volunteer's credibility: the probability that its result is right, given that it has
@@ -86,7 +89,8 @@ impl UnitRecord {
         if self.state != UnitState::Open {
             return UnitChange::Unchanged;
         }
-        if self.errors >= policy.max_error_results {
+        let total = self.errors as usize + self.replicas.len();
+        if self.errors >= policy.max_error_results || total >= policy.max_total_results as usize {
             self.state = UnitState::Failed;
             return UnitChange::Failed;
         }
@@ -136,7 +140,10 @@ impl UnitRecord {
                 if !all_in {
                     return UnitChange::Unchanged;
                 }
-                if self.replicas.len() >= policy.max_total_results as usize {
+                let total = self.errors as usize + self.replicas.len();
+                if self.replicas.len() >= policy.max_success_results as usize
+                    || total >= policy.max_total_results as usize
+                {
                     self.state = UnitState::Failed;
                     return UnitChange::Failed;
                 }
@@ -172,15 +179,49 @@ impl UnitRecord {
         largest && all_wrong <= policy.target_error_rate
     }
 
-    /// Withdraws `volunteer`'s undecided replica (its volunteer was caught cheating). Returns
-    /// whether the unit now wants a replica again.
-    pub fn withdraw(&mut self, volunteer: VolunteerId) -> bool {
-        if self.state != UnitState::Open {
-            return false;
-        }
+    /// Withdraws `volunteer`'s replica, decided or not (its volunteer was caught cheating:
+    /// backtracking), and decides the unit again from the replicas that remain.
+    pub fn withdraw(
+        &mut self,
+        volunteer: VolunteerId,
+        policy: &JobPolicy,
+        credibility: &dyn Fn(VolunteerId) -> f64,
+    ) -> UnitChange {
+        let before = self.replicas.len();
         self.replicas
             .retain(|replica| replica.volunteer != volunteer);
-        self.wants_replica()
+        if self.replicas.len() == before {
+            return UnitChange::Unchanged;
+        }
+        match self.state {
+            UnitState::Failed => UnitChange::Unchanged,
+            UnitState::Open if self.wants_replica() => UnitChange::WantsReplica,
+            UnitState::Open => UnitChange::Unchanged,
+            UnitState::Done { .. } => {
+                // Is there still a group that decides the unit without the withdrawn replica?
+                let standing = self.replicas.iter().find_map(|candidate| {
+                    let group: Vec<Replica> = self
+                        .replicas
+                        .iter()
+                        .filter(|r| r.output_sha256 == candidate.output_sha256)
+                        .copied()
+                        .collect();
+                    Self::accepts(&group, &self.replicas, policy, credibility)
+                        .then(|| group[0].lease)
+                });
+                match standing {
+                    Some(canonical) => {
+                        self.state = UnitState::Done { canonical };
+                        UnitChange::Unchanged
+                    }
+                    None => {
+                        self.state = UnitState::Open;
+                        self.wanted = self.wanted.max(self.replicas.len() as u32 + 1);
+                        UnitChange::Reopened
+                    }
+                }
+            }
+        }
     }
 
     /// The canonical result's lease, once decided.
@@ -206,6 +247,7 @@ mod tests {
             initial_replicas: min_quorum,
             max_error_results,
             max_total_results,
+            max_success_results: max_total_results,
             ..JobPolicy::default()
         }
     }
@@ -410,6 +452,75 @@ mod tests {
             u.result_received(c, &p, &cred),
             UnitChange::WantsReplica
         ));
+    }
+
+    #[test]
+    fn withdrawing_a_cheaters_replica_reopens_what_it_decided() {
+        let p = policy(1, 3, 6);
+        // Decided by the cheater alone: reopened, and wants a replica again.
+        let mut u = unit(1);
+        let cheat = replica(1, 1, b"wrong");
+        grant(&mut u, &cheat);
+        u.result_received(cheat, &p, &NEWCOMER);
+        assert_eq!(
+            u.withdraw(cheat.volunteer, &p, &NEWCOMER),
+            UnitChange::Reopened
+        );
+        assert!(u.wants_replica() && u.canonical().is_none());
+        // Decided with another agreeing replica still standing: stays decided, by that one.
+        let p2 = policy(1, 3, 6);
+        let mut u = unit(2);
+        let (a, b) = (replica(2, 2, b"x"), replica(3, 3, b"x"));
+        grant(&mut u, &a);
+        grant(&mut u, &b);
+        u.result_received(a, &p2, &NEWCOMER);
+        u.result_received(b, &p2, &NEWCOMER);
+        assert_eq!(
+            u.withdraw(a.volunteer, &p2, &NEWCOMER),
+            UnitChange::Unchanged
+        );
+        assert_eq!(u.canonical(), Some(b.lease));
+        // A volunteer with no replica here changes nothing.
+        assert_eq!(
+            u.withdraw(VolunteerId::from_bytes([9; 32]), &p2, &NEWCOMER),
+            UnitChange::Unchanged
+        );
+    }
+
+    #[test]
+    fn success_and_total_limits_are_separate() {
+        // Two successes without agreement reach max_success_results = 2 ...
+        let p = JobPolicy {
+            min_quorum: 2,
+            initial_replicas: 2,
+            max_success_results: 2,
+            max_total_results: 10,
+            ..JobPolicy::default()
+        };
+        let mut u = unit(2);
+        let (a, b) = (replica(1, 1, b"x"), replica(2, 2, b"y"));
+        grant(&mut u, &a);
+        grant(&mut u, &b);
+        u.result_received(a, &p, &NEWCOMER);
+        assert_eq!(u.result_received(b, &p, &NEWCOMER), UnitChange::Failed);
+        // ... while errors and successes together reach max_total_results = 2.
+        let p = JobPolicy {
+            min_quorum: 2,
+            initial_replicas: 2,
+            max_success_results: 10,
+            max_total_results: 2,
+            max_error_results: 10,
+            ..JobPolicy::default()
+        };
+        let mut u = unit(2);
+        let (a, b) = (replica(1, 1, b"x"), replica(2, 2, b"y"));
+        grant(&mut u, &a);
+        grant(&mut u, &b);
+        assert_eq!(u.lease_lost(a.lease, &p), UnitChange::WantsReplica);
+        assert_eq!(u.result_received(b, &p, &NEWCOMER), UnitChange::Unchanged);
+        let c = replica(3, 3, b"z");
+        grant(&mut u, &c);
+        assert_eq!(u.lease_lost(c.lease, &p), UnitChange::Failed);
     }
 
     #[test]

@@ -198,12 +198,25 @@ impl Scheduler {
     /// this returns `Accepted` or `Duplicate`.
     pub async fn submit(&self, result: &IncomingResult) -> Result<SubmitOutcome, StoreError> {
         let policy = self.policy_of_lease(result.lease)?;
-        let outcome = self.store.submit(result, self.clock.now_ms(), &policy)?;
-        if let SubmitOutcome::Caught { unit, requeue } = &outcome {
+        // The lookup locks the scheduler; it is called inside the store's transaction, while
+        // this function holds no lock.
+        let policy_of = |job: JobId| self.policy_of_job(job);
+        let outcome = self
+            .store
+            .submit(result, self.clock.now_ms(), &policy, &policy_of)?;
+        if let SubmitOutcome::Caught {
+            unit,
+            requeue,
+            reopened,
+        } = &outcome
+        {
             let mut inner = self.lock();
             let counts = inner.counts.entry(unit.job).or_default();
             counts.leased = counts.leased.saturating_sub(1);
             inner.ready.extend(requeue.iter().copied());
+            for key in reopened {
+                Self::apply(&mut inner, *key, &UnitChange::Reopened, Requeue::Front);
+            }
         }
         if let SubmitOutcome::Accepted { unit, change } = &outcome {
             // Count now, not after the flush: if the client hangs up while we wait, this
@@ -339,6 +352,13 @@ impl Scheduler {
         match change {
             UnitChange::Decided { .. } => counts.done += 1,
             UnitChange::Failed => counts.failed += 1,
+            UnitChange::Reopened => {
+                counts.done = counts.done.saturating_sub(1);
+                match requeue {
+                    Requeue::Front => inner.ready.push_front(unit),
+                    Requeue::Back => inner.ready.push_back(unit),
+                }
+            }
             UnitChange::WantsReplica => match requeue {
                 Requeue::Front => inner.ready.push_front(unit),
                 Requeue::Back => inner.ready.push_back(unit),

@@ -219,11 +219,12 @@ pub enum SubmitOutcome {
     /// A different output was already stored for this lease.
     Conflict,
     /// The output contradicts an answer the server knows (a spot check or a re-executed unit):
-    /// the volunteer is blacklisted, and its undecided replicas were withdrawn; `requeue` lists
-    /// the units that now want a replica again.
+    /// the volunteer is blacklisted and its recent replicas withdrawn. `requeue` lists open
+    /// units that now want a replica again; `reopened` decided units that lost their decision.
     Caught {
         unit: UnitKey,
         requeue: Vec<UnitKey>,
+        reopened: Vec<UnitKey>,
     },
     /// The volunteer was caught before and may no longer take part.
     Blacklisted,
@@ -273,10 +274,13 @@ pub struct VolunteerRecord {
     pub checks_passed: u32,
     /// Caught returning a wrong answer to a check: blacklisted.
     pub caught: bool,
-    /// Units where this volunteer has a replica that is not decided yet, to be withdrawn if it
-    /// is caught (backtracking).
-    pub open_units: Vec<UnitKey>,
+    /// The units of this volunteer's most recent replicas (at most [`RECENT_UNITS`]), decided
+    /// or not: withdrawn if it is caught (backtracking).
+    pub recent_units: Vec<UnitKey>,
 }
+
+/// How many of a volunteer's most recent units backtracking can reach.
+pub const RECENT_UNITS: usize = 4_096;
 
 /// A volunteer's credit: what it has done that was accepted as valid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -576,11 +580,14 @@ impl Store {
     /// Records a result for its lease, checking who sent it, its nonce and the deadline, all in
     /// one transaction. The write is not yet durable: await [`Store::durable`] before
     /// acknowledging it.
+    /// `policy` is the lease's job's; `policy_of` gives any job's, for backtracking, which
+    /// reaches the caught volunteer's units in every job.
     pub fn submit(
         &self,
         result: &IncomingResult,
         now_ms: u64,
         policy: &JobPolicy,
+        policy_of: &dyn Fn(JobId) -> JobPolicy,
     ) -> Result<SubmitOutcome, StoreError> {
         (
             &self.units,
@@ -637,8 +644,8 @@ impl Store {
                     .map(Sha256Digest::from_bytes);
                 let contradicts = answer.is_some_and(|answer| answer != result.output_sha256);
                 if contradicts {
-                    // Caught: end the lease, blacklist the volunteer, and withdraw every
-                    // replica of it that is not decided yet (backtracking).
+                    // Caught: end the lease, blacklist the volunteer, and withdraw its recent
+                    // replicas, decided or not (backtracking).
                     lease.state = LeaseState::Rejected {
                         output_sha256: result.output_sha256,
                     };
@@ -653,21 +660,46 @@ impl Store {
                             units.insert(&unit_key, encode(&unit))?;
                         }
                     }
-                    for open in std::mem::take(&mut checked.open_units) {
-                        let key = open.to_bytes();
+                    let mut reopened = Vec::new();
+                    for recent in std::mem::take(&mut checked.recent_units) {
+                        let key = recent.to_bytes();
                         let Some(mut unit) = get::<UnitRecord>(units, "units", &key)? else {
                             continue;
                         };
-                        if unit.withdraw(result.volunteer) {
-                            requeue.push(open);
+                        let mut checks = HashMap::new();
+                        for replica in &unit.replicas {
+                            let record = get::<VolunteerRecord>(
+                                volunteers,
+                                "volunteers",
+                                replica.volunteer.as_bytes(),
+                            )?
+                            .unwrap_or_default();
+                            checks.insert(replica.volunteer, record.checks_passed);
+                        }
+                        // Each unit is judged again by its own job's policy.
+                        let unit_policy = policy_of(recent.job);
+                        let assumed = unit_policy.assumed_saboteur_fraction;
+                        let credibility = |volunteer: VolunteerId| {
+                            crate::replication::credibility(
+                                checks.get(&volunteer).copied().unwrap_or(0),
+                                assumed,
+                            )
+                        };
+                        match unit.withdraw(result.volunteer, &unit_policy, &credibility) {
+                            UnitChange::WantsReplica => requeue.push(recent),
+                            UnitChange::Reopened => reopened.push(recent),
+                            _ => {}
                         }
                         units.insert(&key, encode(&unit))?;
                     }
+                    // Credit is for validated work; a cheater's is void.
+                    credit.remove(result.volunteer.as_bytes())?;
                     checked.caught = true;
                     volunteers.insert(result.volunteer.as_bytes(), encode(&checked))?;
                     return Ok(SubmitOutcome::Caught {
                         unit: lease.unit,
                         requeue,
+                        reopened,
                     });
                 }
                 if answer.is_some() {
@@ -758,24 +790,11 @@ impl Store {
                     } => std::slice::from_ref(replica),
                     _ => &[],
                 };
-                // Keep each volunteer's list of undecided units in step, for backtracking.
-                let decided = matches!(change, UnitChange::Decided { .. } | UnitChange::Failed);
-                if decided {
-                    checked.open_units.retain(|open| *open != lease.unit);
-                    for replica in &unit.replicas {
-                        if replica.volunteer == result.volunteer {
-                            continue;
-                        }
-                        let key = replica.volunteer.as_bytes();
-                        if let Some(mut other) =
-                            get::<VolunteerRecord>(volunteers, "volunteers", key)?
-                        {
-                            other.open_units.retain(|open| *open != lease.unit);
-                            volunteers.insert(key, encode(&other))?;
-                        }
-                    }
-                } else if unit.state == UnitState::Open {
-                    checked.open_units.push(lease.unit);
+                // Remember the unit for backtracking, should this volunteer be caught later.
+                checked.recent_units.push(lease.unit);
+                if checked.recent_units.len() > RECENT_UNITS {
+                    let excess = checked.recent_units.len() - RECENT_UNITS;
+                    checked.recent_units.drain(..excess);
                 }
                 volunteers.insert(result.volunteer.as_bytes(), encode(&checked))?;
                 for replica in credited {

@@ -50,8 +50,10 @@ pub struct JobPolicy {
     pub initial_replicas: u32,
     /// Give up on a unit after this many failed results.
     pub max_error_results: u32,
-    /// Give up on a unit after this many results in all.
+    /// Give up on a unit after this many results in all, errors included.
     pub max_total_results: u32,
+    /// Give up on a unit after this many successful results without a decision.
+    pub max_success_results: u32,
     /// Check results with the module's `verify` export where it has one.
     pub use_verify: bool,
     /// The fraction of units whose answer the server computes itself (in its sandbox). A
@@ -78,6 +80,7 @@ impl Default for JobPolicy {
             initial_replicas: 1,
             max_error_results: 3,
             max_total_results: 10,
+            max_success_results: 6,
             use_verify: true,
             reexecution_rate: 0.0,
             spot_check_rate: 0.0,

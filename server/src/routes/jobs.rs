@@ -270,6 +270,15 @@ fn check_policy(policy: &JobPolicy) -> Result<(), ApiError> {
             policy.max_total_results >= policy.initial_replicas && policy.max_total_results <= 64,
             "policy.max_total_results must be at least initial_replicas and at most 64",
         ),
+        (
+            policy.max_success_results >= policy.initial_replicas
+                && policy.max_success_results <= 64,
+            "policy.max_success_results must be at least initial_replicas and at most 64",
+        ),
+        (
+            (1..=1_000).contains(&policy.max_error_results),
+            "policy.max_error_results must be between 1 and 1000",
+        ),
     ];
     let rates = [
         (policy.reexecution_rate, "policy.reexecution_rate"),

@@ -316,7 +316,7 @@ async fn the_audit_verifies_every_stored_signature() {
         compute_ms: 1,
     };
     let outcome = store
-        .submit(&incoming, START_MS, &test_policy())
+        .submit(&incoming, START_MS, &test_policy(), &|_| test_policy())
         .expect("storing the result");
     assert!(
         matches!(outcome, SubmitOutcome::Accepted { .. }),

@@ -224,3 +224,145 @@ async fn credibility_earned_on_checks_lets_one_result_decide() {
     let again = app.lease_one(volunteer(3)).await;
     assert_eq!(again.unit, lease.unit);
 }
+
+#[tokio::test]
+async fn a_caught_cheaters_decided_results_are_reopened_and_recomputed() {
+    let app = spawn_app(0).await;
+    let unchecked = JobPolicy {
+        use_verify: false,
+        ..test_policy()
+    };
+    let job_a = job_with(&app, 1, unchecked).await;
+    let (cheat, honest) = (volunteer(1), volunteer(2));
+    // Nothing can check job A: the cheater's wrong answer decides its unit (quorum one).
+    let lease = app.lease_one(cheat).await;
+    assert_eq!(lease.job_id.0, job_a);
+    app.submit(&submission(cheat, &lease, b"wrong".to_vec()))
+        .await;
+    let done_a = |stats: cyclepool_shared::protocol::StatsResponse| {
+        stats
+            .jobs
+            .iter()
+            .find(|j| j.job_id.0 == job_a)
+            .map(|j| j.done)
+    };
+    assert_eq!(done_a(app.stats().await), Some(1));
+
+    // Job B's answers are known: the cheater lies there too and is caught.
+    let job_b = job_with(&app, 1, checked(1, 0.0)).await;
+    let lease = app.lease_one(cheat).await;
+    assert_eq!(lease.job_id.0, job_b);
+    let response = app
+        .submit_response(&submission(cheat, &lease, b"lie".to_vec()))
+        .await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidResult,
+    )
+    .await;
+
+    // Backtracking reopened job A's unit: it is undecided again, and goes to someone honest.
+    assert_eq!(done_a(app.stats().await), Some(0));
+    let again = app.lease_one(honest).await;
+    assert_eq!(again.job_id.0, job_a);
+    app.submit(&compute(honest, &again)).await;
+    assert_eq!(done_a(app.stats().await), Some(1));
+    let lines = app
+        .client
+        .get(app.url(&format!("/api/v1/jobs/{job_a}/results")))
+        .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("results")
+        .text()
+        .await
+        .expect("results text");
+    let line: serde_json::Value = serde_json::from_str(lines.trim()).expect("one line");
+    assert_eq!(
+        line["volunteer"].as_str(),
+        Some(honest.to_string().as_str())
+    );
+    // The cheater's credit is void.
+    let board: Vec<serde_json::Value> = app
+        .client
+        .get(app.url("/api/v1/leaderboard"))
+        .send()
+        .await
+        .expect("leaderboard")
+        .json()
+        .await
+        .expect("leaderboard json");
+    assert!(
+        board
+            .iter()
+            .all(|row| row["volunteer"].as_str() != Some(cheat.to_string().as_str())),
+        "{board:?}"
+    );
+}
+
+#[tokio::test]
+async fn colluders_false_quorum_is_undone_when_one_of_them_is_caught() {
+    let app = spawn_app(0).await;
+    // Job A: two-replica voting, nothing known. Two colluders agree on the same lie.
+    let voting = JobPolicy {
+        min_quorum: 2,
+        initial_replicas: 2,
+        use_verify: false,
+        ..test_policy()
+    };
+    let job_a = job_with(&app, 1, voting).await;
+    let (c1, c2, h1, h2) = (volunteer(1), volunteer(2), volunteer(3), volunteer(4));
+    let lie = b"agreed lie".to_vec();
+    for colluder in [c1, c2] {
+        let lease = app.lease_one(colluder).await;
+        assert_eq!(lease.job_id.0, job_a);
+        app.submit(&submission(colluder, &lease, lie.clone())).await;
+    }
+    let done_a = |stats: cyclepool_shared::protocol::StatsResponse| {
+        stats
+            .jobs
+            .iter()
+            .find(|j| j.job_id.0 == job_a)
+            .map(|j| j.done)
+    };
+    // Voting alone is fooled: a false quorum decided the unit.
+    assert_eq!(done_a(app.stats().await), Some(1));
+
+    // One colluder is caught where the answer is known.
+    let job_b = job_with(&app, 1, checked(1, 0.0)).await;
+    let lease = app.lease_one(c1).await;
+    assert_eq!(lease.job_id.0, job_b);
+    let response = app
+        .submit_response(&submission(c1, &lease, lie.clone()))
+        .await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidResult,
+    )
+    .await;
+
+    // Backtracking withdrew its replica: the other lie alone is no quorum, the unit reopens,
+    // and honest volunteers outvote it.
+    assert_eq!(done_a(app.stats().await), Some(0));
+    for honest in [h1, h2] {
+        // Whatever they are offered (job B's released unit is queued too), they do honestly.
+        for lease in app.lease(honest, 2).await.leases {
+            app.submit(&compute(honest, &lease)).await;
+        }
+    }
+    assert_eq!(done_a(app.stats().await), Some(1));
+    let lines = app
+        .client
+        .get(app.url(&format!("/api/v1/jobs/{job_a}/results")))
+        .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("results")
+        .text()
+        .await
+        .expect("results text");
+    let line: serde_json::Value = serde_json::from_str(lines.trim()).expect("one line");
+    assert_eq!(line["volunteer"].as_str(), Some(h1.to_string().as_str()));
+}
