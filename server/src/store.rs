@@ -666,25 +666,10 @@ impl Store {
                         let Some(mut unit) = get::<UnitRecord>(units, "units", &key)? else {
                             continue;
                         };
-                        let mut checks = HashMap::new();
-                        for replica in &unit.replicas {
-                            let record = get::<VolunteerRecord>(
-                                volunteers,
-                                "volunteers",
-                                replica.volunteer.as_bytes(),
-                            )?
-                            .unwrap_or_default();
-                            checks.insert(replica.volunteer, record.checks_passed);
-                        }
                         // Each unit is judged again by its own job's policy.
                         let unit_policy = policy_of(recent.job);
-                        let assumed = unit_policy.assumed_saboteur_fraction;
-                        let credibility = |volunteer: VolunteerId| {
-                            crate::replication::credibility(
-                                checks.get(&volunteer).copied().unwrap_or(0),
-                                assumed,
-                            )
-                        };
+                        let checks = checks_passed(volunteers, &unit, None)?;
+                        let credibility = credibility_from(&checks, &unit_policy);
                         match unit.withdraw(result.volunteer, &unit_policy, &credibility) {
                             UnitChange::WantsReplica => requeue.push(recent),
                             UnitChange::Reopened => reopened.push(recent),
@@ -738,24 +723,12 @@ impl Store {
                     });
                 }
                 // Credibility of everyone with a replica here, read in this transaction.
-                let mut checks = HashMap::new();
-                checks.insert(result.volunteer, checked.checks_passed);
-                for replica in &unit.replicas {
-                    let record = get::<VolunteerRecord>(
-                        volunteers,
-                        "volunteers",
-                        replica.volunteer.as_bytes(),
-                    )?
-                    .unwrap_or_default();
-                    checks.insert(replica.volunteer, record.checks_passed);
-                }
-                let assumed = policy.assumed_saboteur_fraction;
-                let credibility = |volunteer: VolunteerId| {
-                    crate::replication::credibility(
-                        checks.get(&volunteer).copied().unwrap_or(0),
-                        assumed,
-                    )
-                };
+                let checks = checks_passed(
+                    volunteers,
+                    &unit,
+                    Some((result.volunteer, checked.checks_passed)),
+                )?;
+                let credibility = credibility_from(&checks, policy);
                 let change = unit.result_received(
                     Replica {
                         lease: result.lease,
@@ -1053,6 +1026,37 @@ impl Store {
 }
 
 const ADMIN_TOKEN_KEY: &[u8] = b"admin-token-sha256";
+
+/// The checks passed by every volunteer with a replica of `unit` (and by `extra`, whose record
+/// the caller holds), read inside the caller's transaction.
+fn checks_passed(
+    volunteers: &TransactionalTree,
+    unit: &UnitRecord,
+    extra: Option<(VolunteerId, u32)>,
+) -> TxResult<HashMap<VolunteerId, u32>> {
+    let mut checks: HashMap<VolunteerId, u32> = extra.into_iter().collect();
+    for replica in &unit.replicas {
+        if checks.contains_key(&replica.volunteer) {
+            continue;
+        }
+        let record =
+            get::<VolunteerRecord>(volunteers, "volunteers", replica.volunteer.as_bytes())?
+                .unwrap_or_default();
+        checks.insert(replica.volunteer, record.checks_passed);
+    }
+    Ok(checks)
+}
+
+/// Credibility per volunteer from checks passed, under `policy`'s assumed saboteur fraction.
+fn credibility_from<'a>(
+    checks: &'a HashMap<VolunteerId, u32>,
+    policy: &JobPolicy,
+) -> impl Fn(VolunteerId) -> f64 + 'a {
+    let assumed = policy.assumed_saboteur_fraction;
+    move |volunteer| {
+        crate::replication::credibility(checks.get(&volunteer).copied().unwrap_or(0), assumed)
+    }
+}
 
 fn result_key(unit: UnitKey, lease: LeaseId) -> [u8; 32] {
     let mut key = [0u8; 32];
