@@ -1,0 +1,556 @@
+//! The store: the only code that touches sled.
+//!
+//! Jobs, units, leases and results live in sled trees, encoded as JSON so that records can
+//! gain fields without a migration. Every state change that spans trees (grant a lease,
+//! accept a result, expire a lease) is one sled transaction, so a crash at any instant
+//! leaves either the old state or the new one. Durability is a separate step: a writer
+//! that must not acknowledge before its write is on disk awaits [`Store::durable`], and a
+//! group-commit thread serves all such waiters with one flush.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cyclepool_shared::protocol::DurabilityStats;
+use cyclepool_shared::{JobId, LeaseId, Sha256Digest, VolunteerId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+mod commit;
+mod records;
+mod work;
+
+pub use records::*;
+
+use commit::GroupCommit;
+
+/// A storage failure. Never shown to API callers in detail; logged once where it surfaces.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in tree {tree}: {reason}")]
+    Corrupt { tree: &'static str, reason: String },
+    #[error("flush to disk failed: {0}")]
+    Flush(String),
+    #[error("the store's group-commit thread has stopped")]
+    CommitThreadGone,
+}
+
+/// The sled database and its trees.
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    jobs: sled::Tree,
+    units: sled::Tree,
+    leases: sled::Tree,
+    results: sled::Tree,
+    modules: sled::Tree,
+    reports: sled::Tree,
+    credit: sled::Tree,
+    known: sled::Tree,
+    volunteers: sled::Tree,
+    commit: GroupCommit,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Fails if another process has it open.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from explicit group commits; the periodic flush only bounds
+            // how much unacknowledged state (leases) a crash can lose.
+            .flush_every_ms(Some(500))
+            .open()?;
+        Ok(Self {
+            meta: db.open_tree("meta")?,
+            jobs: db.open_tree("jobs")?,
+            units: db.open_tree("units")?,
+            leases: db.open_tree("leases")?,
+            results: db.open_tree("results")?,
+            modules: db.open_tree("modules")?,
+            reports: db.open_tree("reports")?,
+            credit: db.open_tree("credit")?,
+            known: db.open_tree("known")?,
+            volunteers: db.open_tree("volunteers")?,
+            commit: GroupCommit::start(db.clone()),
+            db,
+        })
+    }
+
+    /// Creates a job with one unit per input, atomically. With `once`, the job is created only
+    /// if no job was ever created under that name (used for the demo job); returns `None` then.
+    pub fn create_job(
+        &self,
+        spec: NewJob,
+        inputs: &[Vec<u8>],
+        now_ms: u64,
+        once: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let wanted = spec.policy.initial_replicas;
+        let job = JobRecord {
+            id: JobId(self.db.generate_id()?),
+            distributor: spec.distributor,
+            title: spec.title,
+            description: spec.description,
+            module_sha256: spec.module_sha256,
+            module_bytes: spec.module_bytes,
+            policy: spec.policy,
+            units: inputs.len() as u64,
+            created_ms: now_ms,
+            expires_ms: spec.expires_ms,
+        };
+        let encoded_job = encode(&job);
+        let encoded_units: Vec<([u8; 16], Vec<u8>)> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, input)| {
+                let key = UnitKey {
+                    job: job.id,
+                    index: index as u64,
+                };
+                let record = UnitRecord::new(input.clone(), wanted);
+                (key.to_bytes(), encode(&record))
+            })
+            .collect();
+        let created = (&self.meta, &self.jobs, &self.units)
+            .transaction(|(meta, jobs, units)| {
+                if let Some(name) = once {
+                    let marker = format!("once/{name}");
+                    if meta.get(marker.as_bytes())?.is_some() {
+                        return Ok(false);
+                    }
+                    meta.insert(marker.as_bytes(), &job.id.0.to_be_bytes())?;
+                }
+                jobs.insert(&job.id.0.to_be_bytes(), encoded_job.as_slice())?;
+                for (key, record) in &encoded_units {
+                    units.insert(key, record.as_slice())?;
+                }
+                Ok(true)
+            })
+            .map_err(tx_error)?;
+        Ok(created.then_some(job))
+    }
+
+    /// Every job, in creation order.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.jobs
+            .iter()
+            .values()
+            .map(|value| decode("jobs", &value?))
+            .collect()
+    }
+
+    /// Counts units by state, per job. Scans every unit: used once at start.
+    pub fn unit_counts(&self) -> Result<HashMap<JobId, UnitCounts>, StoreError> {
+        let mut counts: HashMap<JobId, UnitCounts> = HashMap::new();
+        for entry in self.units.iter() {
+            let (key, value) = entry?;
+            let key = UnitKey::from_bytes(&key)?;
+            let unit: UnitRecord = decode("units", &value)?;
+            let count = counts.entry(key.job).or_default();
+            count.leased += unit.active.len() as u64;
+            match unit.state {
+                UnitState::Open => {}
+                UnitState::Done { .. } => count.done += 1,
+                UnitState::Failed => count.failed += 1,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Up to `limit` pending units after `after` (from the start when `None`), scanning at most
+    /// `scan_limit` units, so that a long run of finished units cannot stall the caller.
+    pub fn pending_units(
+        &self,
+        after: Option<UnitKey>,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<PendingPage, StoreError> {
+        let range = match after {
+            Some(key) => self.units.range((
+                std::ops::Bound::Excluded(key.to_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.units.iter(),
+        };
+        let mut page = PendingPage {
+            found: Vec::new(),
+            last_scanned: after,
+            at_end: false,
+        };
+        let mut range = range.take(scan_limit);
+        while page.found.len() < limit {
+            let Some(entry) = range.next() else {
+                // Stopped by the end of the tree, not by the scan limit?
+                page.at_end = page.last_scanned.is_none_or(|last| {
+                    self.units
+                        .range((
+                            std::ops::Bound::Excluded(last.to_bytes()),
+                            std::ops::Bound::Unbounded,
+                        ))
+                        .next()
+                        .is_none()
+                });
+                break;
+            };
+            let (key, value) = entry?;
+            let key = UnitKey::from_bytes(&key)?;
+            let unit: UnitRecord = decode("units", &value)?;
+            if unit.wants_replica() {
+                page.found.push(key);
+            }
+            page.last_scanned = Some(key);
+        }
+        Ok(page)
+    }
+
+    /// Every active lease with its deadline and job. Used once at start to rebuild the
+    /// expiry index.
+    pub fn active_leases(&self) -> Result<Vec<(LeaseId, u64, JobId)>, StoreError> {
+        let mut active = Vec::new();
+        for entry in self.leases.iter() {
+            let (key, value) = entry?;
+            let lease: LeaseRecord = decode("leases", &value)?;
+            if lease.state == LeaseState::Active {
+                active.push((lease_id_from_key(&key)?, lease.deadline_ms, lease.unit.job));
+            }
+        }
+        Ok(active)
+    }
+
+    /// Stores a module under its digest. Storing the same module twice is harmless.
+    pub fn put_module(&self, digest: Sha256Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        self.modules.insert(digest.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// A module's bytes, if uploaded.
+    pub fn module(&self, digest: Sha256Digest) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.modules.get(digest.as_bytes())?)
+    }
+
+    /// Every stored report, oldest first.
+    pub fn reports(&self) -> Result<Vec<ReportRecord>, StoreError> {
+        self.reports
+            .iter()
+            .values()
+            .map(|value| decode("reports", &value?))
+            .collect()
+    }
+
+    /// The SHA-256 of the admin token, if one was set.
+    pub fn admin_token_hash(&self) -> Result<Option<Sha256Digest>, StoreError> {
+        Ok(self
+            .meta
+            .get(ADMIN_TOKEN_KEY)?
+            .and_then(|value| <[u8; 32]>::try_from(value.as_ref()).ok())
+            .map(Sha256Digest::from_bytes))
+    }
+
+    /// Replaces the admin token's hash (durably, before returning).
+    pub fn set_admin_token_hash(&self, hash: Sha256Digest) -> Result<(), StoreError> {
+        self.meta.insert(ADMIN_TOKEN_KEY, hash.as_bytes())?;
+        self.flush()
+    }
+
+    /// Records the answer the server computed itself for `unit`.
+    pub fn put_known(&self, unit: UnitKey, output_sha256: Sha256Digest) -> Result<(), StoreError> {
+        self.known
+            .insert(unit.to_bytes(), output_sha256.as_bytes())?;
+        Ok(())
+    }
+
+    /// Every unit whose answer the server knows.
+    pub fn known_units(&self) -> Result<Vec<UnitKey>, StoreError> {
+        self.known
+            .iter()
+            .keys()
+            .map(|key| UnitKey::from_bytes(&key?))
+            .collect()
+    }
+
+    /// What the portal knows of a volunteer (the default for one never seen).
+    pub fn volunteer(&self, volunteer: VolunteerId) -> Result<VolunteerRecord, StoreError> {
+        Ok(self
+            .volunteers
+            .get(volunteer.as_bytes())?
+            .map(|value| decode("volunteers", &value))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// One unit, if it exists.
+    pub fn unit(&self, key: UnitKey) -> Result<Option<UnitRecord>, StoreError> {
+        self.units
+            .get(key.to_bytes())?
+            .map(|value| decode("units", &value))
+            .transpose()
+    }
+
+    /// Every volunteer's credit.
+    pub fn credit(&self) -> Result<Vec<(VolunteerId, CreditRecord)>, StoreError> {
+        self.credit
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                let id: [u8; 32] = key.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "credit",
+                    reason: format!("key of {} bytes", key.len()),
+                })?;
+                Ok((VolunteerId::from_bytes(id), decode("credit", &value)?))
+            })
+            .collect()
+    }
+
+    /// Waits until every write made before this call is on disk. Concurrent callers share
+    /// flushes (group commit).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.commit.request(done)?;
+        wait.await
+            .map_err(|_| StoreError::CommitThreadGone)?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Flushes everything to disk now, blocking the calling thread.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// How group commit has batched durable writes so far.
+    pub fn durability_stats(&self) -> DurabilityStats {
+        self.commit.stats()
+    }
+
+    /// Every unit with its state, in key order (for the audit tool).
+    pub fn units(&self) -> impl Iterator<Item = Result<(UnitKey, UnitRecord), StoreError>> + '_ {
+        self.units.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((UnitKey::from_bytes(&key)?, decode("units", &value)?))
+        })
+    }
+
+    /// Every done unit of `job` with its input and accepted result, in unit order.
+    pub fn job_results(
+        &self,
+        job: JobId,
+    ) -> impl Iterator<Item = Result<(u64, UnitRecord, ResultRecord), StoreError>> + '_ {
+        self.units
+            .scan_prefix(job.0.to_be_bytes())
+            .filter_map(move |entry| {
+                let found = (|| {
+                    let (key, value) = entry?;
+                    let key = UnitKey::from_bytes(&key)?;
+                    let unit: UnitRecord = decode("units", &value)?;
+                    let UnitState::Done { canonical: lease } = unit.state else {
+                        return Ok(None);
+                    };
+                    let result = self
+                        .result(key, lease)?
+                        .ok_or_else(|| StoreError::Corrupt {
+                            tree: "results",
+                            reason: format!(
+                                "unit {} of job {job} is done without a result",
+                                key.index
+                            ),
+                        })?;
+                    Ok(Some((key.index, unit, result)))
+                })();
+                found.transpose()
+            })
+    }
+
+    /// One lease, if it exists.
+    pub fn lease(&self, id: LeaseId) -> Result<Option<LeaseRecord>, StoreError> {
+        self.leases
+            .get(id.as_bytes())?
+            .map(|value| decode("leases", &value))
+            .transpose()
+    }
+
+    /// The result stored for `unit` under `lease`, if any.
+    pub fn result(
+        &self,
+        unit: UnitKey,
+        lease: LeaseId,
+    ) -> Result<Option<ResultRecord>, StoreError> {
+        self.results
+            .get(result_key(unit, lease))?
+            .map(|value| decode("results", &value))
+            .transpose()
+    }
+
+    /// Every stored result, in unit order (for the audit tool).
+    pub fn results(
+        &self,
+    ) -> impl Iterator<Item = Result<(UnitKey, ResultRecord), StoreError>> + '_ {
+        self.results.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((UnitKey::from_bytes(&key[..16])?, decode("results", &value)?))
+        })
+    }
+}
+
+const ADMIN_TOKEN_KEY: &[u8] = b"admin-token-sha256";
+
+fn result_key(unit: UnitKey, lease: LeaseId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&unit.to_bytes());
+    key[16..].copy_from_slice(lease.as_bytes());
+    key
+}
+
+fn lease_id_from_key(key: &[u8]) -> Result<LeaseId, StoreError> {
+    let bytes: [u8; 16] = key.try_into().map_err(|_| StoreError::Corrupt {
+        tree: "leases",
+        reason: format!("key of {} bytes", key.len()),
+    })?;
+    Ok(LeaseId::from_bytes(bytes))
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serializing these plain records cannot fail: no maps with non-string keys, no I/O.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+        tree,
+        reason: err.to_string(),
+    })
+}
+
+fn get<T: DeserializeOwned>(
+    tree: &TransactionalTree,
+    name: &'static str,
+    key: &[u8],
+) -> TxResult<Option<T>> {
+    match tree.get(key)? {
+        Some(value) => decode(name, &value)
+            .map(Some)
+            .map_err(ConflictableTransactionError::Abort),
+        None => Ok(None),
+    }
+}
+
+fn tx_error(err: TransactionError<StoreError>) -> StoreError {
+    match err {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => StoreError::Sled(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cyclepool_shared::manifest::JobPolicy;
+
+    fn demo_spec() -> NewJob {
+        NewJob {
+            distributor: "portal".into(),
+            title: "t".into(),
+            description: "d".into(),
+            module_sha256: Sha256Digest::of(b"module"),
+            module_bytes: 6,
+            policy: JobPolicy::default(),
+            expires_ms: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn unit_keys_sort_by_job_then_index() {
+        let a = UnitKey {
+            job: JobId(1),
+            index: 300,
+        }
+        .to_bytes();
+        let b = UnitKey {
+            job: JobId(2),
+            index: 0,
+        }
+        .to_bytes();
+        assert!(a < b);
+        assert_eq!(
+            UnitKey::from_bytes(&a).unwrap(),
+            UnitKey {
+                job: JobId(1),
+                index: 300
+            }
+        );
+    }
+
+    /// Opens a store just closed: sled's background threads let go of the directory's lock
+    /// shortly after the last handle is dropped, not always before.
+    fn reopen(dir: &Path) -> Store {
+        for _ in 0..250 {
+            if let Ok(store) = Store::open(dir) {
+                return store;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Store::open(dir).unwrap()
+    }
+
+    #[test]
+    fn a_named_job_is_created_once_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = vec![vec![1], vec![2]];
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(
+                store
+                    .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                store
+                    .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                    .unwrap()
+                    .is_none()
+            );
+            store.flush().unwrap();
+        }
+        let store = reopen(dir.path());
+        assert!(
+            store
+                .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.jobs().unwrap().len(), 1);
+        let counts = store.unit_counts().unwrap();
+        assert_eq!(
+            counts
+                .values()
+                .map(|c| c.done + c.leased + c.failed)
+                .sum::<u64>(),
+            0
+        );
+        assert_eq!(store.pending_units(None, 10, 10).unwrap().found.len(), 2);
+    }
+
+    #[test]
+    fn pending_scan_resumes_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let inputs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i]).collect();
+        store.create_job(demo_spec(), &inputs, 0, None).unwrap();
+        let first = store.pending_units(None, 4, 100).unwrap();
+        assert_eq!(first.found.len(), 4);
+        assert!(!first.at_end);
+        let rest = store.pending_units(first.last_scanned, 100, 100).unwrap();
+        assert_eq!(rest.found.len(), 6);
+        assert_eq!(rest.found[0].index, 4);
+        assert!(rest.at_end);
+        let limited = store.pending_units(None, 100, 3).unwrap();
+        assert_eq!(limited.found.len(), 3);
+        assert!(!limited.at_end);
+    }
+}

@@ -1,0 +1,282 @@
+//! The records the store keeps, and the outcomes of its transitions: plain data, no sled.
+
+use cyclepool_shared::manifest::JobPolicy;
+use cyclepool_shared::protocol::{ReportKind, base64_bytes};
+use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::replication::{Replica, UnitChange};
+
+/// The address of one unit: its job and its index within the job. Keys sort by job, then index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnitKey {
+    pub job: JobId,
+    pub index: u64,
+}
+
+impl UnitKey {
+    pub(super) fn to_bytes(self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&self.job.0.to_be_bytes());
+        key[8..].copy_from_slice(&self.index.to_be_bytes());
+        key
+    }
+
+    pub(super) fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bytes: &[u8; 16] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+            tree: "units",
+            reason: format!("key of {} bytes", bytes.len()),
+        })?;
+        let (job, index) = bytes.split_at(8);
+        Ok(Self {
+            job: JobId(u64::from_be_bytes(job.try_into().unwrap_or_default())),
+            index: u64::from_be_bytes(index.try_into().unwrap_or_default()),
+        })
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    /// Who distributes the job.
+    pub distributor: String,
+    pub title: String,
+    pub description: String,
+    pub module_sha256: Sha256Digest,
+    pub module_bytes: u64,
+    pub policy: JobPolicy,
+    pub units: u64,
+    pub created_ms: u64,
+    /// When the job's manifest stops being valid.
+    pub expires_ms: u64,
+}
+
+/// What a caller supplies to create a job; the store assigns the id.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub distributor: String,
+    pub title: String,
+    pub description: String,
+    pub module_sha256: Sha256Digest,
+    pub module_bytes: u64,
+    pub policy: JobPolicy,
+    pub expires_ms: u64,
+}
+
+/// One unit of work as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    #[serde(with = "base64_bytes")]
+    pub input: Vec<u8>,
+    pub input_sha256: Sha256Digest,
+    pub state: UnitState,
+    /// How many leases have been granted for this unit, re-issues included.
+    pub issued: u32,
+    /// Results wanted now: the policy's initial replicas, plus one per disagreement.
+    pub wanted: u32,
+    /// Leases out now, with their holders.
+    pub active: Vec<(LeaseId, VolunteerId)>,
+    /// Results received (decided or not).
+    pub replicas: Vec<Replica>,
+    /// Leases that ended without a result: expired, given up, or rejected by `verify`.
+    pub errors: u32,
+}
+
+impl UnitRecord {
+    /// A new unit that wants `wanted` results.
+    pub fn new(input: Vec<u8>, wanted: u32) -> Self {
+        Self {
+            input_sha256: Sha256Digest::of(&input),
+            input,
+            state: UnitState::Open,
+            issued: 0,
+            wanted: wanted.max(1),
+            active: Vec::new(),
+            replicas: Vec::new(),
+            errors: 0,
+        }
+    }
+}
+
+/// Where a unit is in its life (see `replication.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum UnitState {
+    /// Wants results.
+    Open,
+    /// A quorum agreed; `canonical` is the lease whose result stands for the unit.
+    Done { canonical: LeaseId },
+    /// Gave up: too many errors, or too many results without a quorum.
+    Failed,
+}
+
+/// One lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub unit: UnitKey,
+    pub volunteer: VolunteerId,
+    pub nonce: Nonce,
+    pub issued_ms: u64,
+    pub deadline_ms: u64,
+    pub state: LeaseState,
+    /// A spot check: the unit's answer is known, and the result is compared with it instead
+    /// of counting as a replica. Never told to the client.
+    #[serde(default)]
+    pub spot_check: bool,
+}
+
+/// Where a lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LeaseState {
+    Active,
+    Completed {
+        output_sha256: Sha256Digest,
+    },
+    Expired,
+    /// The volunteer reported it could not compute the unit; the unit went back to pending.
+    Failed {
+        kind: ReportKind,
+    },
+    /// The job's `verify` rejected the output; the unit went back to pending.
+    Rejected {
+        output_sha256: Sha256Digest,
+    },
+}
+
+/// One accepted result as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    pub lease: LeaseId,
+    pub volunteer: VolunteerId,
+    #[serde(with = "base64_bytes")]
+    pub output: Vec<u8>,
+    pub output_sha256: Sha256Digest,
+    /// The volunteer's signature over the lease, its nonce and the output's digest.
+    pub signature: Signature,
+    pub received_ms: u64,
+    pub compute_ms: u64,
+}
+
+/// A result on its way in, already checked against its own digest.
+#[derive(Debug, Clone)]
+pub struct IncomingResult {
+    pub lease: LeaseId,
+    pub volunteer: VolunteerId,
+    pub nonce: Nonce,
+    pub output: Vec<u8>,
+    pub output_sha256: Sha256Digest,
+    pub signature: Signature,
+    pub compute_ms: u64,
+}
+
+/// What happened to a submitted result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Stored now; what it did to the unit.
+    Accepted {
+        unit: UnitKey,
+        change: UnitChange,
+    },
+    /// The same output was already stored for this lease.
+    Duplicate,
+    UnknownLease,
+    NotYours,
+    NonceMismatch,
+    Expired {
+        deadline_ms: u64,
+    },
+    /// A different output was already stored for this lease.
+    Conflict,
+    /// The output contradicts an answer the server knows (a spot check or a re-executed unit):
+    /// the volunteer is blacklisted and its recent replicas withdrawn. `requeue` lists open
+    /// units that now want a replica again; `reopened` decided units that lost their decision.
+    Caught {
+        unit: UnitKey,
+        requeue: Vec<UnitKey>,
+        reopened: Vec<UnitKey>,
+    },
+    /// The volunteer was caught before and may no longer take part.
+    Blacklisted,
+}
+
+/// What a grant attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// Leased; `wants_more` if the unit still wants further replicas.
+    Granted {
+        input: Vec<u8>,
+        input_sha256: Sha256Digest,
+        wants_more: bool,
+    },
+    /// The unit wants no more replicas (decided, failed, or all out).
+    NotWanted,
+    /// The unit wants a replica, but not from this volunteer (it has or had one).
+    NotForThisVolunteer,
+}
+
+/// One step of the feeder's scan over the units tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPage {
+    /// Pending units found, in key order.
+    pub found: Vec<UnitKey>,
+    /// Where the next scan goes on from.
+    pub last_scanned: Option<UnitKey>,
+    /// True if the scan reached the end of the tree.
+    pub at_end: bool,
+}
+
+/// A report from a client, as stored for people to review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    pub volunteer: VolunteerId,
+    pub job: JobId,
+    pub lease: Option<LeaseId>,
+    pub kind: ReportKind,
+    pub message: String,
+    pub received_ms: u64,
+}
+
+/// What the portal knows of a volunteer's honesty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolunteerRecord {
+    /// Spot checks (and re-executed units) answered right.
+    pub checks_passed: u32,
+    /// Caught returning a wrong answer to a check: blacklisted.
+    pub caught: bool,
+    /// The units of this volunteer's most recent replicas (at most [`RECENT_UNITS`]), decided
+    /// or not: withdrawn if it is caught (backtracking).
+    pub recent_units: Vec<UnitKey>,
+}
+
+/// How many of a volunteer's most recent units backtracking can reach.
+pub const RECENT_UNITS: usize = 4_096;
+
+/// A volunteer's credit: what it has done that was accepted as valid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditRecord {
+    /// Results accepted.
+    pub results: u64,
+    /// Computing time those results took, as the volunteer's browser measured it.
+    pub compute_ms: u64,
+}
+
+/// What happened to a lease named in a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The lease was open and is now over; what that did to its unit.
+    Released { unit: UnitKey, change: UnitChange },
+    /// The lease is not the sender's, or not open: nothing changed.
+    NotReleased,
+}
+
+/// Unit counts of one job, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitCounts {
+    /// Leases out now (a unit under replication may have several).
+    pub leased: u64,
+    pub done: u64,
+    pub failed: u64,
+}
