@@ -70,12 +70,7 @@ async fn distributor_endpoints_refuse_missing_wrong_and_malformed_tokens() {
         }
     }
     // Nothing was stored by the refused calls: no module to fetch, no job to lease from.
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/modules/{}", module_sha256())))
-        .send()
-        .await
-        .unwrap();
+    let response = app.module_response(module_sha256()).await;
     expect_error(response, StatusCode::NOT_FOUND, ErrorCode::UnknownModule).await;
     assert!(app.stats().await.jobs.is_empty());
     assert!(app.lease(volunteer(1), 8).await.leases.is_empty());
@@ -123,12 +118,7 @@ async fn volunteer_endpoints_need_no_token() {
     let manifest = app.manifest(app.job_id()).await;
     assert!(!manifest.manifest.contains(ADMIN_TOKEN));
     assert_eq!(app.keys().await.keys.len(), 1);
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/modules/{}", module_sha256())))
-        .send()
-        .await
-        .unwrap();
+    let response = app.module_response(module_sha256()).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().to_vec(), reverse_module());
     // A token sent where none is needed changes nothing (and is not echoed).

@@ -7,6 +7,7 @@
 //! (the public key), [`secret_for`] its secret key, and the submission helpers sign with it.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -68,6 +69,18 @@ pub fn job_request(units: u64) -> CreateJob {
             step: 1,
         },
         policy: test_policy(),
+        expires_in_ms: None,
+    }
+}
+
+/// A job on the test module with `inputs` and `policy`.
+pub fn test_job_request(inputs: Inputs, policy: JobPolicy) -> CreateJob {
+    CreateJob {
+        title: "test job".into(),
+        description: String::new(),
+        module_sha256: module_sha256(),
+        inputs,
+        policy,
         expires_in_ms: None,
     }
 }
@@ -260,6 +273,89 @@ impl TestApp {
             .expect("creating a job")
     }
 
+    /// Uploads the test module (uploads are idempotent) and creates a job on it with `inputs`
+    /// and `policy`, expecting it to be created; returns the new job's id.
+    pub async fn create_test_job(&self, inputs: Inputs, policy: JobPolicy) -> u64 {
+        self.upload_test_module().await;
+        let response = self
+            .create_job_response(&test_job_request(inputs, policy))
+            .await;
+        let status = response.status();
+        let text = response.text().await.expect("reading the job response");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "creating the job failed: {text}"
+        );
+        let created: JobCreated = serde_json::from_str(&text).expect("parsing JobCreated");
+        created.job_id.0
+    }
+
+    /// `GET /api/v1/modules/{digest}`; the raw response.
+    pub async fn module_response(&self, digest: impl Display) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/v1/modules/{digest}")))
+            .send()
+            .await
+            .expect("requesting a module")
+    }
+
+    /// `GET /api/v1/jobs/{job}/results` with the admin token; the raw response.
+    pub async fn results_response(&self, job: impl Display) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/v1/jobs/{job}/results")))
+            .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .expect("requesting the results")
+    }
+
+    /// The results download of `job`, one JSON value per line, expecting it to exist.
+    pub async fn results(&self, job: u64) -> Vec<serde_json::Value> {
+        let response = self.results_response(job).await;
+        let status = response.status();
+        let content_type = response.headers().get(CONTENT_TYPE).cloned();
+        let text = response.text().await.expect("reading the results");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "downloading the results failed: {text}"
+        );
+        assert_eq!(
+            content_type.as_ref().and_then(|value| value.to_str().ok()),
+            Some("application/x-ndjson"),
+            "the results' content type"
+        );
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("parsing a result line"))
+            .collect()
+    }
+
+    /// `GET /api/v1/leaderboard`: each row's volunteer and count of credited results.
+    pub async fn leaderboard(&self) -> Vec<(String, u64)> {
+        let response = self
+            .client
+            .get(self.url("/api/v1/leaderboard"))
+            .send()
+            .await
+            .expect("requesting the leaderboard");
+        assert_eq!(response.status(), StatusCode::OK);
+        let rows: Vec<serde_json::Value> = response.json().await.expect("parsing the leaderboard");
+        rows.iter()
+            .map(|row| {
+                (
+                    row["volunteer"]
+                        .as_str()
+                        .expect("a leaderboard row's volunteer")
+                        .to_owned(),
+                    row["results"]
+                        .as_u64()
+                        .expect("a leaderboard row's results"),
+                )
+            })
+            .collect()
+    }
+
     /// `GET /.well-known/cyclepool-keys.json`.
     pub async fn keys(&self) -> PortalKeys {
         let response = self
@@ -432,6 +528,17 @@ impl TestApp {
         let stats = self.stats().await;
         assert_eq!(stats.jobs.len(), 1, "expected exactly one job: {stats:?}");
         (stats.jobs[0].done, stats.jobs[0].leased)
+    }
+
+    /// `(done, leased, failed)` of `job`, expecting it in the stats.
+    pub async fn job_counts(&self, job: u64) -> (u64, u64, u64) {
+        let stats = self.stats().await;
+        let job = stats
+            .jobs
+            .iter()
+            .find(|j| j.job_id.0 == job)
+            .unwrap_or_else(|| panic!("job {job} is not in the stats: {stats:?}"));
+        (job.done, job.leased, job.failed)
     }
 
     /// Asserts that the server still hands out work as usual.

@@ -36,12 +36,7 @@ async fn a_valid_module_is_stored_by_digest_and_served_byte_for_byte() {
     // Uploading again is harmless and answers the same.
     assert_eq!(app.upload_test_module().await, first);
 
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/modules/{}", module_sha256())))
-        .send()
-        .await
-        .unwrap();
+    let response = app.module_response(module_sha256()).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_security_headers(response.headers());
     assert_eq!(
@@ -65,12 +60,7 @@ async fn unknown_and_malformed_digests_are_refused() {
     let app = spawn_app(0).await;
     app.upload_test_module().await;
     let unknown = Sha256Digest::of(b"no such module");
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/modules/{unknown}")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.module_response(unknown).await;
     let body = expect_error(response, StatusCode::NOT_FOUND, ErrorCode::UnknownModule).await;
     assert!(
         body.error.message.contains(&unknown.to_string()),
@@ -86,12 +76,7 @@ async fn unknown_and_malformed_digests_are_refused() {
         "%00".to_owned(),
     ];
     for digest in malformed {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/v1/modules/{digest}")))
-            .send()
-            .await
-            .unwrap();
+        let response = app.module_response(digest).await;
         expect_error(response, StatusCode::BAD_REQUEST, ErrorCode::InvalidValue).await;
     }
 }
@@ -151,12 +136,7 @@ async fn modules_that_break_the_abi_are_refused_with_the_reason() {
             body.error.message
         );
         // Nothing was stored under the refused module's digest.
-        let response = app
-            .client
-            .get(app.url(&format!("/api/v1/modules/{}", Sha256Digest::of(&bytes))))
-            .send()
-            .await
-            .unwrap();
+        let response = app.module_response(Sha256Digest::of(&bytes)).await;
         expect_error(response, StatusCode::NOT_FOUND, ErrorCode::UnknownModule).await;
     }
 }

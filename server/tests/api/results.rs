@@ -5,9 +5,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cyclepool_shared::{ErrorCode, Sha256Digest};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 
-use crate::helpers::{ADMIN_TOKEN, compute, expect_error, spawn_app, volunteer};
+use crate::helpers::{compute, expect_error, spawn_app, volunteer};
 
 #[tokio::test]
 async fn accepted_results_download_as_json_lines_in_unit_order() {
@@ -25,21 +24,8 @@ async fn accepted_results_download_as_json_lines_in_unit_order() {
     }
     expected.sort();
 
-    let url = app.url(&format!("/api/v1/jobs/{}/results", app.job_id()));
-    let response = app
-        .client
-        .get(&url)
-        .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()[CONTENT_TYPE], "application/x-ndjson");
-    let text = response.text().await.unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    // `results` checks the status and the `application/x-ndjson` content type.
+    let lines = app.results(app.job_id().0).await;
     assert_eq!(lines.len(), 4);
     for (line, (unit, input, output)) in lines.iter().zip(&expected) {
         assert_eq!(line["unit"].as_u64(), Some(*unit));
@@ -60,28 +46,15 @@ async fn accepted_results_download_as_json_lines_in_unit_order() {
     }
 
     // Without the token: 401, and nothing leaks.
+    let url = app.url(&format!("/api/v1/jobs/{}/results", app.job_id()));
     let response = app.client.get(&url).send().await.unwrap();
     expect_error(response, StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized).await;
     // An unknown job, and a malformed id.
-    for (path, status, code) in [
-        (
-            "/api/v1/jobs/999/results",
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownJob,
-        ),
-        (
-            "/api/v1/jobs/x/results",
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidValue,
-        ),
+    for (job, status, code) in [
+        ("999", StatusCode::NOT_FOUND, ErrorCode::UnknownJob),
+        ("x", StatusCode::BAD_REQUEST, ErrorCode::InvalidValue),
     ] {
-        let response = app
-            .client
-            .get(app.url(path))
-            .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-            .send()
-            .await
-            .unwrap();
+        let response = app.results_response(job).await;
         expect_error(response, status, code).await;
     }
 }

@@ -4,36 +4,17 @@
 
 use cyclepool_shared::ErrorCode;
 use cyclepool_shared::manifest::JobPolicy;
-use cyclepool_shared::protocol::{CreateJob, Inputs};
+use cyclepool_shared::protocol::Inputs;
 use reqwest::StatusCode;
-use reqwest::header::AUTHORIZATION;
 
 use crate::helpers::{
-    ADMIN_TOKEN, TestApp, compute, expect_error, module_sha256, spawn_app, submission, test_policy,
-    volunteer,
+    TestApp, compute, expect_error, spawn_app, submission, test_job_request, test_policy, volunteer,
 };
 
+/// Adds a job of `units` three-byte units with `policy` to `app` and returns its id.
 async fn job_with(app: &TestApp, units: u8, policy: JobPolicy) -> u64 {
-    app.upload_test_module().await;
-    let request = CreateJob {
-        title: "checked".into(),
-        description: String::new(),
-        module_sha256: module_sha256(),
-        inputs: Inputs::List((0..units).map(|i| vec![i, i + 1, i + 2]).collect()),
-        policy,
-        expires_in_ms: None,
-    };
-    let response = app
-        .client
-        .post(app.url("/api/v1/jobs"))
-        .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-        .json(&request)
-        .send()
-        .await
-        .expect("creating the job");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let created: serde_json::Value = response.json().await.expect("reading the job");
-    created["job_id"].as_u64().expect("a job id")
+    let inputs = Inputs::List((0..units).map(|i| vec![i, i + 1, i + 2]).collect());
+    app.create_test_job(inputs, policy).await
 }
 
 fn checked(min_quorum: u32, spot_check_rate: f64) -> JobPolicy {
@@ -79,33 +60,18 @@ async fn a_contradicted_result_blacklists_and_backtracks() {
 
     // Backtracking withdrew the cheater's undecided replica of the first unit: one honest
     // result no longer makes a quorum there; two do.
-    let stats_done = |stats: cyclepool_shared::protocol::StatsResponse| {
-        stats
-            .jobs
-            .iter()
-            .find(|j| j.job_id.0 == job)
-            .map(|j| j.done)
-    };
     for worker in [a, b, c] {
         let leases = app.lease(worker, 2).await.leases;
         for lease in &leases {
             app.submit(&compute(worker, lease)).await;
         }
     }
-    assert_eq!(stats_done(app.stats().await), Some(2));
-    let board: Vec<serde_json::Value> = app
-        .client
-        .get(app.url("/api/v1/leaderboard"))
-        .send()
-        .await
-        .expect("leaderboard")
-        .json()
-        .await
-        .expect("leaderboard json");
+    assert_eq!(app.job_counts(job).await.0, 2);
+    let board = app.leaderboard().await;
     assert!(
         board
             .iter()
-            .all(|row| row["volunteer"].as_str() != Some(cheat.to_string().as_str())),
+            .all(|(volunteer, _)| *volunteer != cheat.to_string()),
         "the cheater earns nothing: {board:?}"
     );
 }
@@ -121,18 +87,12 @@ async fn spot_checks_look_like_units_earn_nothing_and_catch_liars() {
     assert_eq!(lease.job_id.0, job);
     assert!(lease.unit < 3);
     app.submit(&compute(honest, &lease)).await;
-    let stats = app.stats().await;
-    let job_stats = stats.jobs.iter().find(|j| j.job_id.0 == job).expect("job");
-    assert_eq!(job_stats.done, 0, "a spot check is not a replica");
-    let board: Vec<serde_json::Value> = app
-        .client
-        .get(app.url("/api/v1/leaderboard"))
-        .send()
-        .await
-        .expect("leaderboard")
-        .json()
-        .await
-        .expect("leaderboard json");
+    assert_eq!(
+        app.job_counts(job).await.0,
+        0,
+        "a spot check is not a replica"
+    );
+    let board = app.leaderboard().await;
     assert!(board.is_empty(), "a spot check earns no credit: {board:?}");
 
     let lease = app.lease_one(liar).await;
@@ -168,14 +128,7 @@ async fn rates_outside_zero_to_one_are_refused() {
             ..test_policy()
         },
     ] {
-        let request = CreateJob {
-            title: "bad".into(),
-            description: String::new(),
-            module_sha256: module_sha256(),
-            inputs: Inputs::List(vec![vec![1]]),
-            policy,
-            expires_in_ms: None,
-        };
+        let request = test_job_request(Inputs::List(vec![vec![1]]), policy);
         let response = app.create_job_response(&request).await;
         expect_error(response, StatusCode::BAD_REQUEST, ErrorCode::InvalidValue).await;
     }
@@ -205,22 +158,15 @@ async fn credibility_earned_on_checks_lets_one_result_decide() {
         },
     )
     .await;
-    let done = |stats: cyclepool_shared::protocol::StatsResponse| {
-        stats
-            .jobs
-            .iter()
-            .find(|j| j.job_id.0 == job_b)
-            .map(|j| j.done)
-    };
     // The veteran (1 - Cr ≈ 0.009) decides its unit alone.
     let lease = app.lease_one(veteran).await;
     assert_eq!(lease.job_id.0, job_b);
     app.submit(&compute(veteran, &lease)).await;
-    assert_eq!(done(app.stats().await), Some(1));
+    assert_eq!(app.job_counts(job_b).await.0, 1);
     // A newcomer's result (1 - Cr = 0.2) is not enough: its unit wants another replica.
     let lease = app.lease_one(newcomer).await;
     app.submit(&compute(newcomer, &lease)).await;
-    assert_eq!(done(app.stats().await), Some(1));
+    assert_eq!(app.job_counts(job_b).await.0, 1);
     let again = app.lease_one(volunteer(3)).await;
     assert_eq!(again.unit, lease.unit);
 }
@@ -239,14 +185,7 @@ async fn a_caught_cheaters_decided_results_are_reopened_and_recomputed() {
     assert_eq!(lease.job_id.0, job_a);
     app.submit(&submission(cheat, &lease, b"wrong".to_vec()))
         .await;
-    let done_a = |stats: cyclepool_shared::protocol::StatsResponse| {
-        stats
-            .jobs
-            .iter()
-            .find(|j| j.job_id.0 == job_a)
-            .map(|j| j.done)
-    };
-    assert_eq!(done_a(app.stats().await), Some(1));
+    assert_eq!(app.job_counts(job_a).await.0, 1);
 
     // Job B's answers are known: the cheater lies there too and is caught.
     let job_b = job_with(&app, 1, checked(1, 0.0)).await;
@@ -263,40 +202,24 @@ async fn a_caught_cheaters_decided_results_are_reopened_and_recomputed() {
     .await;
 
     // Backtracking reopened job A's unit: it is undecided again, and goes to someone honest.
-    assert_eq!(done_a(app.stats().await), Some(0));
+    assert_eq!(app.job_counts(job_a).await.0, 0);
     let again = app.lease_one(honest).await;
     assert_eq!(again.job_id.0, job_a);
     app.submit(&compute(honest, &again)).await;
-    assert_eq!(done_a(app.stats().await), Some(1));
-    let lines = app
-        .client
-        .get(app.url(&format!("/api/v1/jobs/{job_a}/results")))
-        .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-        .send()
-        .await
-        .expect("results")
-        .text()
-        .await
-        .expect("results text");
-    let line: serde_json::Value = serde_json::from_str(lines.trim()).expect("one line");
+    assert_eq!(app.job_counts(job_a).await.0, 1);
+    let lines = app.results(job_a).await;
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    let line = &lines[0];
     assert_eq!(
         line["volunteer"].as_str(),
         Some(honest.to_string().as_str())
     );
     // The cheater's credit is void.
-    let board: Vec<serde_json::Value> = app
-        .client
-        .get(app.url("/api/v1/leaderboard"))
-        .send()
-        .await
-        .expect("leaderboard")
-        .json()
-        .await
-        .expect("leaderboard json");
+    let board = app.leaderboard().await;
     assert!(
         board
             .iter()
-            .all(|row| row["volunteer"].as_str() != Some(cheat.to_string().as_str())),
+            .all(|(volunteer, _)| *volunteer != cheat.to_string()),
         "{board:?}"
     );
 }
@@ -319,15 +242,8 @@ async fn colluders_false_quorum_is_undone_when_one_of_them_is_caught() {
         assert_eq!(lease.job_id.0, job_a);
         app.submit(&submission(colluder, &lease, lie.clone())).await;
     }
-    let done_a = |stats: cyclepool_shared::protocol::StatsResponse| {
-        stats
-            .jobs
-            .iter()
-            .find(|j| j.job_id.0 == job_a)
-            .map(|j| j.done)
-    };
     // Voting alone is fooled: a false quorum decided the unit.
-    assert_eq!(done_a(app.stats().await), Some(1));
+    assert_eq!(app.job_counts(job_a).await.0, 1);
 
     // One colluder is caught where the answer is known.
     let job_b = job_with(&app, 1, checked(1, 0.0)).await;
@@ -345,24 +261,16 @@ async fn colluders_false_quorum_is_undone_when_one_of_them_is_caught() {
 
     // Backtracking withdrew its replica: the other lie alone is no quorum, the unit reopens,
     // and honest volunteers outvote it.
-    assert_eq!(done_a(app.stats().await), Some(0));
+    assert_eq!(app.job_counts(job_a).await.0, 0);
     for honest in [h1, h2] {
         // Whatever they are offered (job B's released unit is queued too), they do honestly.
         for lease in app.lease(honest, 2).await.leases {
             app.submit(&compute(honest, &lease)).await;
         }
     }
-    assert_eq!(done_a(app.stats().await), Some(1));
-    let lines = app
-        .client
-        .get(app.url(&format!("/api/v1/jobs/{job_a}/results")))
-        .header(AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-        .send()
-        .await
-        .expect("results")
-        .text()
-        .await
-        .expect("results text");
-    let line: serde_json::Value = serde_json::from_str(lines.trim()).expect("one line");
+    assert_eq!(app.job_counts(job_a).await.0, 1);
+    let lines = app.results(job_a).await;
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    let line = &lines[0];
     assert_eq!(line["volunteer"].as_str(), Some(h1.to_string().as_str()));
 }

@@ -62,38 +62,13 @@ async fn credit_goes_only_to_accepted_results() {
     )
     .await;
 
-    let board: Vec<serde_json::Value> = app
-        .client
-        .get(app.url("/api/v1/leaderboard"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rows: Vec<(String, u64)> = board
-        .iter()
-        .map(|row| {
-            (
-                row["volunteer"].as_str().unwrap().to_owned(),
-                row["results"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let rows = app.leaderboard().await;
     assert_eq!(rows, vec![(alice.to_string(), 3), (bob.to_string(), 1)]);
     // Credit survives a restart: it is stored with the results it counts.
     let app = app.restart().await;
-    let board: Vec<serde_json::Value> = app
-        .client
-        .get(app.url("/api/v1/leaderboard"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let board = app.leaderboard().await;
     assert_eq!(board.len(), 2);
-    assert_eq!(board[0]["results"].as_u64(), Some(3));
+    assert_eq!(board[0].1, 3);
 }
 
 #[tokio::test]
