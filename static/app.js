@@ -21,13 +21,22 @@ const elements = {
   runningDistributor: document.getElementById('running-distributor'),
   runningModule: document.getElementById('running-module'),
   volunteerId: document.getElementById('volunteer-id'),
+  cpu: document.getElementById('cpu'),
+  cpuValue: document.getElementById('cpu-value'),
+  pauseHidden: document.getElementById('pause-hidden'),
+  pauseBattery: document.getElementById('pause-battery'),
+  busy: document.getElementById('busy'),
 };
 
 const session = {
   workers: [],
   unitsDone: 0,
   completions: [], // timestamps (ms) of recent unit completions, for the rate
+  busy: [], // [timestamp, compute ms] of recent units, for the processor use
+  onBattery: false,
 };
+
+const BUSY_WINDOW_MS = 5_000;
 
 // The identity this browser gives itself: an ed25519 key pair whose 32-byte seed comes from
 // the browser's CSPRNG once, and is kept in IndexedDB. Results are signed with it; its public
@@ -94,6 +103,45 @@ function render() {
   elements.unitsDone.textContent = String(session.unitsDone);
   elements.rate.textContent = `${rate.toFixed(1)} units/s`;
   elements.activeWorkers.textContent = String(session.workers.length);
+  // Processor use: time the workers spent computing over the last few seconds, per worker.
+  session.busy = session.busy.filter(([t]) => now - t <= BUSY_WINDOW_MS);
+  const running = now - (session.startedAt ?? now);
+  if (session.workers.length && running >= 1000 && !isPaused()) {
+    const spent = session.busy.reduce((sum, [, ms]) => sum + ms, 0);
+    const share = spent / (Math.min(BUSY_WINDOW_MS, running) * session.workers.length);
+    elements.busy.textContent = `${Math.round(100 * share)} %`;
+  } else {
+    elements.busy.textContent = isPaused() && session.workers.length ? 'paused' : '–';
+  }
+}
+
+function dutyCycle() {
+  return Number(elements.cpu.value) / 100;
+}
+
+function isPaused() {
+  return (elements.pauseHidden.checked && document.visibilityState === 'hidden')
+    || (elements.pauseBattery.checked && session.onBattery);
+}
+
+function broadcast(message) {
+  for (const worker of session.workers) worker.postMessage(message);
+}
+
+function applyPause() {
+  const paused = isPaused();
+  if (paused !== session.paused) {
+    session.paused = paused;
+    broadcast({ type: 'paused', value: paused });
+    if (session.workers.length) {
+      elements.state.textContent = paused ? 'paused' : 'computing';
+      log(paused ? 'paused' : 'resumed');
+    }
+    // The busy window restarts, so that time paused does not count as idle.
+    session.busy = [];
+    session.startedAt = performance.now();
+  }
+  render();
 }
 
 function onWorkerEvent(event) {
@@ -101,6 +149,7 @@ function onWorkerEvent(event) {
     case 'unit-done':
       session.unitsDone += 1;
       session.completions.push(performance.now());
+      session.busy.push([performance.now(), event.busy_ms ?? event.compute_ms]);
       break;
     case 'job':
       elements.runningJob.hidden = false;
@@ -158,14 +207,15 @@ async function start() {
     const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${i}` });
     worker.addEventListener('message', (message) => onWorkerEvent(message.data));
     worker.addEventListener('error', (error) => log(`worker failed to load: ${error.message ?? 'unknown error'}`, 'error'));
-    worker.postMessage({ type: 'start', seed: session.seed, trustedKeys });
+    worker.postMessage({ type: 'start', seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused() });
     session.workers.push(worker);
   }
   elements.start.disabled = true;
   elements.stop.disabled = false;
   elements.workers.disabled = true;
-  elements.state.textContent = 'computing';
-  log(`started ${count} worker${count === 1 ? '' : 's'}`);
+  session.paused = isPaused();
+  elements.state.textContent = session.paused ? 'paused' : 'computing';
+  log(`started ${count} worker${count === 1 ? '' : 's'} at ${Math.round(dutyCycle() * 100)} % processor use`);
   render();
 }
 
@@ -198,6 +248,23 @@ async function refreshJobs() {
 elements.workers.max = String(navigator.hardwareConcurrency || 1);
 elements.workers.value = String(Math.max(1, Math.floor((navigator.hardwareConcurrency || 2) / 2)));
 elements.start.addEventListener('click', start);
+elements.cpu.addEventListener('input', () => {
+  elements.cpuValue.textContent = `${elements.cpu.value} %`;
+  broadcast({ type: 'duty-cycle', value: dutyCycle() });
+  session.busy = [];
+  session.startedAt = performance.now();
+});
+elements.pauseHidden.addEventListener('change', applyPause);
+elements.pauseBattery.addEventListener('change', applyPause);
+document.addEventListener('visibilitychange', applyPause);
+// Battery status where the browser tells it (not every browser does).
+if (typeof navigator.getBattery === 'function') {
+  navigator.getBattery().then((battery) => {
+    const update = () => { session.onBattery = !battery.charging; applyPause(); };
+    battery.addEventListener('chargingchange', update);
+    update();
+  }, () => {});
+}
 elements.stop.addEventListener('click', stop);
 if (!('Worker' in window) || typeof WebAssembly !== 'object') {
   elements.start.disabled = true;

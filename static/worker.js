@@ -9,11 +9,17 @@ self.addEventListener('message', async (message) => {
     try {
       await init({ module_or_path: new URL('./pkg/cyclepool_web_client_bg.wasm', import.meta.url) });
       volunteer = new VolunteerWorker(command.seed, command.trustedKeys, (event) => self.postMessage(event));
+      volunteer.set_duty_cycle(command.dutyCycle ?? 1);
+      volunteer.set_paused(Boolean(command.paused));
       await volunteer.run();
     } catch (error) {
       self.postMessage({ type: 'error', message: `worker stopped: ${error?.message ?? error}` });
     }
   } else if (command.type === 'stop' && volunteer !== null) {
     volunteer.stop();
+  } else if (command.type === 'duty-cycle' && volunteer !== null) {
+    volunteer.set_duty_cycle(command.value);
+  } else if (command.type === 'paused' && volunteer !== null) {
+    volunteer.set_paused(command.value);
   }
 });

@@ -13,6 +13,8 @@ pub enum WorkerEvent {
         job_id: u64,
         unit: u64,
         compute_ms: u64,
+        /// The computation's time with sub-millisecond resolution, for processor-use figures.
+        busy_ms: f64,
         status: SubmitStatus,
     },
     /// A job was loaded and checked: what the volunteer's CPU now works for.

@@ -36,6 +36,11 @@ use crate::sandbox::{Sandbox, UnitFailure};
 const LEASE_URL: &str = "/api/v1/lease";
 const RESULTS_URL: &str = "/api/v1/results";
 const REPORTS_URL: &str = "/api/v1/reports";
+/// The least share of time a worker may be set to compute.
+const MIN_DUTY_CYCLE: f64 = 0.1;
+/// How often a paused worker looks whether it may go on.
+const PAUSE_POLL_MS: u64 = 250;
+
 /// How many times a finished result is offered before it is given up (its lease will
 /// expire and the unit will be computed again elsewhere).
 const SUBMIT_ATTEMPTS: u32 = 6;
@@ -83,6 +88,10 @@ struct Shared {
     secret: SecretKey,
     trusted: PortalKeys,
     stopped: Cell<bool>,
+    /// Paused by the page (tab hidden, on battery): no new unit starts until resumed.
+    paused: Cell<bool>,
+    /// The share of wall time this worker may compute, 0.1 to 1.
+    duty_cycle: Cell<f64>,
     on_event: js_sys::Function,
 }
 
@@ -107,6 +116,8 @@ impl VolunteerWorker {
                 secret,
                 trusted,
                 stopped: Cell::new(false),
+                paused: Cell::new(false),
+                duty_cycle: Cell::new(1.0),
                 on_event,
             }),
         })
@@ -125,6 +136,25 @@ impl VolunteerWorker {
     /// Asks the loop to stop after the current step.
     pub fn stop(&self) {
         self.shared.stopped.set(true);
+    }
+
+    /// Sets the share of time this worker computes (clamped to 0.1–1): after a unit that took
+    /// `t` ms, the worker rests until its whole cycle (lease, compute, submit, rest) has lasted
+    /// `t / duty_cycle`. Takes effect from the next unit.
+    pub fn set_duty_cycle(&self, duty_cycle: f64) {
+        let duty_cycle = if duty_cycle.is_finite() {
+            duty_cycle
+        } else {
+            1.0
+        };
+        self.shared
+            .duty_cycle
+            .set(duty_cycle.clamp(MIN_DUTY_CYCLE, 1.0));
+    }
+
+    /// Pauses (no new unit starts; the current one finishes) or resumes the loop.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared.paused.set(paused);
     }
 }
 
@@ -165,7 +195,7 @@ impl Shared {
     }
 }
 
-async fn run_loop(shared: &Shared) {
+async fn run_loop(shared: &Rc<Shared>) {
     let mut sandbox = match Sandbox::new() {
         Ok(sandbox) => sandbox,
         Err(err) => {
@@ -179,7 +209,17 @@ async fn run_loop(shared: &Shared) {
     let mut jobs = Jobs::default();
     let mut announced = HashSet::new();
     let mut backoff = Backoff::default();
+    let mut throttle = Throttle::new(shared.duty_cycle.get());
     while !shared.stopped() {
+        if shared.paused.get() {
+            sleep(Duration::from_millis(PAUSE_POLL_MS)).await;
+            // Time paused is neither busy nor idle.
+            throttle = Throttle::new(shared.duty_cycle.get());
+            continue;
+        }
+        if shared.duty_cycle.get() != throttle.duty_cycle {
+            throttle = Throttle::new(shared.duty_cycle.get());
+        }
         let request = LeaseRequest {
             protocol: PROTOCOL_VERSION,
             volunteer: shared.volunteer,
@@ -249,18 +289,25 @@ async fn run_loop(shared: &Shared) {
             }
             let budget_ms = job.manifest.policy.unit_budget_ms;
             let module = job.module.clone();
-            compute_and_submit(shared, &mut sandbox, &module, budget_ms, lease).await;
+            let busy_ms = compute_and_submit(shared, &mut sandbox, &module, budget_ms, lease).await;
+            let rest_ms = throttle.rest_after(busy_ms);
+            if rest_ms >= 1.0 {
+                sleep(Duration::from_millis(rest_ms as u64)).await;
+            }
         }
     }
 }
 
+/// Computes one unit and starts submitting its result in the background (the next unit need
+/// not wait for the server to make this one durable); returns how long the computation took
+/// (the time the processor was busy), also when the unit failed.
 async fn compute_and_submit(
-    shared: &Shared,
+    shared: &Rc<Shared>,
     sandbox: &mut Sandbox,
     module: &JsValue,
     budget_ms: u64,
     lease: Lease,
-) {
+) -> f64 {
     let unit = format!("unit {} of job {}", lease.unit, lease.job_id);
     if Sha256Digest::of(&lease.input) != lease.input_sha256 {
         // Corrupted in transit: do not compute on it; release it to be sent again.
@@ -269,13 +316,14 @@ async fn compute_and_submit(
         shared
             .report(lease.job_id, Some(&lease), ReportKind::InputCorrupt, reason)
             .await;
-        return;
+        return 0.0;
     }
-    let started = js_sys::Date::now();
+    let started = now_ms();
     let key = lease.module_sha256.to_string();
     let output = match sandbox.run(module, &key, &lease.input, budget_ms).await {
         Ok(output) => output,
         Err(failure) => {
+            let busy_ms = (now_ms() - started).max(0.0);
             let kind = match failure {
                 UnitFailure::Timeout { .. } => ReportKind::UnitTimeout,
                 UnitFailure::JobError(_) => ReportKind::UnitJobError,
@@ -290,10 +338,11 @@ async fn compute_and_submit(
             shared
                 .report(lease.job_id, Some(&lease), kind, reason)
                 .await;
-            return;
+            return busy_ms;
         }
     };
-    let compute_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+    let busy_ms = (now_ms() - started).max(0.0);
+    let compute_ms = busy_ms.round() as u64;
     let output_sha256 = Sha256Digest::of(&output);
     // The signature binds this output to this lease and its nonce, under the volunteer's key.
     let signature = shared.secret.sign(
@@ -310,14 +359,31 @@ async fn compute_and_submit(
         signature,
         compute_ms,
     };
+    let shared = Rc::clone(shared);
+    wasm_bindgen_futures::spawn_local(async move {
+        submit(&shared, &submission, &lease, &unit, busy_ms).await;
+    });
+    busy_ms
+}
+
+/// Offers a result until the server acknowledges it as durable, refuses it, or the attempts
+/// run out (then its lease expires and the unit is computed again elsewhere).
+async fn submit(
+    shared: &Shared,
+    submission: &ResultSubmission,
+    lease: &Lease,
+    unit: &str,
+    busy_ms: f64,
+) {
     let mut backoff = Backoff::default();
     for attempt in 1..=SUBMIT_ATTEMPTS {
-        match post_json::<_, SubmitResponse>(RESULTS_URL, &submission).await {
+        match post_json::<_, SubmitResponse>(RESULTS_URL, submission).await {
             Ok(response) => {
                 shared.emit(&WorkerEvent::UnitDone {
                     job_id: lease.job_id.0,
                     unit: lease.unit,
-                    compute_ms,
+                    compute_ms: submission.compute_ms,
+                    busy_ms,
                     status: response.status,
                 });
                 return;
@@ -346,6 +412,47 @@ async fn compute_and_submit(
             }
         }
     }
+}
+
+/// Keeps a worker's busy time at its duty cycle: after each unit it rests until, since the
+/// throttle started, busy time / elapsed time is back at the duty cycle. Counting totals, not
+/// single cycles, repays what timers round away (a worker's short timeouts are clamped to a
+/// few ms, and units can be shorter than that).
+struct Throttle {
+    duty_cycle: f64,
+    started_ms: f64,
+    busy_ms: f64,
+}
+
+impl Throttle {
+    fn new(duty_cycle: f64) -> Self {
+        Self {
+            duty_cycle,
+            started_ms: now_ms(),
+            busy_ms: 0.0,
+        }
+    }
+
+    /// How long to rest after a unit that kept the processor busy for `busy_ms`.
+    fn rest_after(&mut self, busy_ms: f64) -> f64 {
+        self.busy_ms += busy_ms;
+        let due_ms = self.busy_ms / self.duty_cycle;
+        due_ms - (now_ms() - self.started_ms)
+    }
+}
+
+/// A monotonic clock in milliseconds with sub-millisecond resolution (`performance.now()`),
+/// in a worker or a page alike; `Date.now()` where it is missing.
+fn now_ms() -> f64 {
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|performance| {
+            let now = js_sys::Reflect::get(&performance, &JsValue::from_str("now")).ok()?;
+            let now: js_sys::Function = now.dyn_into().ok()?;
+            now.call0(&performance).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
 }
 
 /// Exponential backoff with full jitter, so that workers that failed together do not retry
