@@ -62,7 +62,8 @@ test.describe('refusals', () => {
   });
 
   test('a manifest signed by a revoked key is refused', async ({ page, server }) => {
-    await createJob(server, 'factor', { title: 'Factor', inputs: { range: { start: 10, end: 20, step: 1 } } });
+    // Enough units that work remains after the first session, so the browser asks again.
+    await createJob(server, 'factor', { title: 'Factor', inputs: { range: { start: 10, end: 5_010, step: 1 } } });
     // The browser first trusts key A and sees a manifest signed by it.
     const signedByA = await (await fetch(`${server.url}/api/v1/jobs/0/manifest`)).json();
     await page.goto(server.url);

@@ -22,6 +22,10 @@ pub struct Replica {
     pub volunteer: VolunteerId,
     pub output_sha256: Sha256Digest,
     pub compute_ms: u64,
+    /// Whether its volunteer has been credited for it: never twice, even if the unit is
+    /// reopened by backtracking and decided again.
+    #[serde(default)]
+    pub credited: bool,
 }
 
 /// What a change did to the unit, for the scheduler's queue and counts.
@@ -118,9 +122,14 @@ impl UnitRecord {
                     .replicas
                     .iter()
                     .any(|r| r.lease == canonical && r.output_sha256 == replica.output_sha256);
-                UnitChange::Late {
-                    credited: agrees.then_some(replica),
-                }
+                let credited = if agrees {
+                    self.credit_agreeing(replica.output_sha256)
+                        .into_iter()
+                        .next()
+                } else {
+                    None
+                };
+                UnitChange::Late { credited }
             }
             UnitState::Failed => UnitChange::Late { credited: None },
             UnitState::Open => {
@@ -134,7 +143,8 @@ impl UnitRecord {
                     self.state = UnitState::Done {
                         canonical: agreeing[0].lease,
                     };
-                    return UnitChange::Decided { credited: agreeing };
+                    let credited = self.credit_agreeing(replica.output_sha256);
+                    return UnitChange::Decided { credited };
                 }
                 let all_in = self.active.is_empty() && self.replicas.len() >= self.wanted as usize;
                 if !all_in {
@@ -179,21 +189,34 @@ impl UnitRecord {
         largest && all_wrong <= policy.target_error_rate
     }
 
+    /// Marks every not yet credited replica with output `digest` as credited, and returns them.
+    fn credit_agreeing(&mut self, digest: Sha256Digest) -> Vec<Replica> {
+        let mut credited = Vec::new();
+        for replica in &mut self.replicas {
+            if replica.output_sha256 == digest && !replica.credited {
+                replica.credited = true;
+                credited.push(*replica);
+            }
+        }
+        credited
+    }
+
     /// Withdraws `volunteer`'s replica, decided or not (its volunteer was caught cheating:
-    /// backtracking), and decides the unit again from the replicas that remain.
+    /// backtracking), and decides the unit again from the replicas that remain. Also returns
+    /// the replicas that now earn credit (a group that had been outvoted and now decides).
     pub fn withdraw(
         &mut self,
         volunteer: VolunteerId,
         policy: &JobPolicy,
         credibility: &dyn Fn(VolunteerId) -> f64,
-    ) -> UnitChange {
+    ) -> (UnitChange, Vec<Replica>) {
         let before = self.replicas.len();
         self.replicas
             .retain(|replica| replica.volunteer != volunteer);
         if self.replicas.len() == before {
-            return UnitChange::Unchanged;
+            return (UnitChange::Unchanged, Vec::new());
         }
-        match self.state {
+        let change = match self.state {
             UnitState::Failed => UnitChange::Unchanged,
             UnitState::Open if self.wants_replica() => UnitChange::WantsReplica,
             UnitState::Open => UnitChange::Unchanged,
@@ -212,7 +235,13 @@ impl UnitRecord {
                 match standing {
                     Some(canonical) => {
                         self.state = UnitState::Done { canonical };
-                        UnitChange::Unchanged
+                        let digest = self
+                            .replicas
+                            .iter()
+                            .find(|r| r.lease == canonical)
+                            .map(|r| r.output_sha256);
+                        let credited = digest.map(|d| self.credit_agreeing(d)).unwrap_or_default();
+                        return (UnitChange::Unchanged, credited);
                     }
                     None => {
                         self.state = UnitState::Open;
@@ -221,7 +250,8 @@ impl UnitRecord {
                     }
                 }
             }
-        }
+        };
+        (change, Vec::new())
     }
 
     /// The canonical result's lease, once decided.
@@ -258,11 +288,23 @@ mod tests {
             volunteer: VolunteerId::from_bytes([volunteer; 32]),
             output_sha256: Sha256Digest::of(output),
             compute_ms: 10,
+            credited: false,
         }
     }
 
     /// Every volunteer as credible as a newcomer (unused under fixed quorum).
     const NEWCOMER: fn(VolunteerId) -> f64 = |_| credibility(0, 0.2);
+
+    /// The replicas as they look once credited.
+    fn credited(replicas: &[Replica]) -> Vec<Replica> {
+        replicas
+            .iter()
+            .map(|r| Replica {
+                credited: true,
+                ..*r
+            })
+            .collect()
+    }
 
     fn grant(unit: &mut UnitRecord, r: &Replica) {
         assert!(unit.wants_replica() && unit.may_go_to(r.volunteer));
@@ -277,7 +319,9 @@ mod tests {
         assert!(!u.wants_replica());
         assert_eq!(
             u.result_received(r, &policy(1, 3, 10), &NEWCOMER),
-            UnitChange::Decided { credited: vec![r] }
+            UnitChange::Decided {
+                credited: credited(&[r])
+            }
         );
         assert_eq!(u.canonical(), Some(r.lease));
     }
@@ -305,7 +349,7 @@ mod tests {
         assert_eq!(
             u.result_received(c, &p, &NEWCOMER),
             UnitChange::Decided {
-                credited: vec![a, c]
+                credited: credited(&[a, c])
             }
         );
         assert_eq!(u.canonical(), Some(a.lease));
@@ -324,11 +368,15 @@ mod tests {
         grant(&mut u, &b);
         assert_eq!(
             u.result_received(a, &p, &NEWCOMER),
-            UnitChange::Decided { credited: vec![a] }
+            UnitChange::Decided {
+                credited: credited(&[a])
+            }
         );
         assert_eq!(
             u.result_received(b, &p, &NEWCOMER),
-            UnitChange::Late { credited: Some(b) }
+            UnitChange::Late {
+                credited: credited(&[b]).first().copied()
+            }
         );
         let mut u2 = unit(2);
         let wrong = replica(4, 4, b"z");
@@ -463,7 +511,7 @@ mod tests {
         grant(&mut u, &cheat);
         u.result_received(cheat, &p, &NEWCOMER);
         assert_eq!(
-            u.withdraw(cheat.volunteer, &p, &NEWCOMER),
+            u.withdraw(cheat.volunteer, &p, &NEWCOMER).0,
             UnitChange::Reopened
         );
         assert!(u.wants_replica() && u.canonical().is_none());
@@ -476,13 +524,14 @@ mod tests {
         u.result_received(a, &p2, &NEWCOMER);
         u.result_received(b, &p2, &NEWCOMER);
         assert_eq!(
-            u.withdraw(a.volunteer, &p2, &NEWCOMER),
+            u.withdraw(a.volunteer, &p2, &NEWCOMER).0,
             UnitChange::Unchanged
         );
         assert_eq!(u.canonical(), Some(b.lease));
         // A volunteer with no replica here changes nothing.
         assert_eq!(
-            u.withdraw(VolunteerId::from_bytes([9; 32]), &p2, &NEWCOMER),
+            u.withdraw(VolunteerId::from_bytes([9; 32]), &p2, &NEWCOMER)
+                .0,
             UnitChange::Unchanged
         );
     }
@@ -521,6 +570,57 @@ mod tests {
         let c = replica(3, 3, b"z");
         grant(&mut u, &c);
         assert_eq!(u.lease_lost(c.lease, &p), UnitChange::Failed);
+    }
+
+    #[test]
+    fn reopened_units_never_credit_anyone_twice() {
+        let p = policy(2, 3, 6);
+        let mut u = unit(2);
+        let (honest, cheat, other) = (
+            replica(1, 1, b"x"),
+            replica(2, 2, b"x"),
+            replica(3, 3, b"x"),
+        );
+        grant(&mut u, &honest);
+        grant(&mut u, &cheat);
+        u.result_received(honest, &p, &NEWCOMER);
+        // The cheater happened to agree; both are credited once.
+        assert!(
+            matches!(u.result_received(cheat, &p, &NEWCOMER), UnitChange::Decided { ref credited } if credited.len() == 2)
+        );
+        // Caught elsewhere: the unit reopens; the honest replica keeps its (one) credit.
+        assert_eq!(
+            u.withdraw(cheat.volunteer, &p, &NEWCOMER).0,
+            UnitChange::Reopened
+        );
+        grant(&mut u, &other);
+        // Decided again: only the newcomer is credited, not the honest replica a second time.
+        assert_eq!(
+            u.result_received(other, &p, &NEWCOMER),
+            UnitChange::Decided {
+                credited: credited(&[other])
+            }
+        );
+    }
+
+    #[test]
+    fn an_outvoted_group_that_decides_after_backtracking_is_credited() {
+        let p = policy(1, 3, 6);
+        let mut u = unit(2);
+        let (cheat, honest) = (replica(1, 1, b"lie"), replica(2, 2, b"x"));
+        grant(&mut u, &cheat);
+        grant(&mut u, &honest);
+        u.result_received(cheat, &p, &NEWCOMER);
+        // The honest result came late and disagreed: no credit then.
+        assert_eq!(
+            u.result_received(honest, &p, &NEWCOMER),
+            UnitChange::Late { credited: None }
+        );
+        // Without the cheater, the honest result decides, and earns its credit now.
+        let (change, newly) = u.withdraw(cheat.volunteer, &p, &NEWCOMER);
+        assert_eq!(change, UnitChange::Unchanged);
+        assert_eq!(newly, credited(&[honest]));
+        assert_eq!(u.canonical(), Some(honest.lease));
     }
 
     #[test]

@@ -194,10 +194,15 @@ impl Store {
                         let unit_policy = policy_of(recent.job);
                         let checks = checks_passed(volunteers, &unit, None)?;
                         let credibility = credibility_from(&checks, &unit_policy);
-                        match unit.withdraw(result.volunteer, &unit_policy, &credibility) {
+                        let (change, newly_credited) =
+                            unit.withdraw(result.volunteer, &unit_policy, &credibility);
+                        match change {
                             UnitChange::WantsReplica => requeue.push(recent),
                             UnitChange::Reopened => reopened.push(recent),
                             _ => {}
+                        }
+                        for replica in &newly_credited {
+                            grant_credit(credit, replica)?;
                         }
                         units.insert(&key, encode(&unit))?;
                     }
@@ -259,6 +264,7 @@ impl Store {
                         volunteer: result.volunteer,
                         output_sha256: result.output_sha256,
                         compute_ms: result.compute_ms,
+                        credited: false,
                     },
                     policy,
                     &credibility,
@@ -295,12 +301,7 @@ impl Store {
                 }
                 volunteers.insert(result.volunteer.as_bytes(), encode(&checked))?;
                 for replica in credited {
-                    let mut account =
-                        get::<CreditRecord>(credit, "credit", replica.volunteer.as_bytes())?
-                            .unwrap_or_default();
-                    account.results += 1;
-                    account.compute_ms = account.compute_ms.saturating_add(replica.compute_ms);
-                    credit.insert(replica.volunteer.as_bytes(), encode(&account))?;
+                    grant_credit(credit, replica)?;
                 }
                 Ok(SubmitOutcome::Accepted {
                     unit: lease.unit,
@@ -405,4 +406,14 @@ fn credibility_from<'a>(
     move |volunteer| {
         crate::replication::credibility(checks.get(&volunteer).copied().unwrap_or(0), assumed)
     }
+}
+
+/// Credits `replica`'s volunteer with one validated result and its compute time.
+fn grant_credit(credit: &TransactionalTree, replica: &Replica) -> TxResult<()> {
+    let key = replica.volunteer.as_bytes();
+    let mut account = get::<CreditRecord>(credit, "credit", key)?.unwrap_or_default();
+    account.results += 1;
+    account.compute_ms = account.compute_ms.saturating_add(replica.compute_ms);
+    credit.insert(key, encode(&account))?;
+    Ok(())
 }
