@@ -26,6 +26,9 @@ const elements = {
   pauseHidden: document.getElementById('pause-hidden'),
   pauseBattery: document.getElementById('pause-battery'),
   busy: document.getElementById('busy'),
+  reportOpen: document.getElementById('report-open'),
+  reportForm: document.getElementById('report-form'),
+  reportReason: document.getElementById('report-reason'),
 };
 
 const session = {
@@ -152,6 +155,7 @@ function onWorkerEvent(event) {
       session.busy.push([performance.now(), event.busy_ms ?? event.compute_ms]);
       break;
     case 'job':
+      session.currentJob = event.job_id;
       elements.runningJob.hidden = false;
       elements.runningTitle.textContent = event.title;
       elements.runningDistributor.textContent = event.distributor;
@@ -191,7 +195,8 @@ async function start() {
     await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
     trustedKeys = await trustedPortalKeys(client.pin_portal_keys);
     session.seed = await volunteerSeed();
-    elements.volunteerId.textContent = client.volunteer_id(session.seed);
+    session.volunteerId = client.volunteer_id(session.seed);
+    elements.volunteerId.textContent = session.volunteerId;
   } catch (error) {
     log(`not starting: ${error?.message ?? error}`, 'error');
     elements.start.disabled = false;
@@ -248,6 +253,33 @@ async function refreshJobs() {
 elements.workers.max = String(navigator.hardwareConcurrency || 1);
 elements.workers.value = String(Math.max(1, Math.floor((navigator.hardwareConcurrency || 2) / 2)));
 elements.start.addEventListener('click', start);
+elements.reportOpen.addEventListener('click', () => {
+  elements.reportForm.hidden = false;
+  elements.reportReason.focus();
+});
+elements.reportForm.addEventListener('submit', async (submitted) => {
+  submitted.preventDefault();
+  const report = {
+    protocol: 1,
+    volunteer: session.volunteerId,
+    job_id: session.currentJob,
+    kind: 'abuse',
+    message: elements.reportReason.value.slice(0, 1000),
+  };
+  try {
+    const response = await fetch('/api/v1/reports', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(report),
+    });
+    if (!response.ok) throw new Error((await response.json()).error?.message ?? `HTTP ${response.status}`);
+    elements.reportForm.hidden = true;
+    elements.reportReason.value = '';
+    log(`reported job ${report.job_id} to the portal for review; thank you`);
+  } catch (error) {
+    log(`the report could not be sent: ${error.message}`, 'error');
+  }
+});
 elements.cpu.addEventListener('input', () => {
   elements.cpuValue.textContent = `${elements.cpu.value} %`;
   broadcast({ type: 'duty-cycle', value: dutyCycle() });

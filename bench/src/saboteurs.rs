@@ -573,6 +573,7 @@ impl Volunteer {
             protocol: PROTOCOL_VERSION,
             volunteer: self.id,
             max_units: 1,
+            exclude_jobs: Vec::new(),
         };
         let response = shared
             .server

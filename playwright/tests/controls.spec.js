@@ -87,3 +87,24 @@ test('work pauses while the tab is hidden and resumes when shown', async ({ page
   await expect.poll(async () => (await server.stats()).jobs[0].done).toBeGreaterThan(doneWhenPaused);
   await page.click('#stop');
 });
+
+test('a volunteer can report the running job for review; the text stays text', async ({ page, server }) => {
+  await steadyJob(server, 50, 1_000);
+  await page.goto(server.url);
+  await page.fill('#workers', '1');
+  await page.click('#start');
+  await expect(page.locator('#running-title')).toHaveText('Steady tiles');
+  await page.click('#report-open');
+  const reason = 'Looks like <b>mining</b> <script>alert(1)</script>';
+  await page.fill('#report-reason', reason);
+  await page.click('#report-form button[type=submit]');
+  await expect(page.locator('#log')).toContainText('reported job 0 to the portal for review');
+  await expect(page.locator('#report-form')).toBeHidden();
+  await page.click('#stop');
+  // The portal's review queue has it, verbatim, from this volunteer.
+  const volunteer = await page.locator('#volunteer-id').textContent();
+  const { reports } = require('./server');
+  const abuse = (await reports(server)).filter((r) => r.kind === 'abuse');
+  expect(abuse).toHaveLength(1);
+  expect(abuse[0]).toMatchObject({ job: 0, message: reason, volunteer });
+});

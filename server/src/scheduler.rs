@@ -116,7 +116,12 @@ impl Scheduler {
     /// Leases up to `max_units` units to `volunteer`, never two replicas of one unit. Expired
     /// leases are reclaimed first, so their units are the first handed out again. Some leases
     /// are spot checks (per the job's `spot_check_rate`); nothing in them says so.
-    pub fn lease(&self, volunteer: VolunteerId, max_units: u32) -> Result<Vec<Lease>, StoreError> {
+    pub fn lease(
+        &self,
+        volunteer: VolunteerId,
+        max_units: u32,
+        exclude_jobs: &[JobId],
+    ) -> Result<Vec<Lease>, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         self.expire_due(&mut inner, now)?;
@@ -129,13 +134,20 @@ impl Scheduler {
             && attempts < max_units as usize + MAX_SKIPPED
         {
             attempts += 1;
-            let (key, spot_check) = match Self::pick_spot_check(&inner, &mut rng) {
+            let (key, spot_check) = match Self::pick_spot_check(&inner, &mut rng, exclude_jobs) {
                 Some(key) => (key, true),
                 None => match self.next_ready(&mut inner)? {
                     Some(key) => (key, false),
                     None => break,
                 },
             };
+            if exclude_jobs.contains(&key.job) {
+                // The volunteer opted out of this job; the unit keeps its place for others.
+                if !spot_check {
+                    skipped.push(key);
+                }
+                continue;
+            }
             let Some(job) = inner.jobs.get(&key.job) else {
                 continue;
             };
@@ -313,8 +325,15 @@ impl Scheduler {
 
     /// With the probability its job asks for, a unit with a known answer to lease as a spot
     /// check, from a job that still has work (a finished job's volunteers are not kept busy).
-    fn pick_spot_check(inner: &Inner, rng: &mut impl Rng) -> Option<UnitKey> {
+    fn pick_spot_check(
+        inner: &Inner,
+        rng: &mut impl Rng,
+        exclude_jobs: &[JobId],
+    ) -> Option<UnitKey> {
         for (job_id, units) in &inner.known {
+            if exclude_jobs.contains(job_id) {
+                continue;
+            }
             let Some(job) = inner.jobs.get(job_id) else {
                 continue;
             };

@@ -374,6 +374,7 @@ impl Volunteer {
                 protocol: PROTOCOL_VERSION,
                 volunteer: self.id,
                 max_units: 2,
+                exclude_jobs: Vec::new(),
             };
             let response = self
                 .client

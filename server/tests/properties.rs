@@ -258,7 +258,7 @@ impl Sim {
         let id = volunteer_id(volunteer);
         let now = self.clock.now_ms();
         let before = self.units();
-        let leases = self.scheduler.lease(id, max).expect("leasing");
+        let leases = self.scheduler.lease(id, max, &[]).expect("leasing");
         if !leases.is_empty() {
             let units: Vec<u64> = leases.iter().map(|lease| lease.unit).collect();
             let first = self.granted.len();

@@ -26,7 +26,13 @@ pub struct LeaseRequest {
     pub volunteer: VolunteerId,
     #[serde(default = "one")]
     pub max_units: u32,
+    /// Jobs this volunteer chose not to compute (at most [`MAX_EXCLUDED_JOBS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_jobs: Vec<JobId>,
 }
+
+/// The most jobs one lease request may exclude.
+pub const MAX_EXCLUDED_JOBS: usize = 256;
 
 fn one() -> u32 {
     1
@@ -157,6 +163,8 @@ pub enum ReportKind {
     ManifestRefused,
     /// The module's bytes did not hash to the manifest's digest, or it would not compile.
     ModuleRefused,
+    /// The volunteer reports the job as abusive or unethical, for the portal's review.
+    Abuse,
 }
 
 /// The answer to a [`Report`].

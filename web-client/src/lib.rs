@@ -224,6 +224,7 @@ async fn run_loop(shared: &Rc<Shared>) {
             protocol: PROTOCOL_VERSION,
             volunteer: shared.volunteer,
             max_units: 1,
+            exclude_jobs: Vec::new(),
         };
         let leases = match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
             Ok(response) if response.leases.is_empty() => {

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use cyclepool_shared::ErrorCode;
 use cyclepool_shared::protocol::{
-    LeaseRequest, LeaseResponse, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION, Report,
-    ReportResponse, ResultSubmission, SubmitResponse, SubmitStatus,
+    LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST,
+    PROTOCOL_VERSION, Report, ReportResponse, ResultSubmission, SubmitResponse, SubmitStatus,
 };
 use cyclepool_shared::signing::{self, Purpose, result_message};
 use cyclepool_shared::{PublicKey, Sha256Digest, VolunteerId};
@@ -35,9 +35,15 @@ pub async fn lease(
             request.max_units
         )));
     }
-    let leases = state
-        .scheduler
-        .lease(request.volunteer, request.max_units)?;
+    if request.exclude_jobs.len() > MAX_EXCLUDED_JOBS {
+        return Err(ApiError::invalid(format!(
+            "exclude_jobs may name at most {MAX_EXCLUDED_JOBS} jobs"
+        )));
+    }
+    let leases =
+        state
+            .scheduler
+            .lease(request.volunteer, request.max_units, &request.exclude_jobs)?;
     let retry_after_ms = leases.is_empty().then_some(RETRY_WHEN_IDLE_MS);
     Ok(Json(LeaseResponse {
         protocol: PROTOCOL_VERSION,

@@ -432,6 +432,7 @@ impl TestApp {
             protocol: PROTOCOL_VERSION,
             volunteer,
             max_units,
+            exclude_jobs: Vec::new(),
         };
         self.client
             .post(self.url("/api/v1/lease"))

@@ -147,3 +147,56 @@ async fn a_whole_job_computed_by_several_volunteers_is_done() {
     }
     assert_eq!(app.progress().await, (UNITS, 0));
 }
+
+#[tokio::test]
+async fn a_volunteer_never_gets_units_of_jobs_it_opted_out_of() {
+    let app = spawn_app(3).await;
+    let first_job = app.job_id();
+    let second_job = app
+        .create_test_job(
+            cyclepool_shared::protocol::Inputs::List(vec![vec![1], vec![2]]),
+            crate::helpers::test_policy(),
+        )
+        .await;
+    let lease_excluding = |volunteer, exclude: Vec<cyclepool_shared::JobId>| {
+        let request = cyclepool_shared::protocol::LeaseRequest {
+            protocol: cyclepool_shared::protocol::PROTOCOL_VERSION,
+            volunteer,
+            max_units: 10,
+            exclude_jobs: exclude,
+        };
+        app.client
+            .post(app.url("/api/v1/lease"))
+            .json(&request)
+            .send()
+    };
+    let choosy = volunteer(1);
+    let response = lease_excluding(choosy, vec![first_job])
+        .await
+        .expect("lease");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let leases = response
+        .json::<cyclepool_shared::protocol::LeaseResponse>()
+        .await
+        .expect("leases")
+        .leases;
+    assert_eq!(leases.len(), 2);
+    assert!(leases.iter().all(|lease| lease.job_id.0 == second_job));
+    // The first job's units kept their place: the next volunteer gets them all.
+    let leases = app.lease(volunteer(2), 10).await.leases;
+    assert_eq!(leases.len(), 3);
+    assert!(leases.iter().all(|lease| lease.job_id == first_job));
+    // Too many exclusions are refused.
+    let too_many = (0..=cyclepool_shared::protocol::MAX_EXCLUDED_JOBS as u64)
+        .map(cyclepool_shared::JobId)
+        .collect();
+    let response = lease_excluding(volunteer(3), too_many)
+        .await
+        .expect("lease");
+    crate::helpers::expect_error(
+        response,
+        reqwest::StatusCode::BAD_REQUEST,
+        cyclepool_shared::ErrorCode::InvalidValue,
+    )
+    .await;
+}
