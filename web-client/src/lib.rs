@@ -14,7 +14,7 @@ mod jobs;
 mod sandbox;
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use cyclepool_shared::protocol::{
 };
 use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
 use cyclepool_shared::{JobId, Sha256Digest, VolunteerId};
+use futures_util::future::join;
 use gloo_timers::future::sleep;
 use wasm_bindgen::prelude::*;
 
@@ -36,6 +37,10 @@ use crate::sandbox::{Sandbox, UnitFailure};
 const LEASE_URL: &str = "/api/v1/lease";
 const RESULTS_URL: &str = "/api/v1/results";
 const REPORTS_URL: &str = "/api/v1/reports";
+/// How many units a worker keeps in hand: one computing, one ready, so that leasing the next
+/// never leaves the processor waiting.
+const PREFETCH: u32 = 2;
+
 /// The least share of time a worker may be set to compute.
 const MIN_DUTY_CYCLE: f64 = 0.1;
 /// How often a paused worker looks whether it may go on.
@@ -210,6 +215,7 @@ async fn run_loop(shared: &Rc<Shared>) {
     let mut announced = HashSet::new();
     let mut backoff = Backoff::default();
     let mut throttle = Throttle::new(shared.duty_cycle.get());
+    let mut queue: VecDeque<Lease> = VecDeque::new();
     while !shared.stopped() {
         if shared.paused.get() {
             sleep(Duration::from_millis(PAUSE_POLL_MS)).await;
@@ -220,35 +226,33 @@ async fn run_loop(shared: &Rc<Shared>) {
         if shared.duty_cycle.get() != throttle.duty_cycle {
             throttle = Throttle::new(shared.duty_cycle.get());
         }
-        let request = LeaseRequest {
-            protocol: PROTOCOL_VERSION,
-            volunteer: shared.volunteer,
-            max_units: 1,
-            exclude_jobs: Vec::new(),
-        };
-        let leases = match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
-            Ok(response) if response.leases.is_empty() => {
-                backoff.reset();
-                let wait_ms = response.retry_after_ms.unwrap_or(5_000);
-                shared.emit(&WorkerEvent::Idle { retry_ms: wait_ms });
-                sleep(Duration::from_millis(wait_ms)).await;
+        if queue.is_empty() {
+            match fetch_leases(shared).await {
+                Fetched::Leases(leases) => {
+                    backoff.reset();
+                    queue.extend(leases);
+                }
+                Fetched::NoWork { retry_ms } => {
+                    backoff.reset();
+                    shared.emit(&WorkerEvent::Idle { retry_ms });
+                    sleep(Duration::from_millis(retry_ms)).await;
+                    continue;
+                }
+                Fetched::Failed(err) => {
+                    let wait_ms = backoff.next_ms();
+                    shared.emit(&WorkerEvent::error(
+                        format!("asking for work: {err}"),
+                        Some(wait_ms),
+                    ));
+                    sleep(Duration::from_millis(wait_ms)).await;
+                    continue;
+                }
+            }
+        }
+        {
+            let Some(lease) = queue.pop_front() else {
                 continue;
-            }
-            Ok(response) => response.leases,
-            Err(err) => {
-                let wait_ms = backoff.next_ms();
-                shared.emit(&WorkerEvent::error(
-                    format!("asking for work: {err}"),
-                    Some(wait_ms),
-                ));
-                sleep(Duration::from_millis(wait_ms)).await;
-                continue;
-            }
-        };
-        for lease in leases {
-            if shared.stopped() {
-                break;
-            }
+            };
             match jobs
                 .load(lease.job_id, lease.module_sha256, &shared.trusted)
                 .await
@@ -290,12 +294,47 @@ async fn run_loop(shared: &Rc<Shared>) {
             }
             let budget_ms = job.manifest.policy.unit_budget_ms;
             let module = job.module.clone();
-            let busy_ms = compute_and_submit(shared, &mut sandbox, &module, budget_ms, lease).await;
+            let compute = compute_and_submit(shared, &mut sandbox, &module, budget_ms, lease);
+            // With the last lease in hand, fetch the next ones while this unit computes, so
+            // the round trip to the portal hides behind the computation.
+            let busy_ms = if queue.is_empty() {
+                let (busy_ms, fetched) = join(compute, fetch_leases(shared)).await;
+                if let Fetched::Leases(leases) = fetched {
+                    queue.extend(leases);
+                }
+                busy_ms
+            } else {
+                compute.await
+            };
             let rest_ms = throttle.rest_after(busy_ms);
             if rest_ms >= 1.0 {
                 sleep(Duration::from_millis(rest_ms as u64)).await;
             }
         }
+    }
+}
+
+/// What asking the portal for work gave.
+enum Fetched {
+    Leases(Vec<Lease>),
+    NoWork { retry_ms: u64 },
+    Failed(HttpError),
+}
+
+/// Asks the portal for up to [`PREFETCH`] units.
+async fn fetch_leases(shared: &Shared) -> Fetched {
+    let request = LeaseRequest {
+        protocol: PROTOCOL_VERSION,
+        volunteer: shared.volunteer,
+        max_units: PREFETCH,
+        exclude_jobs: Vec::new(),
+    };
+    match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
+        Ok(response) if response.leases.is_empty() => Fetched::NoWork {
+            retry_ms: response.retry_after_ms.unwrap_or(5_000),
+        },
+        Ok(response) => Fetched::Leases(response.leases),
+        Err(err) => Fetched::Failed(err),
     }
 }
 
