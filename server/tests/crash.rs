@@ -33,16 +33,35 @@ const SERVER: &str = env!("CARGO_BIN_EXE_cyclepool-server");
 /// The digest every lease must name: the uploaded test module's.
 static MODULE_SHA256: LazyLock<Sha256Digest> =
     LazyLock::new(|| Sha256Digest::of(&reverse_module()));
-const UNITS: u64 = 400;
+/// Units in the job: enough that the job outlasts every kill cycle.
+fn units() -> u64 {
+    (kill_cycles() as u64 * 2 * MAX_ACKS_PER_CYCLE as u64).max(400)
+}
 const LEASE_TTL_MS: u64 = 1_500;
 const WORKERS: u8 = 8;
-const KILL_CYCLES: usize = 3;
+/// Kill cycles: 3 by default (CI); `CYCLEPOOL_CRASH_CYCLES=100` for the long run
+/// (`scripts/crash-loop.sh`).
+fn kill_cycles() -> usize {
+    std::env::var("CYCLEPOOL_CRASH_CYCLES")
+        .ok()
+        .and_then(|cycles| cycles.parse().ok())
+        .unwrap_or(3)
+}
 /// New acknowledgements to wait for before each kill...
-const ACKS_PER_CYCLE: usize = 50;
+const MAX_ACKS_PER_CYCLE: usize = 60;
+
+/// How many new acknowledgements to wait for before the kill of `cycle`: 10 to 60, varying
+/// from cycle to cycle so that kills land at different moments of the work.
+fn acks_before_kill(cycle: usize) -> usize {
+    10 + (cycle * 37) % (MAX_ACKS_PER_CYCLE - 9)
+}
 /// ...but never longer than this.
 const CYCLE_LIMIT: Duration = Duration::from_secs(20);
 /// How long the last server life may take to finish the job, waiting out pre-crash leases.
-const FINISH_LIMIT: Duration = Duration::from_secs(25);
+/// How long finishing the job may take after the last kill (scales with its size).
+fn finish_limit() -> Duration {
+    Duration::from_secs(25) + Duration::from_millis(units() * 5)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once() {
@@ -60,7 +79,7 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
     create_job(&server.base, &token).await;
     let mut server = Some(server);
 
-    for cycle in 1..=KILL_CYCLES {
+    for cycle in 1..=kill_cycles() {
         let mut server = match server.take() {
             Some(server) => server,
             None => Server::start(data.path(), &log, false).await,
@@ -68,7 +87,7 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
         let before = shared.acknowledged().len();
         let crew = Crew::start(&server.base, &shared);
         let started = Instant::now();
-        while shared.acknowledged().len() < before + ACKS_PER_CYCLE
+        while shared.acknowledged().len() < before + acks_before_kill(cycle)
             && started.elapsed() < CYCLE_LIMIT
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -103,7 +122,9 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
     let client = reqwest::Client::new();
     let started = Instant::now();
     let mut done = 0;
-    while started.elapsed() < FINISH_LIMIT {
+    let finish_limit = finish_limit();
+    let units = units();
+    while started.elapsed() < finish_limit {
         let stats: StatsResponse = client
             .get(format!("{}/api/v1/stats", server.base))
             .send()
@@ -114,14 +135,14 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
             .unwrap();
         assert_eq!(stats.jobs.len(), 1, "{stats:?}");
         done = stats.jobs[0].done;
-        if done == UNITS {
+        if done == units {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        done, UNITS,
-        "the job did not finish within {FINISH_LIMIT:?}"
+        done, units,
+        "the job did not finish within {finish_limit:?}"
     );
     crew.stop().await;
     server.terminate().await;
@@ -129,15 +150,19 @@ async fn acknowledged_results_survive_sigkill_and_the_job_completes_exactly_once
     let acknowledged = shared.acknowledged();
     let report = audit(data.path(), &log).await;
     let job = check_report(&report, &acknowledged, &log);
-    assert_eq!((job.pending, job.leased, job.done), (0, 0, UNITS));
-    assert_eq!(job.verified, UNITS);
-    let units: Vec<u64> = report.results.iter().map(|entry| entry.unit).collect();
-    assert_eq!(units, (0..UNITS).collect::<Vec<_>>(), "one result per unit");
+    assert_eq!((job.pending, job.leased, job.done), (0, 0, units));
+    assert_eq!(job.verified, units);
+    let results: Vec<u64> = report.results.iter().map(|entry| entry.unit).collect();
+    assert_eq!(
+        results,
+        (0..units).collect::<Vec<_>>(),
+        "one result per unit"
+    );
     let unexpected = shared.unexpected.lock().unwrap();
     assert!(unexpected.is_empty(), "unexpected answers: {unexpected:?}");
 }
 
-/// Uploads the test module and creates the job of [`UNITS`] units, with the admin token.
+/// Uploads the test module and creates the job of [`units`] units, with the admin token.
 async fn create_job(base: &str, token: &str) {
     let client = reqwest::Client::new();
     let module = reverse_module();
@@ -157,7 +182,7 @@ async fn create_job(base: &str, token: &str) {
         module_sha256: uploaded.module_sha256,
         inputs: Inputs::Range {
             start: 0,
-            end: UNITS,
+            end: units(),
             step: 1,
         },
         policy: JobPolicy {
@@ -179,7 +204,7 @@ async fn create_job(base: &str, token: &str) {
         .expect("creating the job");
     assert_eq!(response.status(), 201, "{:?}", response.text().await);
     let created: JobCreated = response.json().await.expect("parsing the job answer");
-    assert_eq!(created.units, UNITS);
+    assert_eq!(created.units, units());
 }
 
 /// The real server binary, started on a free port.
@@ -507,8 +532,8 @@ fn check_report(report: &Report, acknowledged: &[(LeaseId, Sha256Digest)], log: 
     );
     assert_eq!(report.jobs.len(), 1, "{:?}", report.jobs);
     let job = report.jobs[0].clone();
-    assert_eq!((job.units, job.units_present), (UNITS, UNITS));
-    assert_eq!(job.pending + job.leased + job.done, UNITS, "{job:?}");
+    assert_eq!((job.units, job.units_present), (units(), units()));
+    assert_eq!(job.pending + job.leased + job.done, units(), "{job:?}");
     assert!(job.mismatches.is_empty(), "{job:?}");
     assert_eq!(job.verified, job.done, "{job:?}");
 
