@@ -10,10 +10,8 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use cyclepool_shared::manifest::{
-    Endorsement, PortalKey, PortalKeys, RevokedKey, endorsement_message,
-};
-use cyclepool_shared::signing::{Purpose, SecretKey};
+use cyclepool_shared::manifest::{PortalKey, PortalKeys, RevokedKey};
+use cyclepool_shared::signing::SecretKey;
 use cyclepool_shared::{KeyId, hex};
 use rand::TryRngCore as _;
 
@@ -141,23 +139,12 @@ fn keys_dir(data_dir: &Path) -> PathBuf {
 }
 
 fn describe(key: &SecretKey, now_ms: u64, endorser: Option<&SecretKey>) -> PortalKey {
-    let public_key = key.public_key();
-    let not_before_ms = now_ms;
-    let not_after_ms = now_ms.saturating_add(KEY_VALIDITY_MS);
-    let endorsement = endorser.map(|endorser| Endorsement {
-        key_id: KeyId::of(&endorser.public_key()),
-        signature: endorser.sign(
-            Purpose::KeyEndorsement,
-            &endorsement_message(&public_key, not_before_ms, not_after_ms),
-        ),
-    });
-    PortalKey {
-        key_id: KeyId::of(&public_key),
-        public_key,
-        not_before_ms,
-        not_after_ms,
-        endorsement,
-    }
+    PortalKey::new(
+        key,
+        now_ms,
+        now_ms.saturating_add(KEY_VALIDITY_MS),
+        endorser,
+    )
 }
 
 /// Generates a key from the OS CSPRNG and stores its seed, readable by the owner only.

@@ -208,8 +208,14 @@ impl Scheduler {
 
     /// Records a result and waits until it is durable. The caller acknowledges only after
     /// this returns `Accepted` or `Duplicate`.
-    pub async fn submit(&self, result: &IncomingResult) -> Result<SubmitOutcome, StoreError> {
-        let policy = self.policy_of_lease(result.lease)?;
+    /// `job` is the lease's job, which the caller has read with the lease (`None` for a lease
+    /// that does not exist: the store will say so).
+    pub async fn submit(
+        &self,
+        result: &IncomingResult,
+        job: Option<JobId>,
+    ) -> Result<SubmitOutcome, StoreError> {
+        let policy = job.map(|job| self.policy_of_job(job)).unwrap_or_default();
         // The lookup locks the scheduler; it is called inside the store's transaction, while
         // this function holds no lock.
         let policy_of = |job: JobId| self.policy_of_job(job);
@@ -258,12 +264,13 @@ impl Scheduler {
     /// again it joins the back of the queue, to be computed by someone else.
     pub fn reject(
         &self,
+        job: JobId,
         lease: LeaseId,
         volunteer: VolunteerId,
         nonce: Nonce,
         output_sha256: Sha256Digest,
     ) -> Result<bool, StoreError> {
-        let policy = self.policy_of_lease(lease)?;
+        let policy = self.policy_of_job(job);
         let outcome = self
             .store
             .reject(lease, volunteer, nonce, output_sha256, &policy)?;
@@ -392,13 +399,6 @@ impl Scheduler {
             .get(&job)
             .map(|job| job.policy.clone())
             .unwrap_or_default()
-    }
-
-    fn policy_of_lease(&self, lease: LeaseId) -> Result<JobPolicy, StoreError> {
-        Ok(match self.store.lease(lease)? {
-            Some(record) => self.policy_of_job(record.unit.job),
-            None => JobPolicy::default(),
-        })
     }
 
     /// The next unit to try, refilling the ready queue from the store when it runs dry.

@@ -376,15 +376,18 @@ impl Sim {
         self.submissions += 1;
         let outcome = self
             .scheduler
-            .submit(&IncomingResult {
-                lease: granted.id,
-                volunteer: volunteer_id(granted.holder),
-                nonce: granted.nonce,
-                output,
-                output_sha256,
-                signature: Signature::from_bytes([0; 64]),
-                compute_ms: self.submissions,
-            })
+            .submit(
+                &IncomingResult {
+                    lease: granted.id,
+                    volunteer: volunteer_id(granted.holder),
+                    nonce: granted.nonce,
+                    output,
+                    output_sha256,
+                    signature: Signature::from_bytes([0; 64]),
+                    compute_ms: self.submissions,
+                },
+                Some(granted.unit.job),
+            )
             .await
             .expect("submitting");
         self.log.push(format!(

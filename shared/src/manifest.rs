@@ -111,6 +111,33 @@ pub struct PortalKey {
     pub endorsement: Option<Endorsement>,
 }
 
+impl PortalKey {
+    /// Publishes `key` as valid from `not_before_ms` to `not_after_ms`, endorsed (signed) by
+    /// `endorser`, the key it succeeds, if any.
+    pub fn new(
+        key: &SecretKey,
+        not_before_ms: u64,
+        not_after_ms: u64,
+        endorser: Option<&SecretKey>,
+    ) -> Self {
+        let public_key = key.public_key();
+        let endorsement = endorser.map(|endorser| Endorsement {
+            key_id: KeyId::of(&endorser.public_key()),
+            signature: endorser.sign(
+                Purpose::KeyEndorsement,
+                &endorsement_message(&public_key, not_before_ms, not_after_ms),
+            ),
+        });
+        Self {
+            key_id: KeyId::of(&public_key),
+            public_key,
+            not_before_ms,
+            not_after_ms,
+            endorsement,
+        }
+    }
+}
+
 /// A signature by an older key over a newer key and its validity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endorsement {
@@ -317,22 +344,7 @@ mod tests {
     use super::*;
 
     fn portal_key(secret: &SecretKey, endorser: Option<&SecretKey>) -> PortalKey {
-        let public_key = secret.public_key();
-        let (not_before_ms, not_after_ms) = (0, 1_000_000_000);
-        let endorsement = endorser.map(|endorser| Endorsement {
-            key_id: KeyId::of(&endorser.public_key()),
-            signature: endorser.sign(
-                Purpose::KeyEndorsement,
-                &endorsement_message(&public_key, not_before_ms, not_after_ms),
-            ),
-        });
-        PortalKey {
-            key_id: KeyId::of(&public_key),
-            public_key,
-            not_before_ms,
-            not_after_ms,
-            endorsement,
-        }
+        PortalKey::new(secret, 0, 1_000_000_000, endorser)
     }
 
     fn manifest(issued_ms: u64, expires_ms: u64) -> Manifest {

@@ -94,7 +94,9 @@ pub async fn submit(
     }
     // A job with a `verify` export has the result checked before it is accepted. Only an open
     // lease of the sender is checked; anything else gets its answer from the store below.
-    if let Some(record) = state.store.lease(lease)? {
+    // The lease is read once here: for the check, and for its job's policy below.
+    let record = state.store.lease(lease)?;
+    if let Some(record) = &record {
         let open = record.state == LeaseState::Active
             && record.volunteer == submission.volunteer
             && record.nonce == submission.nonce;
@@ -111,6 +113,7 @@ pub async fn submit(
                 .await?;
             if verdict == Verdict::Invalid {
                 state.scheduler.reject(
+                    record.unit.job,
                     lease,
                     submission.volunteer,
                     submission.nonce,
@@ -136,7 +139,8 @@ pub async fn submit(
         signature: submission.signature,
         compute_ms: submission.compute_ms,
     };
-    let status = match state.scheduler.submit(&incoming).await? {
+    let job = record.map(|record| record.unit.job);
+    let status = match state.scheduler.submit(&incoming, job).await? {
         SubmitOutcome::Accepted { .. } => SubmitStatus::Accepted,
         SubmitOutcome::Duplicate => SubmitStatus::Duplicate,
         SubmitOutcome::UnknownLease => {

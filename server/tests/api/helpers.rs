@@ -469,6 +469,27 @@ impl TestApp {
             .expect("sending a result")
     }
 
+    /// Submits `output` for `lease` as `volunteer` and expects it caught: refused as a wrong
+    /// answer, and the volunteer blacklisted (its next lease request refused).
+    pub async fn expect_caught(&self, volunteer: VolunteerId, lease: &Lease, output: Vec<u8>) {
+        let response = self
+            .submit_response(&submission(volunteer, lease, output))
+            .await;
+        expect_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidResult,
+        )
+        .await;
+        let response = self.lease_response(volunteer, 1).await;
+        expect_error(
+            response,
+            StatusCode::FORBIDDEN,
+            ErrorCode::VolunteerBlacklisted,
+        )
+        .await;
+    }
+
     /// Submits a result, expecting it to be acknowledged; returns how.
     pub async fn submit(&self, submission: &ResultSubmission) -> SubmitStatus {
         let response = self.submit_response(submission).await;

@@ -40,23 +40,8 @@ async fn a_contradicted_result_blacklists_and_backtracks() {
     // Then lies on the other unit: the server knows that answer.
     let second = app.lease_one(cheat).await;
     assert_ne!(second.unit, first.unit);
-    let response = app
-        .submit_response(&submission(cheat, &second, b"lie".to_vec()))
-        .await;
-    expect_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidResult,
-    )
-    .await;
-    // Blacklisted: no more leases, no more results.
-    let response = app.lease_response(cheat, 1).await;
-    expect_error(
-        response,
-        StatusCode::FORBIDDEN,
-        ErrorCode::VolunteerBlacklisted,
-    )
-    .await;
+    // Caught and blacklisted: no more leases, no more results.
+    app.expect_caught(cheat, &second, b"lie".to_vec()).await;
 
     // Backtracking withdrew the cheater's undecided replica of the first unit: one honest
     // result no longer makes a quorum there; two do.
@@ -96,22 +81,7 @@ async fn spot_checks_look_like_units_earn_nothing_and_catch_liars() {
     assert!(board.is_empty(), "a spot check earns no credit: {board:?}");
 
     let lease = app.lease_one(liar).await;
-    let response = app
-        .submit_response(&submission(liar, &lease, b"lie".to_vec()))
-        .await;
-    expect_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidResult,
-    )
-    .await;
-    let response = app.lease_response(liar, 1).await;
-    expect_error(
-        response,
-        StatusCode::FORBIDDEN,
-        ErrorCode::VolunteerBlacklisted,
-    )
-    .await;
+    app.expect_caught(liar, &lease, b"lie".to_vec()).await;
 }
 
 #[tokio::test]
@@ -191,15 +161,7 @@ async fn a_caught_cheaters_decided_results_are_reopened_and_recomputed() {
     let job_b = job_with(&app, 1, checked(1, 0.0)).await;
     let lease = app.lease_one(cheat).await;
     assert_eq!(lease.job_id.0, job_b);
-    let response = app
-        .submit_response(&submission(cheat, &lease, b"lie".to_vec()))
-        .await;
-    expect_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidResult,
-    )
-    .await;
+    app.expect_caught(cheat, &lease, b"lie".to_vec()).await;
 
     // Backtracking reopened job A's unit: it is undecided again, and goes to someone honest.
     assert_eq!(app.job_counts(job_a).await.0, 0);
@@ -249,15 +211,7 @@ async fn colluders_false_quorum_is_undone_when_one_of_them_is_caught() {
     let job_b = job_with(&app, 1, checked(1, 0.0)).await;
     let lease = app.lease_one(c1).await;
     assert_eq!(lease.job_id.0, job_b);
-    let response = app
-        .submit_response(&submission(c1, &lease, lie.clone()))
-        .await;
-    expect_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidResult,
-    )
-    .await;
+    app.expect_caught(c1, &lease, lie.clone()).await;
 
     // Backtracking withdrew its replica: the other lie alone is no quorum, the unit reopens,
     // and honest volunteers outvote it.
