@@ -570,6 +570,7 @@ impl Volunteer {
 
     async fn lease(&self, shared: &Shared) -> anyhow::Result<LeaseAnswer> {
         let request = LeaseRequest {
+            proof: None,
             protocol: PROTOCOL_VERSION,
             volunteer: self.id,
             max_units: 1,

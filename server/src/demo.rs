@@ -84,6 +84,11 @@ pub fn ensure_demo_job(
             ..JobPolicy::default()
         },
         expires_ms: now_ms.saturating_add(crate::routes::jobs::DEFAULT_JOB_LIFETIME_MS),
+        owner: None,
+        group: None,
+        priority: 0,
+        weight: 1,
+        declaration: None,
     };
     Ok(store.create_job(spec, &inputs, now_ms, Some("demo-job"))?)
 }

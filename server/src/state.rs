@@ -54,6 +54,8 @@ impl AppState {
                     policy: job.policy.clone(),
                     issued_ms: job.created_ms.max(key_start),
                     expires_ms: job.expires_ms,
+                    inputs_sha256: job.inputs_sha256,
+                    declaration: job.declaration,
                 };
                 SignedManifest::sign(&manifest, self.keyring.current())
             })

@@ -194,6 +194,10 @@ async fn create_job(base: &str, token: &str) {
             ..JobPolicy::default()
         },
         expires_in_ms: None,
+        group: None,
+        priority: 0,
+        weight: 1,
+        signature: None,
     };
     let response = client
         .post(format!("{base}/api/v1/jobs"))
@@ -396,6 +400,7 @@ impl Volunteer {
     async fn run(&self) -> Result<(), reqwest::Error> {
         while !self.stop.load(Ordering::Relaxed) {
             let request = LeaseRequest {
+                proof: None,
                 protocol: PROTOCOL_VERSION,
                 volunteer: self.id,
                 max_units: 2,

@@ -48,8 +48,21 @@ pub enum ErrorCode {
     InvalidResult,
     /// This volunteer key returned a wrong answer to a check and may no longer take part.
     VolunteerBlacklisted,
-    /// The request needs a valid `Authorization: Bearer` token.
+    /// The request needs a valid `Authorization: Bearer` token (or a dashboard session).
     Unauthorized,
+    /// The caller is known but may not do this (another distributor's object, a suspended
+    /// account, a distributor-only endpoint).
+    Forbidden,
+    /// A state-changing request made with a session cookie lacks the session's CSRF token.
+    CsrfRejected,
+    /// The job is cancelled: it hands out no work and takes no results.
+    JobNotActive,
+    /// No such group, or the invitation is not valid.
+    UnknownGroup,
+    /// The request conflicts with the object's state (for example, resuming a cancelled job).
+    Conflict,
+    /// Too many requests from this client; retry after the time in `Retry-After`.
+    RateLimited,
     /// An uploaded module breaks the job ABI; the message names the rule.
     InvalidModule,
     /// No job with this id.

@@ -4,6 +4,7 @@
 //! so the server and the web client agree on the wire format by construction.
 
 pub mod abi;
+pub mod distributor;
 pub mod error;
 pub mod hex;
 pub mod ids;

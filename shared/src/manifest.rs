@@ -34,6 +34,14 @@ pub struct Manifest {
     pub policy: JobPolicy,
     pub issued_ms: u64,
     pub expires_ms: u64,
+    /// The digest of the job's inputs (see `distributor::inputs_digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_sha256: Option<Sha256Digest>,
+    /// The distributor's own signature over the job's declaration (module, inputs, title,
+    /// description, policy), by a key the portal has registered to that distributor. When
+    /// present, clients check it: a portal cannot swap the code its distributor signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declaration: Option<crate::distributor::DeclarationSignature>,
 }
 
 /// How a job's units are handed out and checked.
@@ -179,6 +187,8 @@ pub enum ManifestError {
     IssuedInFuture { issued_ms: u64 },
     #[error("the manifest is for job {found}, not job {expected}")]
     WrongJob { expected: JobId, found: JobId },
+    #[error("the distributor's signature over the job's declaration is invalid")]
+    BadDeclaration,
 }
 
 /// Why an offered key set was not trusted.
@@ -248,6 +258,20 @@ impl SignedManifest {
             return Err(ManifestError::Expired {
                 expires_ms: manifest.expires_ms,
             });
+        }
+        if let Some(declaration) = &manifest.declaration {
+            let inputs = manifest
+                .inputs_sha256
+                .ok_or(ManifestError::BadDeclaration)?;
+            let message = crate::distributor::job_declaration_message(
+                &manifest.module_sha256,
+                &inputs,
+                &manifest.title,
+                &manifest.description,
+                &manifest.policy,
+            );
+            crate::distributor::verify_declaration(declaration, &message)
+                .map_err(|_| ManifestError::BadDeclaration)?;
         }
         Ok(manifest)
     }
@@ -359,7 +383,48 @@ mod tests {
             policy: JobPolicy::default(),
             issued_ms,
             expires_ms,
+            inputs_sha256: None,
+            declaration: None,
         }
+    }
+
+    #[test]
+    fn a_distributor_declaration_is_checked_when_present() {
+        let secret = SecretKey::from_seed(&[1; 32]);
+        let keys = PortalKeys {
+            keys: vec![portal_key(&secret, None)],
+            revoked: vec![],
+        };
+        let distributor = SecretKey::from_seed(&[2; 32]);
+        let mut declared = manifest(1_000, 10_000);
+        let inputs = crate::distributor::inputs_digest([b"x".as_slice()]);
+        declared.inputs_sha256 = Some(inputs);
+        let message = crate::distributor::job_declaration_message(
+            &declared.module_sha256,
+            &inputs,
+            &declared.title,
+            &declared.description,
+            &declared.policy,
+        );
+        declared.declaration = Some(crate::distributor::sign_declaration(&distributor, &message));
+        let signed = SignedManifest::sign(&declared, &secret);
+        assert_eq!(signed.open(&keys, 2_000), Ok(declared.clone()));
+        // The portal (or anyone holding its key) swaps the module: its own signature is
+        // valid, the distributor's is not.
+        let mut swapped = declared.clone();
+        swapped.module_sha256 = Sha256Digest::of(b"other module");
+        let signed = SignedManifest::sign(&swapped, &secret);
+        assert_eq!(
+            signed.open(&keys, 2_000),
+            Err(ManifestError::BadDeclaration)
+        );
+        let mut no_inputs = declared;
+        no_inputs.inputs_sha256 = None;
+        let signed = SignedManifest::sign(&no_inputs, &secret);
+        assert_eq!(
+            signed.open(&keys, 2_000),
+            Err(ManifestError::BadDeclaration)
+        );
     }
 
     #[test]

@@ -29,6 +29,17 @@ pub struct LeaseRequest {
     /// Jobs this volunteer chose not to compute (at most [`MAX_EXCLUDED_JOBS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_jobs: Vec<JobId>,
+    /// Proof that the sender holds the volunteer key; without it, restricted jobs are skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<LeaseProof>,
+}
+
+/// A volunteer's signature over [`crate::signing::lease_proof_message`] with a recent time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseProof {
+    pub at_ms: u64,
+    pub signature: Signature,
 }
 
 /// The most jobs one lease request may exclude.
@@ -197,6 +208,20 @@ pub struct CreateJob {
     /// How long the job's manifest stays valid; the portal's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_ms: Option<u64>,
+    /// Only members of this group (the owner's) may compute the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::distributor::GroupId>,
+    /// Jobs of a higher priority are served first; 0 (the default) to 9.
+    #[serde(default)]
+    pub priority: u8,
+    /// Among jobs of one priority, volunteers are shared in proportion to weight (1 to 1000;
+    /// default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// The distributor's signature over the job's declaration, by a key registered to the
+    /// account; the manifest then carries it for volunteers to check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::distributor::DeclarationSignature>,
 }
 
 /// A job's unit inputs.

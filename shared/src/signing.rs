@@ -18,6 +18,13 @@ pub enum Purpose {
     KeyEndorsement,
     /// A volunteer's result, signed over [`result_message`].
     Result,
+    /// A distributor's job declaration (see `distributor::job_declaration_message`).
+    JobDeclaration,
+    /// A volunteer's proof that it holds its key when it asks for work (see
+    /// [`lease_proof_message`]).
+    LeaseProof,
+    /// A volunteer joining a restricted group (see `distributor::join_message`).
+    JoinGroup,
 }
 
 impl Purpose {
@@ -26,6 +33,9 @@ impl Purpose {
             Purpose::Manifest => b"cyclepool/manifest/v1\0",
             Purpose::KeyEndorsement => b"cyclepool/key-endorsement/v1\0",
             Purpose::Result => b"cyclepool/result/v1\0",
+            Purpose::JobDeclaration => b"cyclepool/job-declaration/v1\0",
+            Purpose::LeaseProof => b"cyclepool/lease-proof/v1\0",
+            Purpose::JoinGroup => b"cyclepool/join-group/v1\0",
         }
     }
 }
@@ -95,6 +105,16 @@ pub fn result_message(lease: &LeaseId, nonce: &Nonce, output_sha256: &Sha256Dige
     message[..16].copy_from_slice(lease.as_bytes());
     message[16..32].copy_from_slice(nonce.as_bytes());
     message[32..].copy_from_slice(output_sha256.as_bytes());
+    message
+}
+
+/// What a volunteer signs when it asks for work: its key and the time. Restricted jobs go
+/// only to requests carrying this proof, so knowing a member's public key is not enough to
+/// read a restricted job's inputs.
+pub fn lease_proof_message(volunteer: &crate::ids::VolunteerId, at_ms: u64) -> [u8; 40] {
+    let mut message = [0u8; 40];
+    message[..32].copy_from_slice(volunteer.as_bytes());
+    message[32..].copy_from_slice(&at_ms.to_be_bytes());
     message
 }
 

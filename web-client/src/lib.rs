@@ -324,6 +324,7 @@ enum Fetched {
 /// Asks the portal for up to [`PREFETCH`] units.
 async fn fetch_leases(shared: &Shared) -> Fetched {
     let request = LeaseRequest {
+        proof: None,
         protocol: PROTOCOL_VERSION,
         volunteer: shared.volunteer,
         max_units: PREFETCH,

@@ -106,6 +106,11 @@ pub async fn create_job(
         module_bytes: module.len() as u64,
         policy: request.policy,
         expires_ms,
+        owner: None,
+        group: None,
+        priority: 0,
+        weight: 1,
+        declaration: None,
     };
     let store = state.store.clone();
     let job = tokio::task::spawn_blocking(move || store.create_job(spec, &inputs, now, None))

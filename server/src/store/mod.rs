@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use cyclepool_shared::distributor::{JobStatus, inputs_digest};
 use cyclepool_shared::protocol::DurabilityStats;
 use cyclepool_shared::{JobId, LeaseId, Sha256Digest, VolunteerId};
 use serde::Serialize;
@@ -103,6 +104,13 @@ impl Store {
             units: inputs.len() as u64,
             created_ms: now_ms,
             expires_ms: spec.expires_ms,
+            owner: spec.owner,
+            status: JobStatus::Active,
+            group: spec.group,
+            priority: spec.priority,
+            weight: spec.weight,
+            inputs_sha256: Some(inputs_digest(inputs.iter().map(Vec::as_slice))),
+            declaration: spec.declaration,
         };
         let encoded_job = encode(&job);
         let encoded_units: Vec<([u8; 16], Vec<u8>)> = inputs
@@ -460,6 +468,11 @@ mod tests {
             module_bytes: 6,
             policy: JobPolicy::default(),
             expires_ms: u64::MAX,
+            owner: None,
+            group: None,
+            priority: 0,
+            weight: 1,
+            declaration: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The records the store keeps, and the outcomes of its transitions: plain data, no sled.
 
+use cyclepool_shared::distributor::{AccountId, DeclarationSignature, GroupId, JobStatus};
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{ReportKind, base64_bytes};
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
@@ -51,6 +52,29 @@ pub struct JobRecord {
     pub created_ms: u64,
     /// When the job's manifest stops being valid.
     pub expires_ms: u64,
+    /// The distributor account that owns the job; `None` for the portal's own (admin) jobs.
+    #[serde(default)]
+    pub owner: Option<AccountId>,
+    #[serde(default)]
+    pub status: JobStatus,
+    /// Only members of this group may compute the job.
+    #[serde(default)]
+    pub group: Option<GroupId>,
+    /// Higher priorities are served first.
+    #[serde(default)]
+    pub priority: u8,
+    /// The job's share of volunteers among jobs of its priority.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub inputs_sha256: Option<Sha256Digest>,
+    /// The distributor's signature over the job's declaration.
+    #[serde(default)]
+    pub declaration: Option<DeclarationSignature>,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// What a caller supplies to create a job; the store assigns the id.
@@ -63,6 +87,11 @@ pub struct NewJob {
     pub module_bytes: u64,
     pub policy: JobPolicy,
     pub expires_ms: u64,
+    pub owner: Option<AccountId>,
+    pub group: Option<GroupId>,
+    pub priority: u8,
+    pub weight: u32,
+    pub declaration: Option<DeclarationSignature>,
 }
 
 /// One unit of work as stored.

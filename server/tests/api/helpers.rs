@@ -70,6 +70,10 @@ pub fn job_request(units: u64) -> CreateJob {
         },
         policy: test_policy(),
         expires_in_ms: None,
+        group: None,
+        priority: 0,
+        weight: 1,
+        signature: None,
     }
 }
 
@@ -82,6 +86,10 @@ pub fn test_job_request(inputs: Inputs, policy: JobPolicy) -> CreateJob {
         inputs,
         policy,
         expires_in_ms: None,
+        group: None,
+        priority: 0,
+        weight: 1,
+        signature: None,
     }
 }
 
@@ -429,6 +437,7 @@ impl TestApp {
         max_units: u32,
     ) -> reqwest::Response {
         let request = LeaseRequest {
+            proof: None,
             protocol: PROTOCOL_VERSION,
             volunteer,
             max_units,

@@ -160,6 +160,7 @@ async fn a_volunteer_never_gets_units_of_jobs_it_opted_out_of() {
         .await;
     let lease_excluding = |volunteer, exclude: Vec<cyclepool_shared::JobId>| {
         let request = cyclepool_shared::protocol::LeaseRequest {
+            proof: None,
             protocol: cyclepool_shared::protocol::PROTOCOL_VERSION,
             volunteer,
             max_units: 10,

@@ -1,0 +1,378 @@
+//! The distributor API's types: accounts, API tokens, dashboard sessions, distributor keys,
+//! job listings and progress, restricted groups, and the job declaration a distributor signs.
+//!
+//! The server, the `cyclepool` CLI and (as JSON) the dashboard speak these; the volunteer
+//! protocol lives in [`crate::protocol`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, KeyId, PublicKey, Sha256Digest, Signature, VolunteerId};
+use crate::manifest::JobPolicy;
+use crate::signing::{self, Purpose, SecretKey};
+
+/// An account's number, assigned by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub u64);
+
+/// A restricted group's number, assigned by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupId(pub u64);
+
+impl std::fmt::Display for AccountId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The header a dashboard sends with every state-changing request made with its session
+/// cookie: the session's CSRF token, which a page on another origin cannot read.
+pub const CSRF_HEADER: &str = "x-cyclepool-csrf";
+
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "cyclepool_session";
+
+/// `POST /api/v1/accounts`: register as a distributor. Open to anyone; what the account may
+/// publish is the portal's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAccount {
+    /// The person's or organisation's name, shown to volunteers with every job.
+    pub name: String,
+    /// How the portal reaches the distributor (an e-mail address or similar).
+    pub contact: String,
+    /// What the organisation is.
+    pub organisation: String,
+    /// Why it computes: what the jobs are for.
+    pub purpose: String,
+}
+
+/// An account as its owner (and the portal's admin) sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub account_id: AccountId,
+    pub name: String,
+    pub contact: String,
+    pub organisation: String,
+    pub purpose: String,
+    pub created_ms: u64,
+    /// A suspended account cannot sign in, publish or change jobs.
+    pub suspended: bool,
+    pub keys: Vec<DistributorKeyInfo>,
+}
+
+/// The answer to [`RegisterAccount`]: the account and its first API token, shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCreated {
+    pub account: AccountInfo,
+    pub token: TokenCreated,
+}
+
+/// `POST /api/v1/tokens`: a new API token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// What the token is for ("laptop CLI", "CI"), to recognise it later.
+    pub label: String,
+}
+
+/// An API token as listed: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub token_id: u64,
+    pub label: String,
+    pub created_ms: u64,
+    pub revoked: bool,
+}
+
+/// A new token: its secret is in this answer and nowhere else (the server keeps its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub info: TokenInfo,
+    /// Send as `Authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+/// `POST /api/v1/session` (with a token) and `GET /api/v1/session` (with the cookie): who is
+/// signed in, and the CSRF token the dashboard must echo in [`CSRF_HEADER`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub account: AccountInfo,
+    pub csrf_token: String,
+    pub expires_ms: u64,
+}
+
+/// `POST /api/v1/account/keys`: register an ed25519 key that signs job declarations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterKey {
+    pub public_key: PublicKey,
+    #[serde(default)]
+    pub label: String,
+}
+
+/// A distributor's signing key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributorKeyInfo {
+    pub key_id: KeyId,
+    pub public_key: PublicKey,
+    pub label: String,
+    pub created_ms: u64,
+    pub revoked: bool,
+}
+
+/// A distributor's signature over a job's [`job_declaration_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarationSignature {
+    pub public_key: PublicKey,
+    pub signature: Signature,
+}
+
+/// Where a job stands, as its distributor controls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Units are handed out.
+    #[default]
+    Active,
+    /// No new leases; results of leases already out are still accepted.
+    Paused,
+    /// Stopped for good: no leases, and results still out are refused.
+    Cancelled,
+}
+
+/// `POST /api/v1/groups`: a restricted group of volunteers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    pub name: String,
+}
+
+/// A group as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub group_id: GroupId,
+    pub name: String,
+    pub created_ms: u64,
+    pub members: Vec<VolunteerId>,
+}
+
+/// The answer to [`CreateGroup`]: the group and its invitation secret, shown only here. A
+/// volunteer page opened at `/#join=<invite>` offers to join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreated {
+    pub group: GroupInfo,
+    pub invite: String,
+}
+
+/// `POST /api/v1/groups/{id}/members`: add volunteer keys to a group (an allowlist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMembers {
+    pub volunteers: Vec<VolunteerId>,
+}
+
+/// `POST /api/v1/groups/join`: a volunteer joins a group with its invitation, proving it holds
+/// its key by signing [`join_message`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinGroup {
+    pub volunteer: VolunteerId,
+    pub invite: String,
+    pub at_ms: u64,
+    pub signature: Signature,
+}
+
+/// The answer to [`JoinGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupJoined {
+    pub group_id: GroupId,
+    pub name: String,
+    /// The name of the distributor that owns the group.
+    pub distributor: String,
+}
+
+/// A job as its distributor sees it, with its progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub job_id: JobId,
+    pub title: String,
+    pub description: String,
+    pub distributor: String,
+    /// The owning account; `None` for the portal's own jobs.
+    pub owner: Option<AccountId>,
+    pub status: JobStatus,
+    pub module_sha256: Sha256Digest,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    pub group: Option<GroupId>,
+    pub priority: u8,
+    pub weight: u32,
+    pub policy: JobPolicy,
+    /// The distributor key that signed the job's declaration, if one did.
+    pub signed_by: Option<KeyId>,
+    pub progress: JobProgress,
+}
+
+/// Live progress of one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JobProgress {
+    pub units: u64,
+    /// Results received and accepted for validation (replicas included).
+    pub results: u64,
+    /// Units decided: their result is validated and downloadable.
+    pub validated: u64,
+    /// Units given up on.
+    pub failed: u64,
+    /// Leases out now.
+    pub leased: u64,
+    /// Distinct volunteers that held a lease or returned a result in the last five minutes.
+    pub active_volunteers: u64,
+    /// Validated units over time, oldest first, one sample every few seconds.
+    pub history: Vec<ProgressSample>,
+}
+
+/// One point of a job's throughput chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressSample {
+    pub at_ms: u64,
+    pub validated: u64,
+}
+
+/// `GET /api/v1/jobs/{id}/failures`: what went wrong with a job's units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailures {
+    /// Units given up on, in order (at most the first 1,000).
+    pub failed_units: Vec<u64>,
+    /// Reports volunteers' clients filed about the job, newest first (at most 1,000).
+    pub reports: Vec<FailureReport>,
+}
+
+/// One report about a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    pub unit: Option<u64>,
+    pub kind: crate::protocol::ReportKind,
+    pub message: String,
+    pub volunteer: VolunteerId,
+    pub received_ms: u64,
+}
+
+/// The digest of a job's inputs, in unit order: the SHA-256 of the concatenated SHA-256 of
+/// each input. A distributor signs it, so the portal cannot change what the units compute.
+pub fn inputs_digest<'a>(inputs: impl IntoIterator<Item = &'a [u8]>) -> Sha256Digest {
+    use sha2::{Digest as _, Sha256};
+    let mut all = Sha256::new();
+    for input in inputs {
+        all.update(Sha256Digest::of(input).as_bytes());
+    }
+    Sha256Digest::from_bytes(all.finalize().into())
+}
+
+/// What a distributor signs to declare a job: its module, inputs, title, description and
+/// policy. Each field is length-prefixed, so no two declarations share their bytes.
+pub fn job_declaration_message(
+    module_sha256: &Sha256Digest,
+    inputs_sha256: &Sha256Digest,
+    title: &str,
+    description: &str,
+    policy: &JobPolicy,
+) -> Vec<u8> {
+    // serde_json writes a struct's fields in declaration order and floats in shortest
+    // round-trip form, so both sides (built from this crate) produce the same bytes.
+    let policy = serde_json::to_vec(policy).unwrap_or_default();
+    let mut message = Vec::with_capacity(64 + title.len() + description.len() + policy.len());
+    message.extend_from_slice(module_sha256.as_bytes());
+    message.extend_from_slice(inputs_sha256.as_bytes());
+    for field in [title.as_bytes(), description.as_bytes(), &policy] {
+        message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        message.extend_from_slice(field);
+    }
+    message
+}
+
+/// Signs a job declaration with a distributor's key.
+pub fn sign_declaration(key: &SecretKey, message: &[u8]) -> DeclarationSignature {
+    DeclarationSignature {
+        public_key: key.public_key(),
+        signature: key.sign(Purpose::JobDeclaration, message),
+    }
+}
+
+/// Checks a distributor's signature over a job declaration.
+pub fn verify_declaration(
+    signature: &DeclarationSignature,
+    message: &[u8],
+) -> Result<(), signing::SignatureError> {
+    signing::verify(
+        &signature.public_key,
+        Purpose::JobDeclaration,
+        message,
+        &signature.signature,
+    )
+}
+
+/// What a volunteer signs to join a group: its key, the invitation's digest and the time, so
+/// the signature proves it holds the key now and cannot be used for another group.
+pub fn join_message(volunteer: &VolunteerId, invite: &str, at_ms: u64) -> Vec<u8> {
+    let mut message = Vec::with_capacity(72);
+    message.extend_from_slice(volunteer.as_bytes());
+    message.extend_from_slice(Sha256Digest::of(invite.as_bytes()).as_bytes());
+    message.extend_from_slice(&at_ms.to_be_bytes());
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declaration_signature_binds_every_field() {
+        let key = SecretKey::from_seed(&[4; 32]);
+        let module = Sha256Digest::of(b"module");
+        let inputs = inputs_digest([b"a".as_slice(), b"b".as_slice()]);
+        let policy = JobPolicy::default();
+        let message = job_declaration_message(&module, &inputs, "title", "text", &policy);
+        let signature = sign_declaration(&key, &message);
+        assert_eq!(verify_declaration(&signature, &message), Ok(()));
+        let changed = [
+            job_declaration_message(&Sha256Digest::of(b"x"), &inputs, "title", "text", &policy),
+            job_declaration_message(
+                &module,
+                &inputs_digest([b"a".as_slice()]),
+                "title",
+                "text",
+                &policy,
+            ),
+            job_declaration_message(&module, &inputs, "titl", "etext", &policy),
+            job_declaration_message(
+                &module,
+                &inputs,
+                "title",
+                "text",
+                &JobPolicy {
+                    min_quorum: 2,
+                    ..JobPolicy::default()
+                },
+            ),
+        ];
+        for message in changed {
+            assert!(verify_declaration(&signature, &message).is_err());
+        }
+    }
+
+    #[test]
+    fn the_inputs_digest_depends_on_order_and_boundaries() {
+        let ab = inputs_digest([b"a".as_slice(), b"b".as_slice()]);
+        assert_ne!(ab, inputs_digest([b"b".as_slice(), b"a".as_slice()]));
+        assert_ne!(ab, inputs_digest([b"ab".as_slice()]));
+    }
+}
