@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long, env = "CYCLEPOOL_LEASE_TTL_MS", default_value_t = 10 * 60 * 1_000)]
     pub lease_ttl_ms: u64,
 
+    /// Mark the dashboard's session cookie `Secure` (sent over HTTPS only). Turn on whenever
+    /// the portal is reached over TLS (directly or through a proxy).
+    #[arg(long, env = "CYCLEPOOL_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
     /// Where time comes from; tests substitute a paused clock.
     #[arg(skip)]
     pub clock: Clock,
@@ -63,6 +68,7 @@ impl Config {
             admin_token: None,
             lease_ttl_ms: 10 * 60 * 1_000,
             clock: Clock::System,
+            secure_cookies: false,
         }
     }
 }

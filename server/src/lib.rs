@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use cyclepool_shared::abi::MAX_MODULE_BYTES;
 use tokio::net::TcpListener;
 
@@ -40,6 +40,11 @@ use crate::store::{Store, StoreError};
 const LEASE_BODY_LIMIT: usize = 16 * 1024;
 /// Largest result body: the output limit, base64-encoded, plus the envelope.
 const RESULT_BODY_LIMIT: usize = cyclepool_shared::protocol::MAX_OUTPUT_BYTES * 4 / 3 + 16 * 1024;
+
+/// Largest body of the account, token, key and group endpoints.
+const SMALL_BODY_LIMIT: usize = 16 * 1024;
+/// Largest body adding group members: a thousand hex keys.
+const MEMBERS_BODY_LIMIT: usize = 128 * 1024;
 
 /// Largest job creation body: a million base64 inputs of typical size, with room to spare.
 const JOB_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -89,14 +94,63 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/modules/{sha256}", get(routes::jobs::module))
         .route(
             "/jobs",
-            post(routes::jobs::create_job).layer(DefaultBodyLimit::max(JOB_BODY_LIMIT)),
+            post(routes::jobs::create_job)
+                .layer(DefaultBodyLimit::max(JOB_BODY_LIMIT))
+                .get(routes::manage::list_jobs),
         )
+        .route("/jobs/events", get(routes::manage::events))
+        .route("/jobs/{id}", get(routes::manage::job))
+        .route("/jobs/{id}/pause", post(routes::manage::pause))
+        .route("/jobs/{id}/resume", post(routes::manage::resume))
+        .route("/jobs/{id}/cancel", post(routes::manage::cancel))
+        .route("/jobs/{id}/failures", get(routes::manage::failures))
         .route("/jobs/{id}/manifest", get(routes::jobs::manifest))
-        .route("/jobs/{id}/results", get(routes::jobs::results))
+        .route(
+            "/jobs/{id}/results",
+            get(routes::downloads::results_json_lines),
+        )
+        .route(
+            "/jobs/{id}/results.tar",
+            get(routes::downloads::results_archive),
+        )
+        .route("/accounts", post(routes::accounts::register))
+        .route("/account", get(routes::accounts::account))
+        .route("/account/keys", post(routes::accounts::register_key))
+        .route(
+            "/account/keys/{key_id}",
+            delete(routes::accounts::revoke_key),
+        )
+        .route(
+            "/tokens",
+            get(routes::accounts::list_tokens).post(routes::accounts::create_token),
+        )
+        .route("/tokens/{id}", delete(routes::accounts::revoke_token))
+        .route(
+            "/session",
+            post(routes::accounts::create_session)
+                .get(routes::accounts::session)
+                .delete(routes::accounts::end_session),
+        )
+        .route(
+            "/groups",
+            get(routes::groups::list_groups).post(routes::groups::create_group),
+        )
+        .route("/groups/join", post(routes::groups::join))
+        .route("/groups/{id}", get(routes::groups::group))
+        .route(
+            "/groups/{id}/members",
+            post(routes::groups::add_members).layer(DefaultBodyLimit::max(MEMBERS_BODY_LIMIT)),
+        )
+        .route(
+            "/groups/{id}/members/{volunteer}",
+            delete(routes::groups::remove_member),
+        )
         .route("/stats", get(routes::stats::stats))
         .route("/leaderboard", get(routes::stats::leaderboard))
         .route("/health", get(routes::stats::health))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
+        // Account, token, key and group requests are a few hundred bytes.
+        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
         .with_state(state.clone());
     let app = Router::new()
         .route("/.well-known/cyclepool-keys.json", get(routes::jobs::keys))
@@ -154,12 +208,16 @@ pub async fn run(
         validator: Arc::new(validator::Validator::new(Arc::clone(&store))),
         clock: config.clock.clone(),
         admin_token_hash,
+        secure_cookies: config.secure_cookies,
         manifests: Arc::default(),
     };
+    let sampler = state.scheduler.spawn_progress_sampler();
     let app = router(state, &config);
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    sampler.abort();
+    served?;
     store.flush()?;
     tracing::info!("stopped; store flushed");
     Ok(())

@@ -1,15 +1,27 @@
 //! The scheduler: which unit goes to whom, lease deadlines, re-issue, and progress counts.
 //!
 //! The store holds the truth; the scheduler keeps in memory only what makes leasing cheap,
-//! all of it rebuilt from the store at start: a ready queue fed from the units tree by a
-//! cursor (as BOINC's feeder feeds its scheduler), an index of active leases by deadline,
-//! and per-job counts. A unit in the ready queue is only a hint: the store's grant
-//! transaction decides (does the unit want another replica, may this volunteer have it?), so
-//! a stale or duplicated hint can never lease a unit beyond its replicas.
+//! rebuilt from the store at start. Each job has its own ready queue, fed from that job's key
+//! range of the units tree by its own cursor (as BOINC's feeder feeds its scheduler), so one
+//! job's units never stand in front of another's. A unit in a ready queue is only a hint: the
+//! store's grant transaction decides (does the unit want another replica, may this volunteer
+//! have it?), so a stale or duplicated hint can never lease a unit beyond its replicas.
+//!
+//! Each lease request names what the volunteer may compute ([`LeaseFilter`]); jobs it may not
+//! (paused, cancelled, expired, excluded, or restricted to a group it is not in) are never
+//! touched. Among the jobs it may compute that have work, the highest priority is served
+//! first, and jobs of one priority share units in proportion to their weight by stride
+//! scheduling: each job has a pass, the lowest pass is served, and each unit leased adds
+//! `STRIDE / weight` to it.
+//!
+//! The scheduler also keeps, for the distributor dashboard, each job's recently active
+//! volunteers and a short history of its progress; these start empty at every start.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use cyclepool_shared::distributor::{GroupId, JobProgress, JobStatus, ProgressSample};
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{JobStats, Lease, StatsResponse};
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
@@ -22,16 +34,59 @@ use crate::store::{
     StoreError, SubmitOutcome, UnitCounts, UnitKey,
 };
 
-/// How many pending units one feeder pass moves into the ready queue.
+/// How many pending units one feeder pass moves into a job's ready queue.
 const FEED_BATCH: usize = 512;
 /// How many units one feeder pass may scan, so a long run of finished units cannot stall a
 /// lease request.
 const FEED_SCAN_LIMIT: usize = 8_192;
-/// How many feeder passes one lease request may make before answering with what it has.
+/// How many feeder passes (over all jobs) one lease request may make before answering with
+/// what it has.
 const FEED_MAX_PAGES: usize = 8;
 /// How many queued units one lease request may pass over because the volunteer already has
 /// (or had) a replica of them, before answering with what it has.
 const MAX_SKIPPED: usize = 256;
+/// After passing over this many of one job's units in a request, the job is served only if
+/// no other job can be: a volunteer holding replicas of one job's queued units still gets
+/// the other jobs' units.
+const MAX_SKIPPED_PER_JOB: usize = 64;
+/// A weight-1 job's pass grows by this much per unit leased; a weight-`w` job's by
+/// `STRIDE / w`.
+const STRIDE: u64 = 1 << 20;
+/// The largest weight the scheduler honours (the API accepts 1 to 1000).
+const MAX_WEIGHT: u32 = 1_000;
+/// How far a job's pass may lag behind the most advanced job it competes with. A job that
+/// only some volunteers may compute (a group's, or one many exclude) falls behind while
+/// others serve the rest; without a bound it would then take every volunteer that may
+/// compute it for as long as it lagged.
+const MAX_LAG: u64 = 64 * STRIDE;
+/// A volunteer counts as active for a job this long after its last lease or result there.
+pub const ACTIVE_WINDOW_MS: u64 = 5 * 60 * 1_000;
+/// How many progress samples each job keeps (ten minutes at one every five seconds).
+pub const HISTORY_SAMPLES: usize = 120;
+/// A job whose progress did not change is sampled again after this long, so the chart's
+/// time axis keeps moving.
+pub const RESAMPLE_UNCHANGED_MS: u64 = 60_000;
+/// How often the server samples progress.
+pub const SAMPLE_PERIOD: Duration = Duration::from_secs(5);
+
+/// What one lease request's volunteer may compute.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaseFilter<'a> {
+    /// Jobs the volunteer opted out of.
+    pub exclude_jobs: &'a [JobId],
+    /// Restricted groups the volunteer belongs to.
+    pub groups: &'a [GroupId],
+}
+
+impl LeaseFilter<'_> {
+    /// Whether this volunteer may be leased units of `job` at `now_ms`.
+    pub fn admits(&self, job: &JobRecord, now_ms: u64) -> bool {
+        job.status == JobStatus::Active
+            && job.expires_ms > now_ms
+            && !self.exclude_jobs.contains(&job.id)
+            && job.group.is_none_or(|group| self.groups.contains(&group))
+    }
+}
 
 /// Leases units and accepts results, keeping the in-memory indexes in step with the store.
 pub struct Scheduler {
@@ -41,21 +96,76 @@ pub struct Scheduler {
 }
 
 struct Inner {
-    jobs: HashMap<JobId, JobRecord>,
-    counts: HashMap<JobId, UnitCounts>,
-    /// Units that want a replica: one entry per replica wanted (an entry is a hint).
-    ready: VecDeque<UnitKey>,
-    /// Where the feeder's next scan of the units tree starts; `None` is the beginning.
-    feeder_cursor: Option<UnitKey>,
-    /// True once the feeder has scanned to the end with nothing new since.
-    feeder_at_end: bool,
+    /// Every job, by id (so every scan of them is in a fixed order).
+    jobs: BTreeMap<JobId, JobState>,
     /// Active leases by deadline, with their job (whose policy judges the loss).
     deadlines: BTreeSet<(u64, LeaseId, JobId)>,
-    /// Units whose answer the server computed itself, by job: the pool of spot checks.
-    known: HashMap<JobId, Vec<u64>>,
+    /// Spot-check leases not yet past their deadline: their results are not replicas.
+    spot_checks: HashSet<LeaseId>,
 }
 
-/// Where a unit that wants a replica again joins the queue.
+/// What the scheduler keeps of one job.
+struct JobState {
+    record: JobRecord,
+    counts: UnitCounts,
+    /// Unit indexes that want a replica: one entry per replica wanted (an entry is a hint).
+    ready: VecDeque<u64>,
+    /// The last unit index the feeder scanned; `None` before the first scan.
+    cursor: Option<u64>,
+    /// True once the feeder has scanned to the job's last unit. Units behind the cursor want
+    /// a replica again only through requeues, which queue them directly, so the feeder rests.
+    feeder_at_end: bool,
+    /// Units passed over in the current lease request (the volunteer has or had a replica);
+    /// they go back to the front of `ready` when the request ends.
+    passed_over: Vec<u64>,
+    /// The stride scheduler's pass: the lowest among jobs of one priority is served next.
+    pass: u64,
+    /// Units whose answer the server computed itself: the pool of spot checks.
+    known: Vec<u64>,
+    /// When each volunteer last got a lease of the job or had a result accepted.
+    recent_volunteers: HashMap<VolunteerId, u64>,
+    /// Validated units over time, oldest first.
+    history: VecDeque<ProgressSample>,
+}
+
+impl JobState {
+    fn new(record: JobRecord, counts: UnitCounts, pass: u64) -> Self {
+        Self {
+            record,
+            counts,
+            ready: VecDeque::new(),
+            cursor: None,
+            feeder_at_end: false,
+            passed_over: Vec::new(),
+            pass,
+            known: Vec::new(),
+            recent_volunteers: HashMap::new(),
+            history: VecDeque::new(),
+        }
+    }
+
+    /// Whether the job may have units that want a replica: queued, or not yet scanned.
+    fn has_work(&self) -> bool {
+        !self.ready.is_empty() || !self.feeder_at_end
+    }
+
+    /// Whether the job is served at all now (whoever asks).
+    fn is_live(&self, now_ms: u64) -> bool {
+        self.record.status == JobStatus::Active && self.record.expires_ms > now_ms
+    }
+
+    /// Whether every unit is decided or given up on.
+    fn is_finished(&self) -> bool {
+        self.counts.done + self.counts.failed >= self.record.units
+    }
+
+    /// How much one unit leased adds to the pass.
+    fn stride(&self) -> u64 {
+        STRIDE / u64::from(self.record.weight.clamp(1, MAX_WEIGHT))
+    }
+}
+
+/// Where a unit that wants a replica again joins its job's queue.
 #[derive(Clone, Copy)]
 enum Requeue {
     /// Overdue work (an expired lease) goes first.
@@ -68,87 +178,109 @@ enum Requeue {
 impl Scheduler {
     /// Loads jobs, counts and active leases from the store.
     pub fn start(store: Arc<Store>, clock: Clock) -> Result<Self, StoreError> {
-        let jobs = store.jobs()?.into_iter().map(|job| (job.id, job)).collect();
         let counts = store.unit_counts()?;
-        let deadlines = store
-            .active_leases()?
+        let mut jobs: BTreeMap<JobId, JobState> = store
+            .jobs()?
             .into_iter()
-            .map(|(id, deadline, job)| (deadline, id, job))
+            .map(|job| {
+                let counts = counts.get(&job.id).copied().unwrap_or_default();
+                (job.id, JobState::new(job, counts, 0))
+            })
             .collect();
-        let mut known: HashMap<JobId, Vec<u64>> = HashMap::new();
         for unit in store.known_units()? {
-            known.entry(unit.job).or_default().push(unit.index);
+            if let Some(job) = jobs.get_mut(&unit.job) {
+                job.known.push(unit.index);
+            }
+        }
+        let mut deadlines = BTreeSet::new();
+        let mut spot_checks = HashSet::new();
+        for (id, lease) in store.active_lease_records()? {
+            deadlines.insert((lease.deadline_ms, id, lease.unit.job));
+            if lease.spot_check {
+                spot_checks.insert(id);
+            }
         }
         Ok(Self {
             store,
             clock,
             inner: Mutex::new(Inner {
                 jobs,
-                counts,
-                ready: VecDeque::new(),
-                feeder_cursor: None,
-                feeder_at_end: false,
                 deadlines,
-                known,
+                spot_checks,
             }),
         })
     }
 
-    /// Makes a newly created job's units available.
+    /// Makes a newly created job's units available. It starts at the lowest pass among the
+    /// jobs of its priority that have work, so it shares with them from the first lease.
+    /// Adding a job the scheduler already has only replaces its record.
     pub fn add_job(&self, job: JobRecord) {
+        let now = self.clock.now_ms();
         let mut inner = self.lock();
-        inner.counts.insert(job.id, UnitCounts::default());
-        // New units sort after every existing key (job ids only grow), so the cursor
-        // will reach them; it just has to run again.
-        inner.feeder_at_end = false;
-        inner.jobs.insert(job.id, job);
+        if let Some(known) = inner.jobs.get_mut(&job.id) {
+            known.record = job;
+            return;
+        }
+        let pass = inner.tier_min_pass(job.priority, job.id, now).unwrap_or(0);
+        inner
+            .jobs
+            .insert(job.id, JobState::new(job, UnitCounts::default(), pass));
     }
 
     /// Records that the server now knows `unit`'s answer: it can serve as a spot check.
     pub fn add_known(&self, unit: UnitKey) {
-        self.lock()
-            .known
-            .entry(unit.job)
-            .or_default()
-            .push(unit.index);
+        if let Some(job) = self.lock().jobs.get_mut(&unit.job) {
+            job.known.push(unit.index);
+        }
     }
 
-    /// Leases up to `max_units` units to `volunteer`, never two replicas of one unit. Expired
-    /// leases are reclaimed first, so their units are the first handed out again. Some leases
-    /// are spot checks (per the job's `spot_check_rate`); nothing in them says so.
+    /// Leases up to `max_units` units to `volunteer`, never two replicas of one unit, and only
+    /// of jobs `filter` admits. Expired leases are reclaimed first, so their units are the
+    /// first of their job handed out again. Some leases are spot checks (per the job's
+    /// `spot_check_rate`); nothing in them says so.
     pub fn lease(
         &self,
         volunteer: VolunteerId,
         max_units: u32,
-        exclude_jobs: &[JobId],
+        filter: &LeaseFilter<'_>,
     ) -> Result<Vec<Lease>, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         self.expire_due(&mut inner, now)?;
         let mut leases = Vec::new();
-        let mut skipped = Vec::new();
-        let mut rng = rand::rng();
+        let leased = self.lease_into(&mut inner, volunteer, max_units, filter, now, &mut leases);
+        // Units passed over keep their place for the next volunteer, even if a store error
+        // ended the request (the feeder will not scan them again).
+        inner.restore_passed_over();
+        leased?;
+        Ok(leases)
+    }
+
+    /// The lease loop: picks, grants, and collects into `leases`.
+    fn lease_into(
+        &self,
+        inner: &mut Inner,
+        volunteer: VolunteerId,
+        max_units: u32,
+        filter: &LeaseFilter<'_>,
+        now: u64,
+        leases: &mut Vec<Lease>,
+    ) -> Result<(), StoreError> {
+        let wanted = max_units as usize;
+        let mut skipped = 0;
         let mut attempts = 0;
-        while leases.len() < max_units as usize
-            && skipped.len() < MAX_SKIPPED
-            && attempts < max_units as usize + MAX_SKIPPED
-        {
+        let mut pages_left = FEED_MAX_PAGES;
+        let mut rng = rand::rng();
+        while leases.len() < wanted && skipped < MAX_SKIPPED && attempts < wanted + MAX_SKIPPED {
             attempts += 1;
-            let (key, spot_check) = match Self::pick_spot_check(&inner, &mut rng, exclude_jobs) {
+            let (key, spot_check) = match inner.pick_spot_check(&mut rng, filter, now) {
                 Some(key) => (key, true),
-                None => match self.next_ready(&mut inner)? {
+                None => match self.next_unit(inner, filter, now, &mut pages_left)? {
                     Some(key) => (key, false),
                     None => break,
                 },
             };
-            if exclude_jobs.contains(&key.job) {
-                // The volunteer opted out of this job; the unit keeps its place for others.
-                if !spot_check {
-                    skipped.push(key);
-                }
-                continue;
-            }
-            let Some(job) = inner.jobs.get(&key.job) else {
+            let Some(job) = inner.jobs.get_mut(&key.job) else {
                 continue;
             };
             let mut id = [0u8; 16];
@@ -156,8 +288,7 @@ impl Scheduler {
             rng.fill_bytes(&mut id);
             rng.fill_bytes(&mut nonce);
             let (id, nonce) = (LeaseId::from_bytes(id), Nonce::from_bytes(nonce));
-            let deadline_ms = now.saturating_add(job.policy.lease_ttl_ms);
-            let module_sha256 = job.module_sha256;
+            let deadline_ms = now.saturating_add(job.record.policy.lease_ttl_ms);
             let record = LeaseRecord {
                 unit: key,
                 volunteer,
@@ -175,19 +306,26 @@ impl Scheduler {
                 } => {
                     if wants_more {
                         // The next replica goes to someone else.
-                        inner.ready.push_back(key);
+                        job.ready.push_back(key.index);
                     }
                     (input, input_sha256)
                 }
                 Grant::NotWanted => continue,
                 Grant::NotForThisVolunteer if spot_check => continue,
                 Grant::NotForThisVolunteer => {
-                    skipped.push(key);
+                    job.passed_over.push(key.index);
+                    skipped += 1;
                     continue;
                 }
             };
+            job.pass = job.pass.saturating_add(job.stride());
+            job.counts.leased += 1;
+            job.recent_volunteers.insert(volunteer, now);
+            let module_sha256 = job.record.module_sha256;
             inner.deadlines.insert((deadline_ms, id, key.job));
-            inner.counts.entry(key.job).or_default().leased += 1;
+            if spot_check {
+                inner.spot_checks.insert(id);
+            }
             leases.push(Lease {
                 lease_id: id,
                 nonce,
@@ -199,11 +337,7 @@ impl Scheduler {
                 deadline_ms,
             });
         }
-        // Units passed over keep their place for the next volunteer.
-        for key in skipped.into_iter().rev() {
-            inner.ready.push_front(key);
-        }
-        Ok(leases)
+        Ok(())
     }
 
     /// Records a result and waits until it is durable. The caller acknowledges only after
@@ -219,9 +353,8 @@ impl Scheduler {
         // The lookup locks the scheduler; it is called inside the store's transaction, while
         // this function holds no lock.
         let policy_of = |job: JobId| self.policy_of_job(job);
-        let outcome = self
-            .store
-            .submit(result, self.clock.now_ms(), &policy, &policy_of)?;
+        let now = self.clock.now_ms();
+        let outcome = self.store.submit(result, now, &policy, &policy_of)?;
         if let SubmitOutcome::Caught {
             unit,
             requeue,
@@ -229,20 +362,30 @@ impl Scheduler {
         } = &outcome
         {
             let mut inner = self.lock();
-            let counts = inner.counts.entry(unit.job).or_default();
-            counts.leased = counts.leased.saturating_sub(1);
-            inner.ready.extend(requeue.iter().copied());
+            inner.spot_checks.remove(&result.lease);
+            if let Some(job) = inner.jobs.get_mut(&unit.job) {
+                job.counts.leased = job.counts.leased.saturating_sub(1);
+            }
+            for key in requeue {
+                inner.requeue(*key, Requeue::Back, now);
+            }
             for key in reopened {
-                Self::apply(&mut inner, *key, &UnitChange::Reopened, Requeue::Front);
+                inner.apply(*key, &UnitChange::Reopened, Requeue::Front, now);
             }
         }
         if let SubmitOutcome::Accepted { unit, change } = &outcome {
             // Count now, not after the flush: if the client hangs up while we wait, this
             // future is dropped, but the transaction has committed and the counts must follow.
             let mut inner = self.lock();
-            let counts = inner.counts.entry(unit.job).or_default();
-            counts.leased = counts.leased.saturating_sub(1);
-            Self::apply(&mut inner, *unit, change, Requeue::Back);
+            let spot_check = inner.spot_checks.remove(&result.lease);
+            if let Some(job) = inner.jobs.get_mut(&unit.job) {
+                job.counts.leased = job.counts.leased.saturating_sub(1);
+                if !spot_check {
+                    job.counts.results += 1;
+                }
+                job.recent_volunteers.insert(result.volunteer, now);
+            }
+            inner.apply(*unit, change, Requeue::Back, now);
         }
         if let SubmitOutcome::Accepted { .. } | SubmitOutcome::Duplicate = outcome {
             // A duplicate waits too: the first copy may have been written but not yet flushed
@@ -253,7 +396,7 @@ impl Scheduler {
     }
 
     /// Records a client's report; a named open lease of the sender ends, and if its unit wants
-    /// a replica again it joins the back of the queue.
+    /// a replica again it joins the back of its job's queue.
     pub fn report(&self, report: &ReportRecord, nonce: Option<Nonce>) -> Result<bool, StoreError> {
         let policy = self.policy_of_job(report.job);
         let outcome = self.store.report(report, nonce, &policy)?;
@@ -261,7 +404,7 @@ impl Scheduler {
     }
 
     /// Ends a lease whose output the job's `verify` rejected; if its unit wants a replica
-    /// again it joins the back of the queue, to be computed by someone else.
+    /// again it joins the back of its job's queue, to be computed by someone else.
     pub fn reject(
         &self,
         job: JobId,
@@ -279,29 +422,137 @@ impl Scheduler {
 
     /// A job, if it exists.
     pub fn job(&self, id: JobId) -> Option<JobRecord> {
-        self.lock().jobs.get(&id).cloned()
+        self.lock().jobs.get(&id).map(|job| job.record.clone())
     }
 
-    /// Public progress of every job.
-    pub fn stats(&self) -> StatsResponse {
-        let inner = self.lock();
-        let mut jobs: Vec<JobStats> = inner
+    /// Every job, by id.
+    pub fn jobs(&self) -> Vec<JobRecord> {
+        self.lock()
             .jobs
             .values()
-            .map(|job| {
-                let counts = inner.counts.get(&job.id).copied().unwrap_or_default();
-                JobStats {
-                    job_id: job.id,
-                    title: job.title.clone(),
-                    module_sha256: job.module_sha256,
-                    units: job.units,
-                    done: counts.done,
-                    leased: counts.leased,
-                    failed: counts.failed,
+            .map(|job| job.record.clone())
+            .collect()
+    }
+
+    /// Changes a job's status, in the store (a plain write: await [`Store::durable`] before
+    /// acknowledging) and here; `None` for an unknown job. A paused or cancelled job is not
+    /// leased; made active again, it is served from its queue as it was, starting at the
+    /// lowest pass among the jobs of its priority that have work (it cannot make up for the
+    /// time it was paused).
+    pub fn set_status(
+        &self,
+        job: JobId,
+        status: JobStatus,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let Some(state) = inner.jobs.get(&job) else {
+            return Ok(None);
+        };
+        let mut record = state.record.clone();
+        let resumes =
+            record.status != JobStatus::Active && status == JobStatus::Active && state.has_work();
+        record.status = status;
+        // Written while holding the lock, so concurrent changes reach the store in the order
+        // they reach memory.
+        self.store.put_job(&record)?;
+        let restart_pass = if resumes {
+            inner.tier_min_pass(record.priority, job, now)
+        } else {
+            None
+        };
+        if let Some(state) = inner.jobs.get_mut(&job) {
+            state.record = record.clone();
+            if let Some(pass) = restart_pass {
+                state.pass = pass;
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// A job's live progress for its distributor, if the job exists.
+    pub fn progress(&self, job: JobId) -> Option<JobProgress> {
+        let now = self.clock.now_ms();
+        let inner = self.lock();
+        let state = inner.jobs.get(&job)?;
+        let active_volunteers = state
+            .recent_volunteers
+            .values()
+            .filter(|seen| now.saturating_sub(**seen) <= ACTIVE_WINDOW_MS)
+            .count() as u64;
+        Some(JobProgress {
+            units: state.record.units,
+            results: state.counts.results,
+            validated: state.counts.done,
+            failed: state.counts.failed,
+            leased: state.counts.leased,
+            active_volunteers,
+            history: state.history.iter().copied().collect(),
+        })
+    }
+
+    /// Appends a progress sample for every job whose validated count changed since its last
+    /// sample, or whose last sample is [`RESAMPLE_UNCHANGED_MS`] old, keeping at most
+    /// [`HISTORY_SAMPLES`]; and forgets volunteers no longer active. Called every
+    /// [`SAMPLE_PERIOD`] (see [`Scheduler::spawn_progress_sampler`]).
+    pub fn sample_progress(&self) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        for job in inner.jobs.values_mut() {
+            job.recent_volunteers
+                .retain(|_, seen| now.saturating_sub(*seen) <= ACTIVE_WINDOW_MS);
+            let validated = job.counts.done;
+            let due = job.history.back().is_none_or(|last| {
+                last.validated != validated
+                    || now.saturating_sub(last.at_ms) >= RESAMPLE_UNCHANGED_MS
+            });
+            if due {
+                if job.history.len() >= HISTORY_SAMPLES {
+                    job.history.pop_front();
                 }
+                job.history.push_back(ProgressSample {
+                    at_ms: now,
+                    validated,
+                });
+            }
+        }
+    }
+
+    /// Samples progress every [`SAMPLE_PERIOD`] on the current tokio runtime. The task holds
+    /// the scheduler only while sampling, so it never keeps the store open; it ends when the
+    /// scheduler is dropped (or when aborted).
+    pub fn spawn_progress_sampler(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let scheduler = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(SAMPLE_PERIOD);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(scheduler) = scheduler.upgrade() else {
+                    break;
+                };
+                scheduler.sample_progress();
+            }
+        })
+    }
+
+    /// Public progress of every public job (no group) that is not cancelled.
+    pub fn stats(&self) -> StatsResponse {
+        let inner = self.lock();
+        let jobs: Vec<JobStats> = inner
+            .jobs
+            .values()
+            .filter(|job| job.record.group.is_none() && job.record.status != JobStatus::Cancelled)
+            .map(|job| JobStats {
+                job_id: job.record.id,
+                title: job.record.title.clone(),
+                module_sha256: job.record.module_sha256,
+                units: job.record.units,
+                done: job.counts.done,
+                leased: job.counts.leased,
+                failed: job.counts.failed,
             })
             .collect();
-        jobs.sort_by_key(|job| job.job_id);
         StatsResponse {
             jobs,
             durability: self.store.durability_stats(),
@@ -315,49 +566,20 @@ impl Scheduler {
                 break;
             }
             inner.deadlines.pop_first();
-            let policy = inner
-                .jobs
-                .get(&job)
-                .map(|job| job.policy.clone())
-                .unwrap_or_default();
+            inner.spot_checks.remove(&id);
+            let expired = match inner.jobs.get(&job) {
+                Some(job) => self.store.expire(id, now, &job.record.policy)?,
+                None => self.store.expire(id, now, &JobPolicy::default())?,
+            };
             // `None` means the lease completed (or ended) already: nothing to reclaim.
-            if let Some((unit, change)) = self.store.expire(id, now, &policy)? {
-                let counts = inner.counts.entry(unit.job).or_default();
-                counts.leased = counts.leased.saturating_sub(1);
-                Self::apply(inner, unit, &change, Requeue::Front);
+            if let Some((unit, change)) = expired {
+                if let Some(job) = inner.jobs.get_mut(&unit.job) {
+                    job.counts.leased = job.counts.leased.saturating_sub(1);
+                }
+                inner.apply(unit, &change, Requeue::Front, now);
             }
         }
         Ok(())
-    }
-
-    /// With the probability its job asks for, a unit with a known answer to lease as a spot
-    /// check, from a job that still has work (a finished job's volunteers are not kept busy).
-    fn pick_spot_check(
-        inner: &Inner,
-        rng: &mut impl Rng,
-        exclude_jobs: &[JobId],
-    ) -> Option<UnitKey> {
-        for (job_id, units) in &inner.known {
-            if exclude_jobs.contains(job_id) {
-                continue;
-            }
-            let Some(job) = inner.jobs.get(job_id) else {
-                continue;
-            };
-            let counts = inner.counts.get(job_id).copied().unwrap_or_default();
-            let finished = counts.done + counts.failed >= job.units;
-            if units.is_empty() || finished || job.policy.spot_check_rate <= 0.0 {
-                continue;
-            }
-            if rng.random::<f64>() < job.policy.spot_check_rate {
-                let index = units[rng.random_range(0..units.len())];
-                return Some(UnitKey {
-                    job: *job_id,
-                    index,
-                });
-            }
-        }
-        None
     }
 
     /// Updates counts and queue after a lease ended without a result.
@@ -365,57 +587,49 @@ impl Scheduler {
         let ReleaseOutcome::Released { unit, change } = outcome else {
             return false;
         };
+        let now = self.clock.now_ms();
         let mut inner = self.lock();
-        let counts = inner.counts.entry(unit.job).or_default();
-        counts.leased = counts.leased.saturating_sub(1);
-        Self::apply(&mut inner, unit, &change, Requeue::Back);
-        true
-    }
-
-    /// Follows what a transition did to a unit.
-    fn apply(inner: &mut Inner, unit: UnitKey, change: &UnitChange, requeue: Requeue) {
-        let counts = inner.counts.entry(unit.job).or_default();
-        match change {
-            UnitChange::Decided { .. } => counts.done += 1,
-            UnitChange::Failed => counts.failed += 1,
-            UnitChange::Reopened => {
-                counts.done = counts.done.saturating_sub(1);
-                match requeue {
-                    Requeue::Front => inner.ready.push_front(unit),
-                    Requeue::Back => inner.ready.push_back(unit),
-                }
-            }
-            UnitChange::WantsReplica => match requeue {
-                Requeue::Front => inner.ready.push_front(unit),
-                Requeue::Back => inner.ready.push_back(unit),
-            },
-            UnitChange::Unchanged | UnitChange::Late { .. } => {}
+        if let Some(job) = inner.jobs.get_mut(&unit.job) {
+            job.counts.leased = job.counts.leased.saturating_sub(1);
         }
+        inner.apply(unit, &change, Requeue::Back, now);
+        true
     }
 
     fn policy_of_job(&self, job: JobId) -> JobPolicy {
         self.lock()
             .jobs
             .get(&job)
-            .map(|job| job.policy.clone())
+            .map(|job| job.record.policy.clone())
             .unwrap_or_default()
     }
 
-    /// The next unit to try, refilling the ready queue from the store when it runs dry.
-    fn next_ready(&self, inner: &mut Inner) -> Result<Option<UnitKey>, StoreError> {
-        let mut pages = 0;
-        while inner.ready.is_empty() && !inner.feeder_at_end && pages < FEED_MAX_PAGES {
-            pages += 1;
+    /// The next unit to try for this request: from the job whose turn it is, refilling that
+    /// job's queue from the store when it runs dry (at most `pages_left` pages in all).
+    fn next_unit(
+        &self,
+        inner: &mut Inner,
+        filter: &LeaseFilter<'_>,
+        now: u64,
+        pages_left: &mut usize,
+    ) -> Result<Option<UnitKey>, StoreError> {
+        while let Some(id) = inner.pick_job(filter, now, *pages_left > 0) {
+            let Some(job) = inner.jobs.get_mut(&id) else {
+                break;
+            };
+            if let Some(index) = job.ready.pop_front() {
+                return Ok(Some(UnitKey { job: id, index }));
+            }
+            // An empty queue is picked only while its feeder may find more and pages are left.
+            *pages_left = pages_left.saturating_sub(1);
             let page =
                 self.store
-                    .pending_units(inner.feeder_cursor, FEED_BATCH, FEED_SCAN_LIMIT)?;
-            inner.ready.extend(page.found);
-            inner.feeder_cursor = page.last_scanned;
-            // Units behind the cursor become pending again only through expiry, which queues
-            // them directly, and new jobs sort after it: at the end, the feeder can rest.
-            inner.feeder_at_end = page.at_end;
+                    .pending_units_of_job(id, job.cursor, FEED_BATCH, FEED_SCAN_LIMIT)?;
+            job.ready.extend(page.found.iter().map(|unit| unit.index));
+            job.cursor = page.last_scanned.map(|unit| unit.index);
+            job.feeder_at_end = page.at_end;
         }
-        Ok(inner.ready.pop_front())
+        Ok(None)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -424,5 +638,699 @@ impl Scheduler {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// The job whose turn it is among those `filter` admits that can give a unit now: the
+    /// highest priority, then the lowest pass (ties: the lowest id). Jobs this request has
+    /// passed over [`MAX_SKIPPED_PER_JOB`] units of come last. A job with an empty queue
+    /// counts only if `can_feed` and its feeder may still find units. The picked job's pass
+    /// is raised to at most [`MAX_LAG`] behind the most advanced job of its class.
+    fn pick_job(&mut self, filter: &LeaseFilter<'_>, now: u64, can_feed: bool) -> Option<JobId> {
+        let servable = |job: &JobState| {
+            (!job.ready.is_empty() || (can_feed && !job.feeder_at_end))
+                && filter.admits(&job.record, now)
+        };
+        let class = |job: &JobState| {
+            (
+                job.passed_over.len() < MAX_SKIPPED_PER_JOB,
+                job.record.priority,
+            )
+        };
+        let mut best = None;
+        let mut leader = 0;
+        for job in self.jobs.values().filter(|job| servable(job)) {
+            let this = class(job);
+            match best {
+                Some(best) if this < best => {}
+                Some(best) if this == best => leader = job.pass.max(leader),
+                _ => {
+                    best = Some(this);
+                    leader = job.pass;
+                }
+            }
+        }
+        let best = best?;
+        let floor = leader.saturating_sub(MAX_LAG);
+        let mut chosen: Option<(u64, JobId)> = None;
+        for (id, job) in &self.jobs {
+            if servable(job) && class(job) == best {
+                let pass = job.pass.max(floor);
+                if chosen.is_none_or(|(lowest, _)| pass < lowest) {
+                    chosen = Some((pass, *id));
+                }
+            }
+        }
+        let (pass, id) = chosen?;
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.pass = pass;
+        }
+        Some(id)
+    }
+
+    /// With the probability its job asks for, a unit with a known answer to lease as a spot
+    /// check, from a job `filter` admits that still has work (a finished job's volunteers are
+    /// not kept busy).
+    fn pick_spot_check(
+        &self,
+        rng: &mut impl Rng,
+        filter: &LeaseFilter<'_>,
+        now: u64,
+    ) -> Option<UnitKey> {
+        for (id, job) in &self.jobs {
+            let rate = job.record.policy.spot_check_rate;
+            if job.known.is_empty()
+                || rate <= 0.0
+                || job.is_finished()
+                || !filter.admits(&job.record, now)
+            {
+                continue;
+            }
+            if rng.random::<f64>() < rate {
+                let index = job.known[rng.random_range(0..job.known.len())];
+                return Some(UnitKey { job: *id, index });
+            }
+        }
+        None
+    }
+
+    /// The lowest pass among the live jobs of `priority` with work, other than `except`.
+    fn tier_min_pass(&self, priority: u8, except: JobId, now: u64) -> Option<u64> {
+        self.jobs
+            .iter()
+            .filter(|(id, job)| {
+                **id != except
+                    && job.record.priority == priority
+                    && job.is_live(now)
+                    && job.has_work()
+            })
+            .map(|(_, job)| job.pass)
+            .min()
+    }
+
+    /// Queues a unit that wants a replica again. A job that had no work left starts again at
+    /// the lowest pass of its priority, so its idle time does not let it monopolise.
+    fn requeue(&mut self, unit: UnitKey, at: Requeue, now: u64) {
+        let Some(job) = self.jobs.get(&unit.job) else {
+            return;
+        };
+        let restart_pass = if job.has_work() {
+            None
+        } else {
+            self.tier_min_pass(job.record.priority, unit.job, now)
+        };
+        let Some(job) = self.jobs.get_mut(&unit.job) else {
+            return;
+        };
+        if let Some(pass) = restart_pass {
+            job.pass = pass;
+        }
+        match at {
+            Requeue::Front => job.ready.push_front(unit.index),
+            Requeue::Back => job.ready.push_back(unit.index),
+        }
+    }
+
+    /// Follows what a transition did to a unit.
+    fn apply(&mut self, unit: UnitKey, change: &UnitChange, at: Requeue, now: u64) {
+        let Some(job) = self.jobs.get_mut(&unit.job) else {
+            return;
+        };
+        match change {
+            UnitChange::Decided { .. } => job.counts.done += 1,
+            UnitChange::Failed => job.counts.failed += 1,
+            UnitChange::Reopened => {
+                job.counts.done = job.counts.done.saturating_sub(1);
+                self.requeue(unit, at, now);
+            }
+            UnitChange::WantsReplica => self.requeue(unit, at, now),
+            UnitChange::Unchanged | UnitChange::Late { .. } => {}
+        }
+    }
+
+    /// Puts the units passed over in this request back at the front of their queues, in the
+    /// order they were taken.
+    fn restore_passed_over(&mut self) {
+        for job in self.jobs.values_mut() {
+            while let Some(index) = job.passed_over.pop() {
+                job.ready.push_front(index);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewJob;
+    use cyclepool_shared::Signature;
+    use tempfile::TempDir;
+
+    /// Where the paused clock starts.
+    const START_MS: u64 = 1_700_000_000_000;
+    const TTL_MS: u64 = 1_000;
+
+    /// A store in a temporary directory and a paused clock. The directory is dropped last.
+    struct World {
+        store: Arc<Store>,
+        clock: Clock,
+        _dir: TempDir,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().expect("creating the data directory");
+        let store = Arc::new(Store::open(dir.path()).expect("opening the store"));
+        World {
+            store,
+            clock: Clock::paused(START_MS),
+            _dir: dir,
+        }
+    }
+
+    impl World {
+        fn scheduler(&self) -> Scheduler {
+            Scheduler::start(Arc::clone(&self.store), self.clock.clone())
+                .expect("starting the scheduler")
+        }
+    }
+
+    /// One replica per unit, no server-side checks.
+    fn policy() -> JobPolicy {
+        JobPolicy {
+            lease_ttl_ms: TTL_MS,
+            unit_budget_ms: TTL_MS,
+            min_quorum: 1,
+            initial_replicas: 1,
+            use_verify: false,
+            reexecution_rate: 0.0,
+            spot_check_rate: 0.0,
+            ..JobPolicy::default()
+        }
+    }
+
+    fn spec() -> NewJob {
+        NewJob {
+            distributor: "portal".into(),
+            title: "t".into(),
+            description: String::new(),
+            module_sha256: Sha256Digest::of(b"module"),
+            module_bytes: 6,
+            policy: policy(),
+            expires_ms: u64::MAX,
+            owner: None,
+            group: None,
+            priority: 0,
+            weight: 1,
+            declaration: None,
+        }
+    }
+
+    fn input(index: u64) -> Vec<u8> {
+        index.to_be_bytes().to_vec()
+    }
+
+    /// Creates a job of `units` units in the store (the caller tells the scheduler, if any).
+    fn create(store: &Store, units: u64, spec: NewJob) -> JobRecord {
+        let inputs: Vec<Vec<u8>> = (0..units).map(input).collect();
+        store
+            .create_job(spec, &inputs, START_MS, None)
+            .expect("creating a job")
+            .expect("an unnamed job is always created")
+    }
+
+    fn volunteer(n: u32) -> VolunteerId {
+        let mut key = [0x5a; 32];
+        key[..4].copy_from_slice(&n.to_be_bytes());
+        VolunteerId::from_bytes(key)
+    }
+
+    const EVERYONE: LeaseFilter<'static> = LeaseFilter {
+        exclude_jobs: &[],
+        groups: &[],
+    };
+
+    fn lease(scheduler: &Scheduler, who: u32, max: u32, filter: &LeaseFilter<'_>) -> Vec<Lease> {
+        scheduler
+            .lease(volunteer(who), max, filter)
+            .expect("leasing")
+    }
+
+    /// Submits `output` for `lease` on behalf of volunteer `who`.
+    async fn submit(
+        scheduler: &Scheduler,
+        who: u32,
+        lease: &Lease,
+        output: &[u8],
+    ) -> SubmitOutcome {
+        scheduler
+            .submit(
+                &IncomingResult {
+                    lease: lease.lease_id,
+                    volunteer: volunteer(who),
+                    nonce: lease.nonce,
+                    output: output.to_vec(),
+                    output_sha256: Sha256Digest::of(output),
+                    signature: Signature::from_bytes([0; 64]),
+                    compute_ms: 1,
+                },
+                Some(lease.job_id),
+            )
+            .await
+            .expect("submitting")
+    }
+
+    fn jobs_of(leases: &[Lease]) -> Vec<JobId> {
+        leases.iter().map(|lease| lease.job_id).collect()
+    }
+
+    #[test]
+    fn weights_share_units_in_proportion_within_a_priority() {
+        let world = world();
+        let light = create(&world.store, 400, spec());
+        let heavy = create(
+            &world.store,
+            400,
+            NewJob {
+                weight: 3,
+                ..spec()
+            },
+        );
+        let scheduler = world.scheduler();
+        let mut light_units = 0;
+        let mut heavy_units = 0;
+        for who in 0..400 {
+            let leases = lease(&scheduler, who, 1, &EVERYONE);
+            assert_eq!(leases.len(), 1, "request {who} got no unit");
+            if leases[0].job_id == light.id {
+                light_units += 1;
+            } else {
+                assert_eq!(leases[0].job_id, heavy.id);
+                heavy_units += 1;
+            }
+        }
+        let light_share = light_units * 100 / 400;
+        assert!(
+            (22..=28).contains(&light_share),
+            "weight 1 got {light_units} of 400 units, weight 3 got {heavy_units}"
+        );
+        assert_eq!(light_units + heavy_units, 400);
+    }
+
+    #[test]
+    fn a_higher_priority_is_served_first_until_it_runs_out() {
+        let world = world();
+        let low = create(&world.store, 20, spec());
+        let high = create(
+            &world.store,
+            5,
+            NewJob {
+                priority: 1,
+                ..spec()
+            },
+        );
+        let scheduler = world.scheduler();
+        let first: Vec<JobId> = (0..5)
+            .flat_map(|who| jobs_of(&lease(&scheduler, who, 1, &EVERYONE)))
+            .collect();
+        assert_eq!(first, vec![high.id; 5]);
+        // Out of work: the lower priority gets the volunteers.
+        assert_eq!(
+            jobs_of(&lease(&scheduler, 5, 3, &EVERYONE)),
+            vec![low.id; 3]
+        );
+        // The high-priority leases expire: their units come back, and go first again.
+        world.clock.advance(TTL_MS + 1);
+        let again = lease(&scheduler, 6, 6, &EVERYONE);
+        assert_eq!(jobs_of(&again[..5]), vec![high.id; 5]);
+        assert_eq!(again[5].job_id, low.id);
+    }
+
+    #[test]
+    fn excluded_paused_and_cancelled_jobs_do_not_block_the_others() {
+        let world = world();
+        let big = create(&world.store, 10_000, spec());
+        let small = create(&world.store, 10, spec());
+        let cancelled = create(&world.store, 10, spec());
+        let scheduler = world.scheduler();
+        let cancelled_record = scheduler
+            .set_status(cancelled.id, JobStatus::Cancelled)
+            .expect("cancelling")
+            .expect("the job exists");
+        assert_eq!(cancelled_record.status, JobStatus::Cancelled);
+
+        // Opting out of the job at the front costs nothing.
+        let excluding = LeaseFilter {
+            exclude_jobs: &[big.id],
+            groups: &[],
+        };
+        assert_eq!(
+            jobs_of(&lease(&scheduler, 1, 1, &excluding)),
+            vec![small.id]
+        );
+
+        // Nor does a paused job; and the pause is stored.
+        let paused = scheduler
+            .set_status(big.id, JobStatus::Paused)
+            .expect("pausing")
+            .expect("the job exists");
+        assert_eq!(paused.status, JobStatus::Paused);
+        assert_eq!(jobs_of(&lease(&scheduler, 2, 1, &EVERYONE)), vec![small.id]);
+        assert_eq!(
+            jobs_of(&lease(&scheduler, 3, 100, &EVERYONE)),
+            vec![small.id; 8]
+        );
+        // Only the paused and the cancelled job have work left: nothing to lease.
+        assert!(lease(&scheduler, 4, 100, &EVERYONE).is_empty());
+        let restarted = world.scheduler();
+        assert_eq!(
+            restarted.job(big.id).map(|job| job.status),
+            Some(JobStatus::Paused)
+        );
+        assert_eq!(
+            restarted.job(cancelled.id).map(|job| job.status),
+            Some(JobStatus::Cancelled)
+        );
+
+        // Resumed, the job's queue is where it was.
+        scheduler
+            .set_status(big.id, JobStatus::Active)
+            .expect("resuming")
+            .expect("the job exists");
+        let resumed = lease(&scheduler, 5, 3, &EVERYONE);
+        assert_eq!(jobs_of(&resumed), vec![big.id; 3]);
+        assert_eq!(
+            resumed.iter().map(|lease| lease.unit).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            scheduler
+                .set_status(JobId(u64::MAX), JobStatus::Paused)
+                .expect("no store error"),
+            None
+        );
+        let listed: Vec<(JobId, JobStatus)> = scheduler
+            .jobs()
+            .into_iter()
+            .map(|job| (job.id, job.status))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (big.id, JobStatus::Active),
+                (small.id, JobStatus::Active),
+                (cancelled.id, JobStatus::Cancelled)
+            ]
+        );
+        let public: Vec<JobId> = scheduler
+            .stats()
+            .jobs
+            .iter()
+            .map(|job| job.job_id)
+            .collect();
+        assert_eq!(public, vec![big.id, small.id]);
+    }
+
+    #[test]
+    fn a_volunteer_holding_replicas_of_one_job_still_gets_another_jobs_units() {
+        let world = world();
+        let replicated = create(
+            &world.store,
+            300,
+            NewJob {
+                policy: JobPolicy {
+                    min_quorum: 2,
+                    initial_replicas: 2,
+                    ..policy()
+                },
+                ..spec()
+            },
+        );
+        let scheduler = world.scheduler();
+        // Volunteer 1 holds one replica of every unit; each unit's second replica is queued:
+        // more of them than one request may pass over.
+        assert_eq!(lease(&scheduler, 1, 300, &EVERYONE).len(), 300);
+        let other = create(&world.store, 10, spec());
+        scheduler.add_job(other.clone());
+        assert_eq!(jobs_of(&lease(&scheduler, 1, 1, &EVERYONE)), vec![other.id]);
+        // The units passed over kept their place.
+        let next = lease(&scheduler, 2, 1, &EVERYONE);
+        assert_eq!(
+            next.iter()
+                .map(|lease| (lease.job_id, lease.unit))
+                .collect::<Vec<_>>(),
+            vec![(replicated.id, 0)]
+        );
+    }
+
+    #[test]
+    fn group_jobs_go_only_to_members_and_spot_checks_do_not_leak_them() {
+        let world = world();
+        let group = GroupId(7);
+        let restricted = create(
+            &world.store,
+            5,
+            NewJob {
+                group: Some(group),
+                policy: JobPolicy {
+                    spot_check_rate: 1.0,
+                    ..policy()
+                },
+                ..spec()
+            },
+        );
+        let public = create(&world.store, 5, spec());
+        let scheduler = world.scheduler();
+        scheduler.add_known(UnitKey {
+            job: restricted.id,
+            index: 0,
+        });
+        let outsiders = LeaseFilter {
+            exclude_jobs: &[],
+            groups: &[GroupId(8)],
+        };
+        assert_eq!(
+            jobs_of(&lease(&scheduler, 1, 10, &EVERYONE)),
+            vec![public.id; 5]
+        );
+        // The public job is all out: an outsider gets nothing, not even a spot check.
+        assert!(lease(&scheduler, 2, 10, &EVERYONE).is_empty());
+        assert!(lease(&scheduler, 3, 10, &outsiders).is_empty());
+        let members = LeaseFilter {
+            exclude_jobs: &[],
+            groups: &[GroupId(8), group],
+        };
+        let member_leases = lease(&scheduler, 4, 10, &members);
+        assert!(!member_leases.is_empty());
+        assert!(
+            member_leases
+                .iter()
+                .all(|lease| lease.job_id == restricted.id)
+        );
+        let listed: Vec<JobId> = scheduler
+            .stats()
+            .jobs
+            .iter()
+            .map(|job| job.job_id)
+            .collect();
+        assert_eq!(listed, vec![public.id]);
+    }
+
+    #[test]
+    fn an_expired_job_is_not_leased() {
+        let world = world();
+        let expired = create(
+            &world.store,
+            5,
+            NewJob {
+                expires_ms: START_MS - 1,
+                ..spec()
+            },
+        );
+        let expiring = create(
+            &world.store,
+            20,
+            NewJob {
+                expires_ms: START_MS + 500,
+                ..spec()
+            },
+        );
+        let lasting = create(&world.store, 3, spec());
+        let scheduler = world.scheduler();
+        let early = lease(&scheduler, 1, 4, &EVERYONE);
+        assert_eq!(early.len(), 4);
+        assert!(early.iter().all(|lease| lease.job_id != expired.id));
+        assert!(early.iter().any(|lease| lease.job_id == expiring.id));
+        let lasting_left = 3 - early
+            .iter()
+            .filter(|lease| lease.job_id == lasting.id)
+            .count();
+        // At its expiry time the job is over: only the lasting job's units are left.
+        world.clock.advance(500);
+        let late = lease(&scheduler, 2, 30, &EVERYONE);
+        assert_eq!(jobs_of(&late), vec![lasting.id; lasting_left]);
+    }
+
+    #[tokio::test]
+    async fn progress_counts_results_validations_volunteers_and_history() {
+        let world = world();
+        let job = create(
+            &world.store,
+            3,
+            NewJob {
+                policy: JobPolicy {
+                    min_quorum: 2,
+                    initial_replicas: 2,
+                    lease_ttl_ms: 60 * TTL_MS,
+                    ..policy()
+                },
+                ..spec()
+            },
+        );
+        let scheduler = world.scheduler();
+        let first = lease(&scheduler, 1, 3, &EVERYONE);
+        let second = lease(&scheduler, 2, 3, &EVERYONE);
+        assert_eq!((first.len(), second.len()), (3, 3));
+        let progress = scheduler.progress(job.id).expect("the job exists");
+        assert_eq!(
+            (
+                progress.units,
+                progress.leased,
+                progress.results,
+                progress.validated
+            ),
+            (3, 6, 0, 0)
+        );
+        assert_eq!(progress.active_volunteers, 2);
+        assert!(progress.history.is_empty());
+
+        for granted in &first {
+            let outcome = submit(&scheduler, 1, granted, b"out").await;
+            assert!(
+                matches!(outcome, SubmitOutcome::Accepted { .. }),
+                "{outcome:?}"
+            );
+        }
+        for granted in &second[..2] {
+            submit(&scheduler, 2, granted, b"out").await;
+        }
+        let progress = scheduler.progress(job.id).expect("the job exists");
+        assert_eq!(
+            (
+                progress.leased,
+                progress.results,
+                progress.validated,
+                progress.failed
+            ),
+            (1, 5, 2, 0)
+        );
+
+        // Sampled when the count changed, or once a minute when it did not.
+        scheduler.sample_progress();
+        scheduler.sample_progress();
+        world.clock.advance(10_000);
+        submit(&scheduler, 2, &second[2], b"out").await;
+        scheduler.sample_progress();
+        world.clock.advance(RESAMPLE_UNCHANGED_MS - 1);
+        scheduler.sample_progress();
+        world.clock.advance(1);
+        scheduler.sample_progress();
+        let history = scheduler.progress(job.id).expect("the job exists").history;
+        assert_eq!(
+            history,
+            vec![
+                ProgressSample {
+                    at_ms: START_MS,
+                    validated: 2
+                },
+                ProgressSample {
+                    at_ms: START_MS + 10_000,
+                    validated: 3
+                },
+                ProgressSample {
+                    at_ms: START_MS + 10_000 + RESAMPLE_UNCHANGED_MS,
+                    validated: 3
+                },
+            ]
+        );
+        // Volunteer 1 was last seen at the start, volunteer 2 ten seconds later.
+        world
+            .clock
+            .advance(ACTIVE_WINDOW_MS + 1 - 10_000 - RESAMPLE_UNCHANGED_MS);
+        let progress = scheduler.progress(job.id).expect("the job exists");
+        assert_eq!(progress.active_volunteers, 1);
+        world.clock.advance(10_000);
+        assert_eq!(
+            scheduler
+                .progress(job.id)
+                .expect("the job exists")
+                .active_volunteers,
+            0
+        );
+        scheduler.sample_progress();
+        assert!(
+            scheduler
+                .lock()
+                .jobs
+                .get(&job.id)
+                .is_some_and(|job| job.recent_volunteers.is_empty()),
+            "inactive volunteers are pruned"
+        );
+
+        // The history is bounded.
+        for _ in 0..2 * HISTORY_SAMPLES {
+            world.clock.advance(RESAMPLE_UNCHANGED_MS);
+            scheduler.sample_progress();
+        }
+        let history = scheduler.progress(job.id).expect("the job exists").history;
+        assert_eq!(history.len(), HISTORY_SAMPLES);
+        assert!(history.windows(2).all(|pair| pair[0].at_ms < pair[1].at_ms));
+
+        // After a restart the counts come from the store.
+        let progress = world.scheduler().progress(job.id).expect("the job exists");
+        assert_eq!(
+            (progress.leased, progress.results, progress.validated),
+            (0, 6, 3)
+        );
+        assert_eq!(scheduler.progress(JobId(u64::MAX)), None);
+    }
+
+    #[tokio::test]
+    async fn a_spot_check_result_is_not_a_replica() {
+        let world = world();
+        let job = create(
+            &world.store,
+            2,
+            NewJob {
+                policy: JobPolicy {
+                    spot_check_rate: 1.0,
+                    ..policy()
+                },
+                ..spec()
+            },
+        );
+        let scheduler = world.scheduler();
+        let known = UnitKey {
+            job: job.id,
+            index: 0,
+        };
+        scheduler.add_known(known);
+        let check = lease(&scheduler, 1, 1, &EVERYONE);
+        assert_eq!(check.len(), 1);
+        let record = world
+            .store
+            .lease(check[0].lease_id)
+            .expect("reading the lease")
+            .expect("the lease exists");
+        assert!(record.spot_check);
+        // A restart in between: the scheduler still knows the lease is a spot check.
+        let scheduler = world.scheduler();
+        let outcome = submit(&scheduler, 1, &check[0], b"out").await;
+        assert!(
+            matches!(outcome, SubmitOutcome::Accepted { .. }),
+            "{outcome:?}"
+        );
+        let progress = scheduler.progress(job.id).expect("the job exists");
+        assert_eq!((progress.results, progress.active_volunteers), (0, 1));
     }
 }

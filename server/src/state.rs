@@ -22,6 +22,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The SHA-256 of the admin token; `None` refuses every distributor call.
     pub admin_token_hash: Option<Sha256Digest>,
+    /// Whether the session cookie is marked `Secure`.
+    pub secure_cookies: bool,
     /// Manifests signed so far. Signing is deterministic and the key does not change while
     /// the server runs, so each job's manifest is signed once.
     pub manifests: Arc<Mutex<HashMap<JobId, SignedManifest>>>,

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cyclepool_server::clock::Clock;
-use cyclepool_server::scheduler::Scheduler;
+use cyclepool_server::scheduler::{LeaseFilter, Scheduler};
 use cyclepool_server::store::{
     IncomingResult, JobRecord, LeaseState, NewJob, ReportRecord, Store, SubmitOutcome, UnitKey,
     UnitRecord, UnitState,
@@ -263,7 +263,10 @@ impl Sim {
         let id = volunteer_id(volunteer);
         let now = self.clock.now_ms();
         let before = self.units();
-        let leases = self.scheduler.lease(id, max, &[]).expect("leasing");
+        let leases = self
+            .scheduler
+            .lease(id, max, &LeaseFilter::default())
+            .expect("leasing");
         if !leases.is_empty() {
             let units: Vec<u64> = leases.iter().map(|lease| lease.unit).collect();
             let first = self.granted.len();

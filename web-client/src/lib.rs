@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use cyclepool_shared::manifest::PortalKeys;
 use cyclepool_shared::protocol::{
-    Lease, LeaseRef, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, Report, ReportKind,
+    Lease, LeaseProof, LeaseRef, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, Report, ReportKind,
     ReportResponse, ResultSubmission, SubmitResponse,
 };
-use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
+use cyclepool_shared::signing::{Purpose, SecretKey, lease_proof_message, result_message};
 use cyclepool_shared::{JobId, Sha256Digest, VolunteerId};
 use futures_util::future::join;
 use gloo_timers::future::sleep;
@@ -323,8 +323,18 @@ enum Fetched {
 
 /// Asks the portal for up to [`PREFETCH`] units.
 async fn fetch_leases(shared: &Shared) -> Fetched {
+    // The proof lets the portal hand out restricted jobs of groups this key joined; it costs
+    // one signature per request (a request fetches up to PREFETCH units).
+    let at_ms = js_sys::Date::now() as u64;
+    let proof = LeaseProof {
+        at_ms,
+        signature: shared.secret.sign(
+            Purpose::LeaseProof,
+            &lease_proof_message(&shared.volunteer, at_ms),
+        ),
+    };
     let request = LeaseRequest {
-        proof: None,
+        proof: Some(proof),
         protocol: PROTOCOL_VERSION,
         volunteer: shared.volunteer,
         max_units: PREFETCH,

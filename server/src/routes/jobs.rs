@@ -9,14 +9,18 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cyclepool_shared::abi::MAX_INPUT_BYTES;
+use cyclepool_shared::distributor::{
+    DeclarationSignature, inputs_digest, job_declaration_message, verify_declaration,
+};
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{CreateJob, Inputs, JobCreated, ModuleUploaded};
 use cyclepool_shared::range::encode_range;
-use cyclepool_shared::{ErrorCode, JobId, Sha256Digest};
+use cyclepool_shared::{ErrorCode, JobId, KeyId, Sha256Digest};
 
-use crate::auth::Admin;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
 use crate::module_check::check_module;
+use crate::routes::groups::owned_group;
 use crate::state::AppState;
 use crate::store::NewJob;
 
@@ -24,6 +28,10 @@ use crate::store::NewJob;
 pub const MAX_UNITS_PER_JOB: u64 = 10_000_000;
 /// How long a manifest stays valid when the distributor does not say.
 pub const DEFAULT_JOB_LIFETIME_MS: u64 = 30 * 24 * 60 * 60 * 1_000;
+/// The highest job priority.
+pub const MAX_PRIORITY: u8 = 9;
+/// The largest job weight.
+pub const MAX_WEIGHT: u32 = 1_000;
 /// The longest a title may be, in characters.
 const MAX_TITLE_CHARS: usize = 200;
 /// The longest a description may be, in characters.
@@ -31,7 +39,7 @@ const MAX_DESCRIPTION_CHARS: usize = 10_000;
 
 /// `PUT /api/v1/modules`: checks a module against the job ABI and stores it by digest.
 pub async fn upload_module(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     // Taken as a `Result` so that a body over the limit gets the JSON error, not axum's text.
     body: Result<Bytes, BytesRejection>,
@@ -59,7 +67,7 @@ pub async fn upload_module(
 
 /// `POST /api/v1/jobs`: creates a job from an uploaded module, inputs and a policy.
 pub async fn create_job(
-    _admin: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<JobCreated>), ApiError> {
@@ -75,6 +83,15 @@ pub async fn create_job(
         )));
     }
     check_policy(&request.policy)?;
+    if request.priority > MAX_PRIORITY || !(1..=MAX_WEIGHT).contains(&request.weight) {
+        return Err(ApiError::invalid(format!(
+            "priority must be 0 to {MAX_PRIORITY} and weight 1 to {MAX_WEIGHT}"
+        )));
+    }
+    let group = match request.group {
+        Some(group) => Some(owned_group(&caller, &state, &group.to_string())?.id),
+        None => None,
+    };
     let module = state.store.module(request.module_sha256)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -86,6 +103,18 @@ pub async fn create_job(
         )
     })?;
     let inputs = expand_inputs(request.inputs)?;
+    let (inputs, declaration) = check_declaration(
+        &caller,
+        request.signature,
+        inputs,
+        Declared {
+            module_sha256: request.module_sha256,
+            title,
+            description: &request.description,
+            policy: &request.policy,
+        },
+    )
+    .await?;
     let now = state.clock.now_ms();
     let lifetime = request.expires_in_ms.unwrap_or(DEFAULT_JOB_LIFETIME_MS);
     let key_not_after = state
@@ -99,18 +128,21 @@ pub async fn create_job(
         )));
     }
     let spec = NewJob {
-        distributor: "portal".into(),
+        distributor: match &caller {
+            Caller::Admin => "portal".into(),
+            Caller::Distributor(account) => account.name.clone(),
+        },
         title: title.to_owned(),
         description: request.description,
         module_sha256: request.module_sha256,
         module_bytes: module.len() as u64,
         policy: request.policy,
         expires_ms,
-        owner: None,
-        group: None,
-        priority: 0,
-        weight: 1,
-        declaration: None,
+        owner: caller.account_id(),
+        group,
+        priority: request.priority,
+        weight: request.weight,
+        declaration,
     };
     let store = state.store.clone();
     let job = tokio::task::spawn_blocking(move || store.create_job(spec, &inputs, now, None))
@@ -133,6 +165,80 @@ pub async fn create_job(
             manifest,
         }),
     ))
+}
+
+/// What a job declaration covers, besides the inputs.
+struct Declared<'a> {
+    module_sha256: Sha256Digest,
+    title: &'a str,
+    description: &'a str,
+    policy: &'a JobPolicy,
+}
+
+/// Checks a distributor's signature over the job's declaration: by a key registered to the
+/// caller's account and not revoked, over exactly this module, these inputs, title,
+/// description and policy. Returns the inputs (moved through the hashing thread).
+async fn check_declaration(
+    caller: &Caller,
+    signature: Option<DeclarationSignature>,
+    inputs: Vec<Vec<u8>>,
+    declared: Declared<'_>,
+) -> Result<(Vec<Vec<u8>>, Option<DeclarationSignature>), ApiError> {
+    let Some(signature) = signature else {
+        return Ok((inputs, None));
+    };
+    let account = caller.account()?;
+    let key_id = KeyId::of(&signature.public_key);
+    let registered = account
+        .keys
+        .iter()
+        .find(|key| key.public_key == signature.public_key);
+    match registered {
+        None => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::BadSignature,
+                format!(
+                    "key {key_id} is not registered to your account; POST it to /api/v1/account/keys"
+                ),
+            ));
+        }
+        Some(key) if key.revoked => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::BadSignature,
+                format!("key {key_id} is revoked"),
+            ));
+        }
+        Some(_) => {}
+    }
+    let (inputs, digest) = tokio::task::spawn_blocking(move || {
+        let digest = inputs_digest(inputs.iter().map(Vec::as_slice));
+        (inputs, digest)
+    })
+    .await
+    .map_err(|err| {
+        tracing::error!(error = %err, "hashing inputs failed");
+        ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+    })?;
+    let message = job_declaration_message(
+        &declared.module_sha256,
+        &digest,
+        declared.title,
+        declared.description,
+        declared.policy,
+    );
+    if verify_declaration(&signature, &message).is_err() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::BadSignature,
+            format!(
+                "the declaration signature by key {key_id} does not verify over this module ({}), inputs ({digest}), title, description and policy",
+                declared.module_sha256
+            ),
+        ));
+    }
+    Ok((inputs, Some(signature)))
 }
 
 /// `GET /api/v1/jobs/{id}/manifest`: the job's manifest, signed by the portal's current key.
@@ -178,74 +284,6 @@ pub async fn module(
         bytes.to_vec(),
     )
         .into_response())
-}
-
-/// `GET /api/v1/jobs/{id}/results` (admin): every accepted result of the job as JSON lines,
-/// one unit per line, in unit order: `{"unit", "lease_id", "nonce", "signature", "input",
-/// "output", "output_sha256", "volunteer", "received_ms"}` with `input` and `output` in base64.
-pub async fn results(
-    _admin: Admin,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = parse_job_id(&id)?;
-    state.scheduler.job(id).ok_or_else(|| unknown_job(id))?;
-    let store = state.store.clone();
-    let lines = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-        let mut lines = Vec::new();
-        for entry in store.job_results(id) {
-            let (unit, record, result) = entry?;
-            let nonce = store.lease(result.lease)?.map(|lease| lease.nonce);
-            let line = ResultLine {
-                unit,
-                lease_id: result.lease,
-                nonce,
-                signature: result.signature,
-                input: &record.input,
-                output: &result.output,
-                output_sha256: result.output_sha256,
-                volunteer: result.volunteer,
-                received_ms: result.received_ms,
-            };
-            serde_json::to_writer(&mut lines, &line).map_err(|err| {
-                tracing::error!(error = %err, "encoding a result line");
-                ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-            })?;
-            lines.push(b'\n');
-        }
-        Ok(lines)
-    })
-    .await
-    .map_err(|err| {
-        tracing::error!(error = %err, "results task failed");
-        ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-    })??;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        )],
-        lines,
-    )
-        .into_response())
-}
-
-/// One line of a results download.
-#[derive(serde::Serialize)]
-struct ResultLine<'a> {
-    unit: u64,
-    lease_id: cyclepool_shared::LeaseId,
-    nonce: Option<cyclepool_shared::Nonce>,
-    /// The volunteer's signature over lease id, nonce and `output_sha256`, so that the
-    /// distributor can check who computed what without trusting the portal.
-    signature: cyclepool_shared::Signature,
-    #[serde(with = "cyclepool_shared::protocol::base64_bytes")]
-    input: &'a [u8],
-    #[serde(with = "cyclepool_shared::protocol::base64_bytes")]
-    output: &'a [u8],
-    output_sha256: Sha256Digest,
-    volunteer: cyclepool_shared::VolunteerId,
-    received_ms: u64,
 }
 
 /// `GET /.well-known/cyclepool-keys.json`: the portal's public keys and revocations.
@@ -340,7 +378,7 @@ fn expand_inputs(inputs: Inputs) -> Result<Vec<Vec<u8>>, ApiError> {
     }
 }
 
-fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
+pub fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
     text.parse::<u64>().map(JobId).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use cyclepool_shared::ErrorCode;
+use cyclepool_shared::distributor::{GroupId, JobStatus};
+use cyclepool_shared::manifest::CLOCK_SKEW_MS;
 use cyclepool_shared::protocol::{
     LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST,
     PROTOCOL_VERSION, Report, ReportResponse, ResultSubmission, SubmitResponse, SubmitStatus,
@@ -12,6 +14,7 @@ use cyclepool_shared::signing::{self, Purpose, result_message};
 use cyclepool_shared::{PublicKey, Sha256Digest, VolunteerId};
 
 use crate::error::{ApiError, ApiJson};
+use crate::scheduler::LeaseFilter;
 use crate::state::AppState;
 use crate::store::{IncomingResult, LeaseState, ReportRecord, SubmitOutcome};
 use crate::validator::Verdict;
@@ -40,16 +43,46 @@ pub async fn lease(
             "exclude_jobs may name at most {MAX_EXCLUDED_JOBS} jobs"
         )));
     }
-    let leases =
-        state
-            .scheduler
-            .lease(request.volunteer, request.max_units, &request.exclude_jobs)?;
+    let groups = proven_groups(&state, &request)?;
+    let leases = state.scheduler.lease(
+        request.volunteer,
+        request.max_units,
+        &LeaseFilter {
+            exclude_jobs: &request.exclude_jobs,
+            groups: &groups,
+        },
+    )?;
     let retry_after_ms = leases.is_empty().then_some(RETRY_WHEN_IDLE_MS);
     Ok(Json(LeaseResponse {
         protocol: PROTOCOL_VERSION,
         leases,
         retry_after_ms,
     }))
+}
+
+/// The restricted groups the requester may lease from: those of its key, if it proved it holds
+/// the key with a fresh signature; none without a proof. A proof whose time is off by more
+/// than the allowed skew (a wrong clock) only loses restricted work, never public work; one
+/// whose signature does not verify is refused, so a client bug shows.
+fn proven_groups(state: &AppState, request: &LeaseRequest) -> Result<Vec<GroupId>, ApiError> {
+    let Some(proof) = request.proof else {
+        return Ok(Vec::new());
+    };
+    let now = state.clock.now_ms();
+    if proof.at_ms.abs_diff(now) > CLOCK_SKEW_MS {
+        tracing::debug!(volunteer = %request.volunteer, at_ms = proof.at_ms, "stale lease proof");
+        return Ok(Vec::new());
+    }
+    let key = PublicKey::from_bytes(*request.volunteer.as_bytes());
+    let message = signing::lease_proof_message(&request.volunteer, proof.at_ms);
+    if signing::verify(&key, Purpose::LeaseProof, &message, &proof.signature).is_err() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::BadSignature,
+            "the lease proof does not verify with the volunteer key over the key and at_ms",
+        ));
+    }
+    Ok(state.store.groups_of(request.volunteer)?)
 }
 
 /// Accepts one result; answers only once it is durable.
@@ -101,6 +134,19 @@ pub async fn submit(
             && record.volunteer == submission.volunteer
             && record.nonce == submission.nonce;
         let job = state.scheduler.job(record.unit.job);
+        if let Some(job) = job
+            .as_ref()
+            .filter(|job| job.status == JobStatus::Cancelled)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::JobNotActive,
+                format!(
+                    "job {} was cancelled by its distributor; drop this unit",
+                    job.id
+                ),
+            ));
+        }
         let unit = if open {
             state.store.unit(record.unit)?
         } else {

@@ -19,10 +19,13 @@ use sled::Transactional;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+mod accounts;
 mod commit;
+mod listing;
 mod records;
 mod work;
 
+pub use accounts::{AccountRecord, GroupRecord, SessionRecord, TokenRecord};
 pub use records::*;
 
 use commit::GroupCommit;
@@ -53,6 +56,13 @@ pub struct Store {
     credit: sled::Tree,
     known: sled::Tree,
     volunteers: sled::Tree,
+    accounts: sled::Tree,
+    tokens: sled::Tree,
+    sessions: sled::Tree,
+    groups: sled::Tree,
+    invites: sled::Tree,
+    members: sled::Tree,
+    memberships: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -78,6 +88,13 @@ impl Store {
             credit: db.open_tree("credit")?,
             known: db.open_tree("known")?,
             volunteers: db.open_tree("volunteers")?,
+            accounts: db.open_tree("accounts")?,
+            tokens: db.open_tree("tokens")?,
+            sessions: db.open_tree("sessions")?,
+            groups: db.open_tree("groups")?,
+            invites: db.open_tree("invites")?,
+            members: db.open_tree("members")?,
+            memberships: db.open_tree("memberships")?,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -153,7 +170,15 @@ impl Store {
             .collect()
     }
 
-    /// Counts units by state, per job. Scans every unit: used once at start.
+    /// Replaces a job's record (its status, say). A plain insert: durable with the next flush,
+    /// or await [`Store::durable`].
+    pub fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.jobs.insert(job.id.0.to_be_bytes(), encode(job))?;
+        Ok(())
+    }
+
+    /// Counts units by state, and the results they hold, per job. Scans every unit: used once
+    /// at start.
     pub fn unit_counts(&self) -> Result<HashMap<JobId, UnitCounts>, StoreError> {
         let mut counts: HashMap<JobId, UnitCounts> = HashMap::new();
         for entry in self.units.iter() {
@@ -162,6 +187,7 @@ impl Store {
             let unit: UnitRecord = decode("units", &value)?;
             let count = counts.entry(key.job).or_default();
             count.leased += unit.active.len() as u64;
+            count.results += unit.replicas.len() as u64;
             match unit.state {
                 UnitState::Open => {}
                 UnitState::Done { .. } => count.done += 1,
@@ -215,6 +241,73 @@ impl Store {
             page.last_scanned = Some(key);
         }
         Ok(page)
+    }
+
+    /// Up to `limit` pending units of `job` after unit index `after` (from its first unit when
+    /// `None`), scanning at most `scan_limit` units and never past the job's last unit, so that
+    /// one job's feeder neither stalls the caller nor wanders into the next job's units.
+    pub fn pending_units_of_job(
+        &self,
+        job: JobId,
+        after: Option<u64>,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<PendingPage, StoreError> {
+        let mut page = PendingPage {
+            found: Vec::new(),
+            last_scanned: after.map(|index| UnitKey { job, index }),
+            at_end: false,
+        };
+        let first = match after {
+            None => 0,
+            Some(index) => match index.checked_add(1) {
+                Some(next) => next,
+                None => {
+                    page.at_end = true;
+                    return Ok(page);
+                }
+            },
+        };
+        let start = UnitKey { job, index: first }.to_bytes();
+        let end = UnitKey {
+            job,
+            index: u64::MAX,
+        }
+        .to_bytes();
+        let mut range = self.units.range(start..=end);
+        let mut scanned = 0;
+        while page.found.len() < limit && scanned < scan_limit {
+            let Some(entry) = range.next() else {
+                page.at_end = true;
+                return Ok(page);
+            };
+            scanned += 1;
+            let (key, value) = entry?;
+            let key = UnitKey::from_bytes(&key)?;
+            let unit: UnitRecord = decode("units", &value)?;
+            if unit.wants_replica() {
+                page.found.push(key);
+            }
+            page.last_scanned = Some(key);
+        }
+        // Stopped by a limit: at the end only if nothing of the job follows. (A read error
+        // here counts as "something follows"; the next page reports it.)
+        page.at_end = range.next().is_none();
+        Ok(page)
+    }
+
+    /// Every active lease with its record. Used once at start to rebuild the expiry index and
+    /// the set of spot checks out.
+    pub fn active_lease_records(&self) -> Result<Vec<(LeaseId, LeaseRecord)>, StoreError> {
+        let mut active = Vec::new();
+        for entry in self.leases.iter() {
+            let (key, value) = entry?;
+            let lease: LeaseRecord = decode("leases", &value)?;
+            if lease.state == LeaseState::Active {
+                active.push((lease_id_from_key(&key)?, lease));
+            }
+        }
+        Ok(active)
     }
 
     /// Every active lease with its deadline and job. Used once at start to rebuild the
@@ -547,6 +640,47 @@ mod tests {
             0
         );
         assert_eq!(store.pending_units(None, 10, 10).unwrap().found.len(), 2);
+    }
+
+    #[test]
+    fn a_jobs_pending_scan_stays_within_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let inputs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i]).collect();
+        let first = store
+            .create_job(demo_spec(), &inputs, 0, None)
+            .unwrap()
+            .unwrap();
+        let second = store
+            .create_job(demo_spec(), &inputs, 0, None)
+            .unwrap()
+            .unwrap();
+        let page = store
+            .pending_units_of_job(first.id, None, 100, 100)
+            .unwrap();
+        assert_eq!(page.found.len(), 5);
+        assert!(page.found.iter().all(|unit| unit.job == first.id));
+        assert!(page.at_end);
+        let part = store.pending_units_of_job(second.id, None, 2, 100).unwrap();
+        assert_eq!(
+            part.found.iter().map(|unit| unit.index).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert!(!part.at_end);
+        let rest = store
+            .pending_units_of_job(second.id, part.last_scanned.map(|unit| unit.index), 100, 3)
+            .unwrap();
+        assert_eq!(
+            rest.found.iter().map(|unit| unit.index).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        // Stopped by the scan limit exactly at the job's last unit: at the end all the same.
+        assert!(rest.at_end);
+        assert!(rest.found.iter().all(|unit| unit.job == second.id));
+        let past = store
+            .pending_units_of_job(first.id, Some(u64::MAX), 100, 100)
+            .unwrap();
+        assert!(past.found.is_empty() && past.at_end);
     }
 
     #[test]

@@ -308,4 +308,7 @@ pub struct UnitCounts {
     pub leased: u64,
     pub done: u64,
     pub failed: u64,
+    /// Results accepted as replicas (spot checks are not replicas). Counted from the stored
+    /// replicas at start; replicas withdrawn by backtracking leave it only at the next start.
+    pub results: u64,
 }

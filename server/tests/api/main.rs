@@ -3,6 +3,7 @@
 //! distributor, with the admin token) would.
 
 mod auth;
+mod distributors;
 mod durability;
 mod expiry;
 mod helpers;

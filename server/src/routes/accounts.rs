@@ -1,0 +1,353 @@
+//! Distributor accounts: registration, API tokens, dashboard sessions and signing keys.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cyclepool_shared::distributor::{
+    AccountCreated, AccountId, AccountInfo, CreateToken, DistributorKeyInfo, RegisterAccount,
+    RegisterKey, SESSION_COOKIE, SessionInfo, TokenCreated, TokenInfo,
+};
+use cyclepool_shared::signing::is_usable_key;
+use cyclepool_shared::{ErrorCode, KeyId, Sha256Digest};
+
+use crate::auth::{self, API_TOKEN_PREFIX, Caller};
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use crate::store::{AccountRecord, SessionRecord, TokenRecord};
+
+/// How long a dashboard session lasts.
+pub const SESSION_LIFETIME_MS: u64 = 12 * 60 * 60 * 1_000;
+/// The most tokens (revoked included) and keys one account may have.
+const MAX_TOKENS: usize = 100;
+const MAX_KEYS: usize = 20;
+
+/// `POST /api/v1/accounts`: registers a distributor and returns its first API token.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RegisterAccount>,
+) -> Result<(StatusCode, Json<AccountCreated>), ApiError> {
+    let name = text_field("name", &request.name, 1, 100)?;
+    let contact = text_field("contact", &request.contact, 3, 200)?;
+    let organisation = text_field("organisation", &request.organisation, 1, 200)?;
+    let purpose = text_field("purpose", &request.purpose, 10, 2_000)?;
+    let now = state.clock.now_ms();
+    let account = AccountRecord {
+        id: AccountId(state.store.new_id()?),
+        name,
+        contact,
+        organisation,
+        purpose,
+        created_ms: now,
+        suspended: false,
+        keys: Vec::new(),
+    };
+    let (secret, hash) = auth::new_secret(API_TOKEN_PREFIX).map_err(random_failed)?;
+    let token = TokenRecord {
+        token_id: state.store.new_id()?,
+        account: account.id,
+        label: "first token".into(),
+        created_ms: now,
+        revoked: false,
+    };
+    state.store.create_account(&account, hash, &token)?;
+    state.store.durable().await?;
+    tracing::info!(account = %account.id, name = %account.name, "distributor registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountCreated {
+            account: account_info(&account),
+            token: TokenCreated {
+                info: token_info(&token),
+                secret,
+            },
+        }),
+    ))
+}
+
+/// `GET /api/v1/account`: the caller's account.
+pub async fn account(caller: Caller) -> Result<Json<AccountInfo>, ApiError> {
+    Ok(Json(account_info(caller.account()?)))
+}
+
+/// `GET /api/v1/tokens`: the caller's API tokens (never their secrets).
+pub async fn list_tokens(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    let account = caller.account()?;
+    let tokens = state.store.tokens_of(account.id)?;
+    Ok(Json(tokens.iter().map(token_info).collect()))
+}
+
+/// `POST /api/v1/tokens`: a new API token, whose secret is shown only in this answer.
+pub async fn create_token(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let account = caller.account()?;
+    let label = text_field("label", &request.label, 1, 100)?;
+    if state.store.tokens_of(account.id)?.len() >= MAX_TOKENS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("an account may have at most {MAX_TOKENS} tokens"),
+        ));
+    }
+    let (secret, hash) = auth::new_secret(API_TOKEN_PREFIX).map_err(random_failed)?;
+    let token = TokenRecord {
+        token_id: state.store.new_id()?,
+        account: account.id,
+        label,
+        created_ms: state.clock.now_ms(),
+        revoked: false,
+    };
+    state.store.put_token(hash, &token)?;
+    state.store.durable().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            info: token_info(&token),
+            secret,
+        }),
+    ))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens at once.
+pub async fn revoke_token(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    let account = caller.account()?;
+    let id = parse_number("token id", &id)?;
+    let token = state.store.revoke_token(account.id, id)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("your account has no token {id}"),
+        )
+    })?;
+    state.store.durable().await?;
+    Ok(Json(token_info(&token)))
+}
+
+/// `POST /api/v1/session`: exchanges an API token (in the `Authorization` header) for a
+/// dashboard session cookie. The token itself is not kept by the browser.
+pub async fn create_session(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let account = caller.account()?.clone();
+    let (secret, hash) = auth::new_secret("").map_err(random_failed)?;
+    let now = state.clock.now_ms();
+    let session = SessionRecord {
+        account: account.id,
+        created_ms: now,
+        expires_ms: now.saturating_add(SESSION_LIFETIME_MS),
+    };
+    state.store.put_session(hash, &session)?;
+    // Sign-ins are rare: a good moment to forget sessions that ended.
+    state.store.prune_sessions(now)?;
+    state.store.durable().await?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_LIFETIME_MS / 1_000,
+        if state.secure_cookies { "; Secure" } else { "" }
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie)
+            .map_err(|_| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?,
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let info = SessionInfo {
+        account: account_info(&account),
+        csrf_token: auth::csrf_token(&secret),
+        expires_ms: session.expires_ms,
+    };
+    Ok((StatusCode::CREATED, headers, Json(info)).into_response())
+}
+
+/// `GET /api/v1/session`: who the session cookie belongs to, and its CSRF token.
+pub async fn session(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+    let secret = auth::session_cookie(&parts).ok_or_else(|| auth::unauthorized("not signed in"))?;
+    let session = state
+        .store
+        .session(Sha256Digest::of(secret.as_bytes()))?
+        .filter(|session| session.expires_ms > state.clock.now_ms())
+        .ok_or_else(|| auth::unauthorized("the session has ended; sign in again"))?;
+    let account = state
+        .store
+        .account(session.account)?
+        .filter(|account| !account.suspended)
+        .ok_or_else(|| auth::forbidden("this account is suspended by the portal"))?;
+    let info = SessionInfo {
+        account: account_info(&account),
+        csrf_token: auth::csrf_token(secret),
+        expires_ms: session.expires_ms,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
+}
+
+/// `DELETE /api/v1/session`: signs out (the cookie and the stored session both go).
+pub async fn end_session(
+    _caller: Caller,
+    State(state): State<AppState>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = auth::session_cookie(&parts) {
+        state
+            .store
+            .delete_session(Sha256Digest::of(secret.as_bytes()))?;
+        state.store.durable().await?;
+    }
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+/// `POST /api/v1/account/keys`: registers an ed25519 key that signs the caller's job
+/// declarations.
+pub async fn register_key(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RegisterKey>,
+) -> Result<(StatusCode, Json<DistributorKeyInfo>), ApiError> {
+    let account = caller.account()?;
+    if !is_usable_key(&request.public_key) {
+        return Err(ApiError::invalid(
+            "public_key is not a usable ed25519 key (invalid or small-order point)",
+        ));
+    }
+    let label = text_field("label", &request.label, 0, 100)?;
+    let key_id = KeyId::of(&request.public_key);
+    if let Some((owner, _)) = state.store.key_owner(key_id)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            if owner.id == account.id {
+                format!("key {key_id} is already registered to your account")
+            } else {
+                format!("key {key_id} is registered to another account")
+            },
+        ));
+    }
+    let info = DistributorKeyInfo {
+        key_id,
+        public_key: request.public_key,
+        label,
+        created_ms: state.clock.now_ms(),
+        revoked: false,
+    };
+    let added = state
+        .store
+        .update_account(account.id, |account| {
+            if account.keys.len() >= MAX_KEYS {
+                return false;
+            }
+            account.keys.push(info.clone());
+            true
+        })?
+        .is_some_and(|(_, added)| added);
+    if !added {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("an account may have at most {MAX_KEYS} keys"),
+        ));
+    }
+    state.store.durable().await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// `DELETE /api/v1/account/keys/{key_id}`: revokes one of the caller's keys; new jobs can no
+/// longer be declared with it.
+pub async fn revoke_key(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+) -> Result<Json<DistributorKeyInfo>, ApiError> {
+    let account = caller.account()?;
+    let key_id: KeyId = key_id
+        .parse()
+        .map_err(|err| ApiError::invalid(format!("{err}")))?;
+    let revoked = state
+        .store
+        .update_account(account.id, |account| {
+            let key = account.keys.iter_mut().find(|key| key.key_id == key_id)?;
+            key.revoked = true;
+            Some(key.clone())
+        })?
+        .and_then(|(_, key)| key)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("your account has no key {key_id}"),
+            )
+        })?;
+    state.store.durable().await?;
+    Ok(Json(revoked))
+}
+
+/// An account as the API shows it.
+pub fn account_info(account: &AccountRecord) -> AccountInfo {
+    AccountInfo {
+        account_id: account.id,
+        name: account.name.clone(),
+        contact: account.contact.clone(),
+        organisation: account.organisation.clone(),
+        purpose: account.purpose.clone(),
+        created_ms: account.created_ms,
+        suspended: account.suspended,
+        keys: account.keys.clone(),
+    }
+}
+
+fn token_info(token: &TokenRecord) -> TokenInfo {
+    TokenInfo {
+        token_id: token.token_id,
+        label: token.label.clone(),
+        created_ms: token.created_ms,
+        revoked: token.revoked,
+    }
+}
+
+/// Trims a text field and checks its length (in characters) and that it has no control
+/// characters other than newlines and tabs.
+pub fn text_field(name: &str, value: &str, min: usize, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    let chars = value.chars().count();
+    if chars < min || chars > max {
+        return Err(ApiError::invalid(format!(
+            "{name} must have {min} to {max} characters, got {chars}"
+        )));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::invalid(format!(
+            "{name} must not contain control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// Parses a decimal id from a path segment.
+pub fn parse_number(what: &str, text: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>().map_err(|_| {
+        ApiError::invalid(format!(
+            "{what} must be a non-negative integer, got {:?}",
+            text.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+fn random_failed(err: std::io::Error) -> ApiError {
+    tracing::error!(error = %err, "the OS random number generator failed");
+    ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+}
