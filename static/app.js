@@ -29,6 +29,9 @@ const elements = {
   reportOpen: document.getElementById('report-open'),
   reportForm: document.getElementById('report-form'),
   reportReason: document.getElementById('report-reason'),
+  invitation: document.getElementById('invitation'),
+  joinGroup: document.getElementById('join-group'),
+  declineGroup: document.getElementById('decline-group'),
 };
 
 const session = {
@@ -184,6 +187,46 @@ function onWorkerEvent(event) {
   render();
 }
 
+// The web client, loaded once and only after the person agreed to something (Start, Join).
+async function loadClient() {
+  const client = await import('/pkg/cyclepool_web_client.js');
+  await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
+  return client;
+}
+
+// A private group's invitation arrives as `/#join=<invite>`: in the fragment, so it never
+// reaches a server log. It is taken out of the address bar at once, and used only if the
+// person agrees.
+function takeInvitation() {
+  const match = /^#join=(cp_invite_[0-9a-f]{64})$/.exec(window.location.hash);
+  if (!match) return;
+  history.replaceState(null, '', window.location.pathname + window.location.search);
+  session.invite = match[1];
+  elements.invitation.hidden = false;
+}
+
+async function joinGroup() {
+  elements.joinGroup.disabled = true;
+  try {
+    const client = await loadClient();
+    const seed = await volunteerSeed();
+    const body = client.group_join_request(seed, session.invite, Date.now());
+    const response = await fetch('/api/v1/groups/join', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error?.message ?? `HTTP ${response.status}`);
+    log(`joined the group "${answer.name}" of ${answer.distributor}; its jobs run here when you start`);
+    elements.invitation.hidden = true;
+    session.invite = undefined;
+  } catch (error) {
+    log(`could not join the group: ${error?.message ?? error}`, 'error');
+    elements.joinGroup.disabled = false;
+  }
+}
+
 async function start() {
   if (session.workers.length || session.starting) return;
   session.starting = true;
@@ -191,8 +234,7 @@ async function start() {
   let trustedKeys;
   try {
     // The client is loaded only now, after the person said yes.
-    const client = await import('/pkg/cyclepool_web_client.js');
-    await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
+    const client = await loadClient();
     trustedKeys = await trustedPortalKeys(client.pin_portal_keys);
     session.seed = await volunteerSeed();
     session.volunteerId = client.volunteer_id(session.seed);
@@ -298,6 +340,12 @@ if (typeof navigator.getBattery === 'function') {
   }, () => {});
 }
 elements.stop.addEventListener('click', stop);
+elements.joinGroup.addEventListener('click', joinGroup);
+elements.declineGroup.addEventListener('click', () => {
+  elements.invitation.hidden = true;
+  session.invite = undefined;
+});
+takeInvitation();
 if (!('Worker' in window) || typeof WebAssembly !== 'object') {
   elements.start.disabled = true;
   log('this browser lacks Web Workers or WebAssembly, which computing here needs', 'error');

@@ -18,6 +18,7 @@ use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
+use cyclepool_shared::distributor::{JoinGroup, join_message};
 use cyclepool_shared::manifest::PortalKeys;
 use cyclepool_shared::protocol::{
     Lease, LeaseProof, LeaseRef, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, Report, ReportKind,
@@ -71,6 +72,22 @@ pub fn pin_portal_keys(pinned: &str, offered: &str) -> Result<String, JsError> {
 #[wasm_bindgen]
 pub fn volunteer_id(secret_seed: &str) -> Result<String, JsError> {
     Ok(parse_seed(secret_seed)?.public_key().to_string())
+}
+
+/// The body of `POST /api/v1/groups/join` (JSON): the volunteer's key, the invitation and
+/// the time, signed with the key so the portal knows the key's holder asked to join.
+#[wasm_bindgen]
+pub fn group_join_request(secret_seed: &str, invite: &str, at_ms: f64) -> Result<String, JsError> {
+    let secret = parse_seed(secret_seed)?;
+    let volunteer = VolunteerId::from_bytes(*secret.public_key().as_bytes());
+    let at_ms = at_ms.max(0.0) as u64;
+    let request = JoinGroup {
+        volunteer,
+        invite: invite.to_owned(),
+        at_ms,
+        signature: secret.sign(Purpose::JoinGroup, &join_message(&volunteer, invite, at_ms)),
+    };
+    serde_json::to_string(&request).map_err(|err| JsError::new(&err.to_string()))
 }
 
 fn parse_seed(secret_seed: &str) -> Result<SecretKey, JsError> {

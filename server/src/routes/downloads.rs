@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
+use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use crate::auth::Caller;
@@ -96,10 +97,14 @@ fn stream_from_store(
                 .blocking_send(Err(std::io::Error::other("the store failed")));
         }
     });
-    Body::from_stream(futures_util::stream::unfold(
-        receiver,
-        |mut receiver| async move { receiver.recv().await.map(|chunk| (chunk, receiver)) },
-    ))
+    // Fused: body layers (compression) may poll again after the end, which a bare `unfold`
+    // does not allow.
+    Body::from_stream(
+        futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|chunk| (chunk, receiver))
+        })
+        .fuse(),
+    )
 }
 
 /// Why writing a download stopped.

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use cyclepool_shared::distributor::{FailureReport, JobFailures, JobStatus, JobSummary};
 use cyclepool_shared::{ErrorCode, JobId, KeyId};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
@@ -153,7 +153,8 @@ pub async fn events(
                 .unwrap_or_else(|_| Event::default().event("error"));
             Some((Ok(event), (caller, state, false)))
         });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // Fused: the stream ends when the caller loses access, and layers may poll once more.
+    Sse::new(stream.fuse()).keep_alive(KeepAlive::default())
 }
 
 /// Whether a stream's caller may still see its jobs (its account not suspended).
@@ -177,7 +178,7 @@ fn summaries(caller: &Caller, state: &AppState) -> Vec<JobSummary> {
         .filter(|job| caller.owns(job))
         .map(|job| summary(state, job))
         .collect();
-    jobs.sort_by(|a, b| b.job_id.cmp(&a.job_id));
+    jobs.sort_by_key(|job| std::cmp::Reverse(job.job_id));
     jobs
 }
 

@@ -896,6 +896,20 @@ async fn owners_download_results_as_json_lines_and_tar_and_see_failures() {
             "SHA256SUMS"
         ]
     );
+    // Compressed, the stream must end cleanly too (a body layer polls once more at the end).
+    for path in ["results", "results.tar"] {
+        let response = app
+            .client
+            .get(app.url(&format!("/api/v1/jobs/{job}/{path}")))
+            .header(AUTHORIZATION, bearer(&alice.token))
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+            .send()
+            .await
+            .expect("downloading compressed");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.bytes().await.expect("the whole compressed body");
+        assert!(body.starts_with(&[0x1f, 0x8b]), "not gzip");
+    }
     let summary = alice.summary(&app, job).await;
     assert_eq!(summary.progress.validated, 3);
     assert_eq!(summary.progress.results, 3);
