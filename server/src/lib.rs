@@ -25,9 +25,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
 use cyclepool_shared::abi::MAX_MODULE_BYTES;
 use tokio::net::TcpListener;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -72,96 +74,82 @@ pub enum ServerError {
 
 /// Builds the app: the API under `/api/v1`, the pages everywhere else (unless API-only).
 pub fn router(state: AppState, config: &Config) -> Router {
-    let api = Router::new()
-        .route(
-            "/lease",
-            post(routes::work::lease).layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)),
-        )
-        .route(
-            "/results",
-            post(routes::work::submit).layer(DefaultBodyLimit::max(RESULT_BODY_LIMIT)),
-        )
-        .route(
-            "/reports",
-            post(routes::work::report)
-                .get(routes::work::list_reports)
-                .layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)),
-        )
-        .route(
-            "/modules",
-            put(routes::jobs::upload_module).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)),
-        )
-        .route("/modules/{sha256}", get(routes::jobs::module))
-        .route(
-            "/jobs",
-            post(routes::jobs::create_job)
-                .layer(DefaultBodyLimit::max(JOB_BODY_LIMIT))
-                .get(routes::manage::list_jobs),
-        )
-        .route("/jobs/events", get(routes::manage::events))
-        .route("/jobs/{id}", get(routes::manage::job))
-        .route("/jobs/{id}/pause", post(routes::manage::pause))
-        .route("/jobs/{id}/resume", post(routes::manage::resume))
-        .route("/jobs/{id}/cancel", post(routes::manage::cancel))
-        .route("/jobs/{id}/failures", get(routes::manage::failures))
-        .route("/jobs/{id}/manifest", get(routes::jobs::manifest))
-        .route(
-            "/jobs/{id}/results",
-            get(routes::downloads::results_json_lines),
-        )
-        .route(
-            "/jobs/{id}/results.tar",
-            get(routes::downloads::results_archive),
-        )
-        .route("/accounts", post(routes::accounts::register))
-        .route("/account", get(routes::accounts::account))
-        .route("/account/keys", post(routes::accounts::register_key))
-        .route(
-            "/account/keys/{key_id}",
-            delete(routes::accounts::revoke_key),
-        )
-        .route(
-            "/tokens",
-            get(routes::accounts::list_tokens).post(routes::accounts::create_token),
-        )
-        .route("/tokens/{id}", delete(routes::accounts::revoke_token))
-        .route(
-            "/session",
-            post(routes::accounts::create_session)
-                .get(routes::accounts::session)
-                .delete(routes::accounts::end_session),
-        )
-        .route(
-            "/groups",
-            get(routes::groups::list_groups).post(routes::groups::create_group),
-        )
-        .route("/groups/join", post(routes::groups::join))
-        .route("/groups/{id}", get(routes::groups::group))
-        .route(
-            "/groups/{id}/members",
-            post(routes::groups::add_members).layer(DefaultBodyLimit::max(MEMBERS_BODY_LIMIT)),
-        )
-        .route(
-            "/groups/{id}/members/{volunteer}",
-            delete(routes::groups::remove_member),
-        )
-        .route("/stats", get(routes::stats::stats))
-        .route("/leaderboard", get(routes::stats::leaderboard))
-        .route("/health", get(routes::stats::health))
-        .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
-        // Account, token, key and group requests are a few hundred bytes.
-        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
-        .with_state(state.clone());
-    let app = Router::new()
-        .route("/.well-known/cyclepool-keys.json", get(routes::jobs::keys))
-        .with_state(state)
-        .nest("/api/v1", api);
+    let (app, _) = documented_routes().split_for_parts();
+    let app = app.with_state(state);
     let app = if config.api_only {
         app.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
     } else {
         web::with_static_files(app, &config.static_dir)
     };
     web::with_common_layers(app)
+}
+
+/// The OpenAPI document of the API (served at `GET /api/v1/openapi.json`), generated from the
+/// same route list that [`router`] serves, so the two cannot drift apart.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut openapi = documented_routes().into_openapi();
+    routes::openapi::add_common_parts(&mut openapi);
+    openapi
+}
+
+/// Every route with a handler, each registered from its handler's `#[utoipa::path]`
+/// annotation (which names its method and path and documents it). Register routes here only
+/// with `routes!`: one added with a plain `.route` would be served but left out of the document.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(routes::work::lease).layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)))
+        .routes(routes!(routes::work::submit).layer(DefaultBodyLimit::max(RESULT_BODY_LIMIT)))
+        .routes(
+            routes!(routes::work::report, routes::work::list_reports)
+                .layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)),
+        )
+        .routes(routes!(routes::jobs::upload_module).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)))
+        .routes(routes!(routes::jobs::module))
+        .routes(routes!(routes::jobs::create_job).layer(DefaultBodyLimit::max(JOB_BODY_LIMIT)))
+        .routes(routes!(routes::manage::list_jobs))
+        .routes(routes!(routes::manage::events))
+        .routes(routes!(routes::manage::job))
+        .routes(routes!(routes::manage::pause))
+        .routes(routes!(routes::manage::resume))
+        .routes(routes!(routes::manage::cancel))
+        .routes(routes!(routes::manage::failures))
+        .routes(routes!(routes::jobs::manifest))
+        .routes(routes!(routes::downloads::results_json_lines))
+        .routes(routes!(routes::downloads::results_archive))
+        .routes(routes!(routes::accounts::register))
+        .routes(routes!(routes::accounts::account))
+        .routes(routes!(routes::accounts::register_key))
+        .routes(routes!(routes::accounts::revoke_key))
+        .routes(routes!(
+            routes::accounts::list_tokens,
+            routes::accounts::create_token
+        ))
+        .routes(routes!(routes::accounts::revoke_token))
+        .routes(routes!(
+            routes::accounts::create_session,
+            routes::accounts::session,
+            routes::accounts::end_session
+        ))
+        .routes(routes!(
+            routes::groups::list_groups,
+            routes::groups::create_group
+        ))
+        .routes(routes!(routes::groups::join))
+        .routes(routes!(routes::groups::group))
+        .routes(
+            routes!(routes::groups::add_members).layer(DefaultBodyLimit::max(MEMBERS_BODY_LIMIT)),
+        )
+        .routes(routes!(routes::groups::remove_member))
+        .routes(routes!(routes::stats::stats))
+        .routes(routes!(routes::stats::leaderboard))
+        .routes(routes!(routes::stats::health))
+        .routes(routes!(routes::openapi::document))
+        .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
+        // Account, token, key and group requests are a few hundred bytes.
+        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT));
+    OpenApiRouter::with_openapi(routes::openapi::ApiDoc::openapi())
+        .routes(routes!(routes::jobs::keys))
+        .nest("/api/v1", api)
 }
 
 /// Opens the store, creates the demo job on first start, and serves on `listener` until

@@ -12,11 +12,13 @@ use crate::signing::{self, Purpose, SecretKey};
 
 /// An account's number, assigned by the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct AccountId(pub u64);
 
 /// A restricted group's number, assigned by the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct GroupId(pub u64);
 
@@ -42,6 +44,7 @@ pub const SESSION_COOKIE: &str = "cyclepool_session";
 /// `POST /api/v1/accounts`: register as a distributor. Open to anyone; what the account may
 /// publish is the portal's decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAccount {
     /// The person's or organisation's name, shown to volunteers with every job.
@@ -56,6 +59,7 @@ pub struct RegisterAccount {
 
 /// An account as its owner (and the portal's admin) sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountInfo {
     pub account_id: AccountId,
     pub name: String,
@@ -70,6 +74,7 @@ pub struct AccountInfo {
 
 /// The answer to [`RegisterAccount`]: the account and its first API token, shown only here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountCreated {
     pub account: AccountInfo,
     pub token: TokenCreated,
@@ -77,6 +82,7 @@ pub struct AccountCreated {
 
 /// `POST /api/v1/tokens`: a new API token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// What the token is for ("laptop CLI", "CI"), to recognise it later.
@@ -85,6 +91,7 @@ pub struct CreateToken {
 
 /// An API token as listed: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub token_id: u64,
     pub label: String,
@@ -94,6 +101,7 @@ pub struct TokenInfo {
 
 /// A new token: its secret is in this answer and nowhere else (the server keeps its hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenCreated {
     pub info: TokenInfo,
     /// Send as `Authorization: Bearer <secret>`.
@@ -103,6 +111,7 @@ pub struct TokenCreated {
 /// `POST /api/v1/session` (with a token) and `GET /api/v1/session` (with the cookie): who is
 /// signed in, and the CSRF token the dashboard must echo in [`CSRF_HEADER`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub account: AccountInfo,
     pub csrf_token: String,
@@ -111,6 +120,7 @@ pub struct SessionInfo {
 
 /// `POST /api/v1/account/keys`: register an ed25519 key that signs job declarations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterKey {
     pub public_key: PublicKey,
@@ -120,6 +130,7 @@ pub struct RegisterKey {
 
 /// A distributor's signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DistributorKeyInfo {
     pub key_id: KeyId,
     pub public_key: PublicKey,
@@ -130,6 +141,7 @@ pub struct DistributorKeyInfo {
 
 /// A distributor's signature over a job's [`job_declaration_message`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeclarationSignature {
     pub public_key: PublicKey,
@@ -138,6 +150,7 @@ pub struct DeclarationSignature {
 
 /// Where a job stands, as its distributor controls it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Units are handed out.
@@ -151,6 +164,7 @@ pub enum JobStatus {
 
 /// `POST /api/v1/groups`: a restricted group of volunteers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     pub name: String,
@@ -158,6 +172,7 @@ pub struct CreateGroup {
 
 /// A group as its owner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupInfo {
     pub group_id: GroupId,
     pub name: String,
@@ -168,6 +183,7 @@ pub struct GroupInfo {
 /// The answer to [`CreateGroup`]: the group and its invitation secret, shown only here. A
 /// volunteer page opened at `/#join=<invite>` offers to join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupCreated {
     pub group: GroupInfo,
     pub invite: String,
@@ -175,6 +191,7 @@ pub struct GroupCreated {
 
 /// `POST /api/v1/groups/{id}/members`: add volunteer keys to a group (an allowlist).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddMembers {
     pub volunteers: Vec<VolunteerId>,
@@ -183,6 +200,7 @@ pub struct AddMembers {
 /// `POST /api/v1/groups/join`: a volunteer joins a group with its invitation, proving it holds
 /// its key by signing [`join_message`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JoinGroup {
     pub volunteer: VolunteerId,
@@ -193,6 +211,7 @@ pub struct JoinGroup {
 
 /// The answer to [`JoinGroup`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupJoined {
     pub group_id: GroupId,
     pub name: String,
@@ -202,6 +221,7 @@ pub struct GroupJoined {
 
 /// A job as its distributor sees it, with its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobSummary {
     pub job_id: JobId,
     pub title: String,
@@ -224,6 +244,7 @@ pub struct JobSummary {
 
 /// Live progress of one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobProgress {
     pub units: u64,
     /// Results received and accepted for validation (replicas included).
@@ -242,6 +263,7 @@ pub struct JobProgress {
 
 /// One point of a job's throughput chart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProgressSample {
     pub at_ms: u64,
     pub validated: u64,
@@ -249,6 +271,7 @@ pub struct ProgressSample {
 
 /// `GET /api/v1/jobs/{id}/failures`: what went wrong with a job's units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobFailures {
     /// Units given up on, in order (at most the first 1,000).
     pub failed_units: Vec<u64>,
@@ -258,6 +281,7 @@ pub struct JobFailures {
 
 /// One report about a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailureReport {
     pub unit: Option<u64>,
     pub kind: crate::protocol::ReportKind,

@@ -4,12 +4,14 @@ use serde::{Deserialize, Serialize};
 
 /// `{"error": {"code": "...", "message": "..."}}`: what every 4xx and 5xx response carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// A machine-readable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
@@ -17,6 +19,7 @@ pub struct ErrorDetail {
 
 /// Stable, machine-readable error codes. Clients branch on these, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not valid JSON, or does not match the request's schema.
@@ -41,7 +44,8 @@ pub enum ErrorCode {
     NonceMismatch,
     /// A different result was already accepted for this lease.
     ConflictingResult,
-    /// The result's signature does not verify with the volunteer's key.
+    /// A signature does not verify: a result's with the volunteer's key, a lease proof, a
+    /// group join, or a job declaration (also when its key is not the caller's, or revoked).
     BadSignature,
     /// The job's `verify` (or a known answer) says the output is wrong; the unit goes to
     /// someone else.

@@ -75,7 +75,43 @@ macro_rules! hex_id {
                 text.parse().map_err(serde::de::Error::custom)
             }
         }
+
+        // Written by hand: the derive cannot know the wire form is a fixed-length hex string.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                hex_schema(
+                    concat!(
+                        $what, ": ", stringify!($len), " bytes as ", stringify!($digits),
+                        " hex digits (either case; the server writes lower case)"
+                    ),
+                    $digits,
+                )
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
     };
+}
+
+/// The schema of a hex identifier: a string of exactly `digits` hex digits.
+#[cfg(feature = "openapi")]
+fn hex_schema(
+    description: &str,
+    digits: usize,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+        .pattern(Some(format!("^[0-9a-fA-F]{{{digits}}}$")))
+        .min_length(Some(digits))
+        .max_length(Some(digits))
+        .into()
 }
 
 hex_id!(
@@ -151,6 +187,7 @@ impl KeyId {
 
 /// A job's number, assigned by the server in creation order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct JobId(pub u64);
 

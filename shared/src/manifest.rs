@@ -22,6 +22,7 @@ pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1_000;
 
 /// What a job is. Signed as its exact JSON bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Manifest {
     pub format: u32,
     pub job_id: JobId,
@@ -46,6 +47,7 @@ pub struct Manifest {
 
 /// How a job's units are handed out and checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct JobPolicy {
     /// How long a volunteer has to return a unit.
@@ -100,8 +102,10 @@ impl Default for JobPolicy {
 
 /// A manifest with its signature, as served to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedManifest {
     /// The manifest's JSON text, exactly as signed.
+    #[cfg_attr(feature = "openapi", schema(content_media_type = "application/json"))]
     pub manifest: String,
     pub key_id: KeyId,
     pub signature: Signature,
@@ -109,6 +113,7 @@ pub struct SignedManifest {
 
 /// One published portal key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortalKey {
     pub key_id: KeyId,
     pub public_key: PublicKey,
@@ -148,6 +153,7 @@ impl PortalKey {
 
 /// A signature by an older key over a newer key and its validity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Endorsement {
     pub key_id: KeyId,
     pub signature: Signature,
@@ -155,6 +161,7 @@ pub struct Endorsement {
 
 /// A withdrawn key: manifests under it are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedKey {
     pub key_id: KeyId,
     pub revoked_ms: u64,
@@ -163,6 +170,7 @@ pub struct RevokedKey {
 
 /// The document at `/.well-known/cyclepool-keys.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortalKeys {
     pub keys: Vec<PortalKey>,
     pub revoked: Vec<RevokedKey>,

@@ -20,6 +20,7 @@ pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
 /// `POST /api/v1/lease`: ask for up to `max_units` units of work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     pub protocol: u32,
@@ -36,6 +37,7 @@ pub struct LeaseRequest {
 
 /// A volunteer's signature over [`crate::signing::lease_proof_message`] with a recent time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseProof {
     pub at_ms: u64,
@@ -51,6 +53,7 @@ fn one() -> u32 {
 
 /// The answer to a [`LeaseRequest`]: zero or more leases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseResponse {
     pub protocol: u32,
     pub leases: Vec<Lease>,
@@ -61,6 +64,7 @@ pub struct LeaseResponse {
 
 /// One unit of work, lent to one volunteer until `deadline_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lease {
     pub lease_id: LeaseId,
     pub nonce: Nonce,
@@ -71,6 +75,7 @@ pub struct Lease {
     /// names the same digest and the module's bytes hash to it.
     pub module_sha256: Sha256Digest,
     #[serde(with = "base64_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
     pub input: Vec<u8>,
     pub input_sha256: Sha256Digest,
     /// Milliseconds since the Unix epoch, by the server's clock.
@@ -79,6 +84,7 @@ pub struct Lease {
 
 /// `POST /api/v1/results`: the output computed for one lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResultSubmission {
     pub protocol: u32,
@@ -86,6 +92,7 @@ pub struct ResultSubmission {
     pub lease_id: LeaseId,
     pub nonce: Nonce,
     #[serde(with = "base64_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
     pub output: Vec<u8>,
     pub output_sha256: Sha256Digest,
     /// The volunteer's ed25519 signature (its `volunteer` key) over
@@ -98,6 +105,7 @@ pub struct ResultSubmission {
 
 /// The answer to a [`ResultSubmission`], sent only once the result is durable on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitResponse {
     pub protocol: u32,
     pub status: SubmitStatus,
@@ -105,6 +113,7 @@ pub struct SubmitResponse {
 
 /// Whether this submission stored the result or found it already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SubmitStatus {
     Accepted,
@@ -114,6 +123,7 @@ pub enum SubmitStatus {
 
 /// `GET /api/v1/stats`: public progress of every job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatsResponse {
     pub jobs: Vec<JobStats>,
     pub durability: DurabilityStats,
@@ -121,6 +131,7 @@ pub struct StatsResponse {
 
 /// Progress of one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobStats {
     pub job_id: JobId,
     pub title: String,
@@ -138,6 +149,7 @@ pub struct JobStats {
 /// `POST /api/v1/reports`: something a client could not do, and why. With a lease, the unit
 /// is released at once (and handed to someone else) instead of waiting for its deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     pub protocol: u32,
@@ -152,6 +164,7 @@ pub struct Report {
 
 /// Names a lease and proves it was issued to the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRef {
     pub lease_id: LeaseId,
@@ -160,6 +173,7 @@ pub struct LeaseRef {
 
 /// What went wrong in the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReportKind {
     /// The unit ran past the job's time budget and the watchdog stopped it.
@@ -180,6 +194,7 @@ pub enum ReportKind {
 
 /// The answer to a [`Report`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportResponse {
     pub protocol: u32,
     /// True if the report named a lease of the sender that was still open, now released.
@@ -188,6 +203,7 @@ pub struct ReportResponse {
 
 /// `PUT /api/v1/modules` answers with what the portal learned from the module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModuleUploaded {
     pub module_sha256: Sha256Digest,
     pub bytes: u64,
@@ -197,6 +213,7 @@ pub struct ModuleUploaded {
 
 /// `POST /api/v1/jobs`: a new job from an uploaded module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     pub title: String,
@@ -226,9 +243,11 @@ pub struct CreateJob {
 
 /// A job's unit inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Inputs {
     /// One unit per listed input (base64 each).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, format = Byte))]
     List(#[serde(with = "base64_list")] Vec<Vec<u8>>),
     /// Units covering `[start, end)` in steps of `step`; each unit's input is its own
     /// `[from, to)` as two little-endian u64s (16 bytes).
@@ -237,6 +256,7 @@ pub enum Inputs {
 
 /// The answer to [`CreateJob`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobCreated {
     pub job_id: JobId,
     pub units: u64,
@@ -245,6 +265,7 @@ pub struct JobCreated {
 
 /// How the store's group commit has batched durable writes since start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DurabilityStats {
     /// Submissions that waited for a flush.
     pub durable_writes: u64,

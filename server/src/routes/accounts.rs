@@ -10,10 +10,11 @@ use cyclepool_shared::distributor::{
     RegisterKey, SESSION_COOKIE, SessionInfo, TokenCreated, TokenInfo,
 };
 use cyclepool_shared::signing::is_usable_key;
-use cyclepool_shared::{ErrorCode, KeyId, Sha256Digest};
+use cyclepool_shared::{ErrorBody, ErrorCode, KeyId, Sha256Digest};
 
 use crate::auth::{self, API_TOKEN_PREFIX, Caller};
 use crate::error::{ApiError, ApiJson};
+use crate::routes::openapi::{FORBIDDEN, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::state::AppState;
 use crate::store::{AccountRecord, SessionRecord, TokenRecord};
 
@@ -24,6 +25,21 @@ const MAX_TOKENS: usize = 100;
 const MAX_KEYS: usize = 20;
 
 /// `POST /api/v1/accounts`: registers a distributor and returns its first API token.
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tag = "accounts",
+    security(),
+    request_body = RegisterAccount,
+    responses(
+        (status = 201, body = AccountCreated, description = "The account and its first API token, \
+            whose secret is shown only here"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: a field is too short, too \
+            long or has control characters; `malformed_request`"),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RegisterAccount>,
@@ -67,11 +83,34 @@ pub async fn register(
 }
 
 /// `GET /api/v1/account`: the caller's account.
+#[utoipa::path(
+    get,
+    path = "/account",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = AccountInfo),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn account(caller: Caller) -> Result<Json<AccountInfo>, ApiError> {
     Ok(Json(account_info(caller.account()?)))
 }
 
 /// `GET /api/v1/tokens`: the caller's API tokens (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, body = Vec<TokenInfo>, description = "The caller's API tokens, never their \
+            secrets"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn list_tokens(
     caller: Caller,
     State(state): State<AppState>,
@@ -82,6 +121,25 @@ pub async fn list_tokens(
 }
 
 /// `POST /api/v1/tokens`: a new API token, whose secret is shown only in this answer.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    request_body = CreateToken,
+    responses(
+        (status = 201, body = TokenCreated, description = "The new token; its secret is shown only \
+            here"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: the label must have 1 to \
+            100 characters; `malformed_request`"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`conflict`: the account has as many tokens \
+            as it may"),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn create_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -116,6 +174,23 @@ pub async fn create_token(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens at once.
+#[utoipa::path(
+    delete,
+    path = "/tokens/{id}",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = u64, Path, description = "The token's `token_id`")),
+    responses(
+        (status = 200, body = TokenInfo, description = "The token, now revoked: it stops working \
+            at once"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: the id is not a \
+            non-negative integer"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, body = ErrorBody,
+            description = "`not_found`: the account has no such token"),
+    )
+)]
 pub async fn revoke_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -136,6 +211,21 @@ pub async fn revoke_token(
 
 /// `POST /api/v1/session`: exchanges an API token (in the `Authorization` header) for a
 /// dashboard session cookie. The token itself is not kept by the browser.
+#[utoipa::path(
+    post,
+    path = "/session",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = SessionInfo, description = "Signed in: the session, its CSRF token \
+            and when it ends",
+            headers(("Set-Cookie" = String,
+                description = "`cyclepool_session=…; Path=/; HttpOnly; SameSite=Strict`"))),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`forbidden`: the admin token has no \
+            account, or the account is suspended"),
+    )
+)]
 pub async fn create_session(
     caller: Caller,
     State(state): State<AppState>,
@@ -173,6 +263,19 @@ pub async fn create_session(
 }
 
 /// `GET /api/v1/session`: who the session cookie belongs to, and its CSRF token.
+#[utoipa::path(
+    get,
+    path = "/session",
+    tag = "accounts",
+    security(("session" = [])),
+    responses(
+        (status = 200, body = SessionInfo, description = "Who the session belongs to, and its CSRF \
+            token"),
+        (status = 401, body = ErrorBody, description = "`unauthorized`: not signed in, or the \
+            session ended"),
+        (status = 403, description = "`forbidden`: the account is suspended", body = ErrorBody),
+    )
+)]
 pub async fn session(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     let secret = auth::session_cookie(&parts).ok_or_else(|| auth::unauthorized("not signed in"))?;
     let session = state
@@ -194,6 +297,18 @@ pub async fn session(State(state): State<AppState>, parts: Parts) -> Result<Resp
 }
 
 /// `DELETE /api/v1/session`: signs out (the cookie and the stored session both go).
+#[utoipa::path(
+    delete,
+    path = "/session",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 204, description = "Signed out: the session is deleted and the cookie cleared",
+            headers(("Set-Cookie" = String, description = "Clears `cyclepool_session`"))),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn end_session(
     _caller: Caller,
     State(state): State<AppState>,
@@ -211,6 +326,25 @@ pub async fn end_session(
 
 /// `POST /api/v1/account/keys`: registers an ed25519 key that signs the caller's job
 /// declarations.
+#[utoipa::path(
+    post,
+    path = "/account/keys",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    request_body = RegisterKey,
+    responses(
+        (status = 201, body = DistributorKeyInfo, description = "The key, registered to sign the \
+            account's job declarations"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: not a usable ed25519 key, \
+            or the label is too long; `malformed_request`"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`conflict`: the key is already registered, \
+            or the account has as many keys as it may"),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn register_key(
     caller: Caller,
     State(state): State<AppState>,
@@ -265,6 +399,22 @@ pub async fn register_key(
 
 /// `DELETE /api/v1/account/keys/{key_id}`: revokes one of the caller's keys; new jobs can no
 /// longer be declared with it.
+#[utoipa::path(
+    delete,
+    path = "/account/keys/{key_id}",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    params(("key_id" = KeyId, Path, description = "The key's id")),
+    responses(
+        (status = 200, body = DistributorKeyInfo, description = "The key, now revoked: new jobs \
+            can no longer be declared with it"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: not a key id (16 hex \
+            digits)"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: the account has no such key", body = ErrorBody),
+    )
+)]
 pub async fn revoke_key(
     caller: Caller,
     State(state): State<AppState>,

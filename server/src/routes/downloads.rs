@@ -6,13 +6,14 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
+use cyclepool_shared::{ErrorBody, JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::manage::owned_job;
+use crate::routes::openapi::{BAD_JOB_ID, FORBIDDEN, NO_JOB, UNAUTHORIZED};
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -24,6 +25,22 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 /// `GET /api/v1/jobs/{id}/results`: every validated result as JSON lines, one unit per line,
 /// in unit order: `{"unit", "lease_id", "nonce", "signature", "input", "output",
 /// "output_sha256", "volunteer", "received_ms"}` with `input` and `output` in base64.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/results",
+    tag = "results",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, content_type = "application/x-ndjson", body = ResultLine,
+            description = "JSON lines (one `ResultLine` object per line), one per validated \
+            unit, in unit order"),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+    )
+)]
 pub async fn results_json_lines(
     caller: Caller,
     State(state): State<AppState>,
@@ -49,6 +66,21 @@ pub async fn results_json_lines(
 /// `GET /api/v1/jobs/{id}/results.tar`: the raw output of every validated unit as
 /// `units/<index>.out` (index zero-padded to 12 digits), then `SHA256SUMS` in the format
 /// `sha256sum -c` reads.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/results.tar",
+    tag = "results",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, description = "A tar archive: `units/<index, 12 digits>.out` with each \
+            validated unit's raw output, then `SHA256SUMS`", content(("application/x-tar"))),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+    )
+)]
 pub async fn results_archive(
     caller: Caller,
     State(state): State<AppState>,
@@ -147,7 +179,7 @@ impl ChunkWriter {
 }
 
 /// One line of a results download.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct ResultLine<'a> {
     unit: u64,
     lease_id: LeaseId,
@@ -156,8 +188,10 @@ struct ResultLine<'a> {
     /// distributor can check who computed what without trusting the portal.
     signature: Signature,
     #[serde(with = "cyclepool_shared::protocol::base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
     input: &'a [u8],
     #[serde(with = "cyclepool_shared::protocol::base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
     output: &'a [u8],
     output_sha256: Sha256Digest,
     volunteer: VolunteerId,

@@ -10,11 +10,12 @@ use cyclepool_shared::distributor::{
 };
 use cyclepool_shared::manifest::CLOCK_SKEW_MS;
 use cyclepool_shared::signing::{self, Purpose};
-use cyclepool_shared::{ErrorCode, PublicKey, Sha256Digest, VolunteerId};
+use cyclepool_shared::{ErrorBody, ErrorCode, PublicKey, Sha256Digest, VolunteerId};
 
 use crate::auth::{self, Caller, INVITE_PREFIX};
 use crate::error::{ApiError, ApiJson};
 use crate::routes::accounts::{parse_number, text_field};
+use crate::routes::openapi::{FORBIDDEN, NO_GROUP, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::state::AppState;
 use crate::store::GroupRecord;
 
@@ -24,6 +25,25 @@ pub const MAX_MEMBERS_PER_REQUEST: usize = 1_000;
 const MAX_GROUPS: usize = 100;
 
 /// `POST /api/v1/groups`: creates a group; its invitation is shown only in this answer.
+#[utoipa::path(
+    post,
+    path = "/groups",
+    tag = "groups",
+    security(("bearer" = []), ("session" = [])),
+    request_body = CreateGroup,
+    responses(
+        (status = 201, body = GroupCreated, description = "The group and its invitation secret, \
+            shown only here"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: the name must have 1 to \
+            100 characters; `malformed_request`"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`conflict`: the account owns as many \
+            groups as it may"),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn create_group(
     caller: Caller,
     State(state): State<AppState>,
@@ -61,6 +81,18 @@ pub async fn create_group(
 }
 
 /// `GET /api/v1/groups`: the caller's groups with their members.
+#[utoipa::path(
+    get,
+    path = "/groups",
+    tag = "groups",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, body = Vec<GroupInfo>, description = "The caller's groups with their \
+            members"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn list_groups(
     caller: Caller,
     State(state): State<AppState>,
@@ -75,6 +107,21 @@ pub async fn list_groups(
 }
 
 /// `GET /api/v1/groups/{id}`: one of the caller's groups.
+#[utoipa::path(
+    get,
+    path = "/groups/{id}",
+    tag = "groups",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = GroupId, Path, description = "The group's number")),
+    responses(
+        (status = 200, description = "The group with its members", body = GroupInfo),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: the group id is not a \
+            non-negative integer"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_GROUP, body = ErrorBody),
+    )
+)]
 pub async fn group(
     caller: Caller,
     State(state): State<AppState>,
@@ -86,6 +133,25 @@ pub async fn group(
 }
 
 /// `POST /api/v1/groups/{id}/members`: adds volunteer keys to one of the caller's groups.
+#[utoipa::path(
+    post,
+    path = "/groups/{id}/members",
+    tag = "groups",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = GroupId, Path, description = "The group's number")),
+    request_body = AddMembers,
+    responses(
+        (status = 200, description = "The group with its members", body = GroupInfo),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: the group id is not a \
+            non-negative integer, or `volunteers` is empty, too long or has an unusable key; \
+            `malformed_request`"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_GROUP, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn add_members(
     caller: Caller,
     State(state): State<AppState>,
@@ -114,6 +180,24 @@ pub async fn add_members(
 }
 
 /// `DELETE /api/v1/groups/{id}/members/{volunteer}`: removes a member.
+#[utoipa::path(
+    delete,
+    path = "/groups/{id}/members/{volunteer}",
+    tag = "groups",
+    security(("bearer" = []), ("session" = [])),
+    params(
+        ("id" = GroupId, Path, description = "The group's number"),
+        ("volunteer" = VolunteerId, Path, description = "The member's volunteer key"),
+    ),
+    responses(
+        (status = 200, description = "The group with its remaining members", body = GroupInfo),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: the group id is not a \
+            non-negative integer, or the volunteer is not 64 hex digits"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_GROUP, body = ErrorBody),
+    )
+)]
 pub async fn remove_member(
     caller: Caller,
     State(state): State<AppState>,
@@ -131,6 +215,25 @@ pub async fn remove_member(
 
 /// `POST /api/v1/groups/join`: a volunteer joins a group with its invitation, signing with
 /// its key so that nobody can enrol someone else's key.
+#[utoipa::path(
+    post,
+    path = "/groups/join",
+    tag = "groups",
+    security(),
+    request_body = JoinGroup,
+    responses(
+        (status = 200, body = GroupJoined, description = "Joined: the volunteer key is now a \
+            member"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: `at_ms` is too far from \
+            the server's time; `malformed_request`"),
+        (status = 403, body = ErrorBody, description = "`bad_signature`: the signature does not \
+            verify with the volunteer key"),
+        (status = 404, body = ErrorBody, description = "`unknown_group`: the invitation is not \
+            valid (unknown, or its group is closed)"),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn join(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<JoinGroup>,

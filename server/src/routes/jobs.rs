@@ -15,12 +15,15 @@ use cyclepool_shared::distributor::{
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{CreateJob, Inputs, JobCreated, ModuleUploaded};
 use cyclepool_shared::range::encode_range;
-use cyclepool_shared::{ErrorCode, JobId, KeyId, Sha256Digest};
+use cyclepool_shared::{ErrorBody, ErrorCode, JobId, KeyId, Sha256Digest};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
 use crate::module_check::check_module;
 use crate::routes::groups::owned_group;
+use crate::routes::openapi::{
+    BAD_JOB_ID, FORBIDDEN, NO_GROUP, NO_JOB, NOT_JSON, TOO_LARGE, UNAUTHORIZED,
+};
 use crate::state::AppState;
 use crate::store::NewJob;
 
@@ -38,6 +41,23 @@ const MAX_TITLE_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 10_000;
 
 /// `PUT /api/v1/modules`: checks a module against the job ABI and stores it by digest.
+#[utoipa::path(
+    put,
+    path = "/modules",
+    tag = "modules",
+    security(("bearer" = []), ("session" = [])),
+    request_body(description = "The module's bytes", content(("application/wasm"))),
+    responses(
+        (status = 201, body = ModuleUploaded, description = "Checked against the job ABI and \
+            stored under its SHA-256"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "`payload_too_large`: the module is larger \
+            than the ABI allows"),
+        (status = 422, body = ErrorBody, description = "`invalid_module`: the module breaks the \
+            job ABI; the message names the rule"),
+    )
+)]
 pub async fn upload_module(
     _caller: Caller,
     State(state): State<AppState>,
@@ -66,6 +86,28 @@ pub async fn upload_module(
 }
 
 /// `POST /api/v1/jobs`: creates a job from an uploaded module, inputs and a policy.
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    request_body = CreateJob,
+    responses(
+        (status = 201, body = JobCreated, description = "The job, its number of units and its \
+            signed manifest"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: a title, description, \
+            policy, priority, weight, input or lifetime out of range; `malformed_request`"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`forbidden`: the group is another \
+            account's, or as for every distributor endpoint; `csrf_rejected`; `bad_signature`: the \
+            declaration's key is not the account's, is revoked, or its signature does not verify"),
+        (status = 404, description = NO_GROUP, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "`unknown_module`: no module with this \
+            digest was uploaded"),
+    )
+)]
 pub async fn create_job(
     caller: Caller,
     State(state): State<AppState>,
@@ -242,6 +284,19 @@ async fn check_declaration(
 }
 
 /// `GET /api/v1/jobs/{id}/manifest`: the job's manifest, signed by the portal's current key.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/manifest",
+    tag = "jobs",
+    security(),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, body = SignedManifest, description = "The manifest's exact JSON text and \
+            the portal's signature over it"),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+    )
+)]
 pub async fn manifest(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -252,6 +307,20 @@ pub async fn manifest(
 }
 
 /// `GET /api/v1/modules/{sha256}`: a module's bytes. Immutable: the URL names the content.
+#[utoipa::path(
+    get,
+    path = "/modules/{sha256}",
+    tag = "modules",
+    security(),
+    params(("sha256" = Sha256Digest, Path, description = "The module's SHA-256")),
+    responses(
+        (status = 200, description = "The module's bytes (cacheable forever: the URL names the \
+            content)", content(("application/wasm"))),
+        (status = 400, description = "`invalid_value`: not a SHA-256 in hex", body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`unknown_module`: no module with this \
+            digest"),
+    )
+)]
 pub async fn module(
     State(state): State<AppState>,
     Path(digest): Path<String>,
@@ -287,6 +356,16 @@ pub async fn module(
 }
 
 /// `GET /.well-known/cyclepool-keys.json`: the portal's public keys and revocations.
+#[utoipa::path(
+    get,
+    path = "/.well-known/cyclepool-keys.json",
+    tag = "portal",
+    security(),
+    responses(
+        (status = 200, body = PortalKeys, description = "The keys that sign manifests, and revoked \
+            keys; clients pin them"),
+    )
+)]
 pub async fn keys(State(state): State<AppState>) -> Json<PortalKeys> {
     Json(state.keyring.public().clone())
 }

@@ -10,11 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use cyclepool_shared::distributor::{FailureReport, JobFailures, JobStatus, JobSummary};
-use cyclepool_shared::{ErrorCode, JobId, KeyId};
+use cyclepool_shared::{ErrorBody, ErrorCode, JobId, KeyId};
 use futures_util::{Stream, StreamExt as _};
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
+use crate::routes::openapi::{BAD_JOB_ID, FORBIDDEN, NO_JOB, UNAUTHORIZED};
 use crate::state::AppState;
 use crate::store::JobRecord;
 
@@ -24,6 +25,18 @@ const MAX_FAILURES_LISTED: usize = 1_000;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `GET /api/v1/jobs`: the caller's jobs (every job for the admin), newest first.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, body = Vec<JobSummary>, description = "The caller's jobs (every job for the \
+            admin), newest first"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn list_jobs(
     caller: Caller,
     State(state): State<AppState>,
@@ -32,6 +45,20 @@ pub async fn list_jobs(
 }
 
 /// `GET /api/v1/jobs/{id}`: one of the caller's jobs with its progress.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, description = "The job with its progress", body = JobSummary),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+    )
+)]
 pub async fn job(
     caller: Caller,
     State(state): State<AppState>,
@@ -42,6 +69,23 @@ pub async fn job(
 }
 
 /// `POST /api/v1/jobs/{id}/pause`: stops handing out the job's units.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/pause",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, body = JobSummary, description = "Paused: no new leases; results of leases \
+            already out are still accepted"),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`conflict`: the job is cancelled; a \
+            cancelled job cannot run again"),
+    )
+)]
 pub async fn pause(
     caller: Caller,
     state: State<AppState>,
@@ -51,6 +95,22 @@ pub async fn pause(
 }
 
 /// `POST /api/v1/jobs/{id}/resume`: hands out the job's units again.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/resume",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, description = "Active again", body = JobSummary),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`conflict`: the job is cancelled; a \
+            cancelled job cannot run again"),
+    )
+)]
 pub async fn resume(
     caller: Caller,
     state: State<AppState>,
@@ -60,6 +120,21 @@ pub async fn resume(
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: ends the job for good; results still out are refused.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/cancel",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, body = JobSummary, description = "Cancelled for good: no leases, and \
+            results still out are refused"),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     caller: Caller,
     state: State<AppState>,
@@ -95,6 +170,21 @@ async fn change_status(
 }
 
 /// `GET /api/v1/jobs/{id}/failures`: the job's failed units and the reports about it.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/failures",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = JobId, Path, description = "The job's number")),
+    responses(
+        (status = 200, body = JobFailures, description = "Units given up on and the reports \
+            volunteers filed"),
+        (status = 400, description = BAD_JOB_ID, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+    )
+)]
 pub async fn failures(
     caller: Caller,
     State(state): State<AppState>,
@@ -133,7 +223,21 @@ pub async fn failures(
 
 /// `GET /api/v1/jobs/events`: Server-Sent Events, one `jobs` event a second with the
 /// caller's jobs and their progress (the same JSON as `GET /api/v1/jobs`). The caller is
-/// re-checked on every tick, so a revoked token or suspended account ends the stream.
+/// re-checked on every tick, so a suspended account's stream ends within a second.
+#[utoipa::path(
+    get,
+    path = "/jobs/events",
+    tag = "jobs",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "Server-Sent Events: every second an event named `jobs` whose data \
+            is the JSON array of `JobSummary` that `GET /api/v1/jobs` answers. The stream ends when the caller's \
+            account is suspended."),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn events(
     caller: Caller,
     State(state): State<AppState>,

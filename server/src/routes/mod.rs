@@ -5,5 +5,6 @@ pub mod downloads;
 pub mod groups;
 pub mod jobs;
 pub mod manage;
+pub mod openapi;
 pub mod stats;
 pub mod work;

@@ -8,20 +8,45 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 /// Progress of every job, and how durability has been batched.
+#[utoipa::path(
+    get,
+    path = "/stats",
+    tag = "portal",
+    security(),
+    responses((status = 200, description = "Public progress of every job", body = StatsResponse))
+)]
 pub async fn stats(State(state): State<AppState>) -> Json<StatsResponse> {
     Json(state.scheduler.stats())
 }
 
 /// Liveness: the server is up and routing.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "portal",
+    security(),
+    responses((status = 200, description = "The server is up and routing", body = Health))
+)]
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+// Never built: [`health`] answers with `json!`; this only describes the JSON, and
+// `openapi.rs` in the API tests checks that the real answer matches it.
+/// The liveness answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: String,
 }
 
 /// How many volunteers the leaderboard lists.
 const LEADERBOARD_SIZE: usize = 100;
 
 /// One line of the leaderboard.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct LeaderboardEntry {
     pub volunteer: cyclepool_shared::VolunteerId,
     /// Results accepted as valid.
@@ -32,6 +57,14 @@ pub struct LeaderboardEntry {
 
 /// `GET /api/v1/leaderboard`: the volunteers with the most accepted results. Credit is granted
 /// only for results accepted as valid, in the same transaction that accepts them.
+#[utoipa::path(
+    get,
+    path = "/leaderboard",
+    tag = "portal",
+    security(),
+    responses((status = 200, body = Vec<LeaderboardEntry>,
+        description = "The volunteers with the most accepted results, most first"))
+)]
 pub async fn leaderboard(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<LeaderboardEntry>>, crate::error::ApiError> {

@@ -8,12 +8,14 @@ use cyclepool_shared::distributor::{GroupId, JobStatus};
 use cyclepool_shared::manifest::CLOCK_SKEW_MS;
 use cyclepool_shared::protocol::{
     LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST,
-    PROTOCOL_VERSION, Report, ReportResponse, ResultSubmission, SubmitResponse, SubmitStatus,
+    PROTOCOL_VERSION, Report, ReportKind, ReportResponse, ResultSubmission, SubmitResponse,
+    SubmitStatus,
 };
 use cyclepool_shared::signing::{self, Purpose, result_message};
-use cyclepool_shared::{PublicKey, Sha256Digest, VolunteerId};
+use cyclepool_shared::{ErrorBody, JobId, LeaseId, PublicKey, Sha256Digest, VolunteerId};
 
 use crate::error::{ApiError, ApiJson};
+use crate::routes::openapi::{NO_JOB, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::scheduler::LeaseFilter;
 use crate::state::AppState;
 use crate::store::{IncomingResult, LeaseState, ReportRecord, SubmitOutcome};
@@ -23,6 +25,24 @@ use crate::validator::Verdict;
 const RETRY_WHEN_IDLE_MS: u64 = 5_000;
 
 /// Hands out up to `max_units` units.
+#[utoipa::path(
+    post,
+    path = "/lease",
+    tag = "volunteer",
+    security(),
+    request_body = LeaseRequest,
+    responses(
+        (status = 200, body = LeaseResponse, description = "Zero or more leases; with none, \
+            `retry_after_ms` says when to ask again"),
+        (status = 400, body = ErrorBody, description = "`unsupported_protocol`: another protocol \
+            version; `invalid_value`: `max_units` or `exclude_jobs` out of range, or `volunteer` \
+            is not a usable ed25519 key; `malformed_request`: not JSON of the schema"),
+        (status = 403, body = ErrorBody, description = "`volunteer_blacklisted`: this key returned \
+            a wrong answer to a check; `bad_signature`: the lease proof does not verify"),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn lease(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<LeaseRequest>,
@@ -86,6 +106,32 @@ fn proven_groups(state: &AppState, request: &LeaseRequest) -> Result<Vec<GroupId
 }
 
 /// Accepts one result; answers only once it is durable.
+#[utoipa::path(
+    post,
+    path = "/results",
+    tag = "volunteer",
+    security(),
+    request_body = ResultSubmission,
+    responses(
+        (status = 200, body = SubmitResponse, description = "The result is durable on disk \
+            (`accepted`), or was already (`duplicate`)"),
+        (status = 400, body = ErrorBody, description = "`unsupported_protocol`; \
+            `integrity_mismatch`: `output_sha256` is not the output's SHA-256; \
+            `malformed_request`"),
+        (status = 403, body = ErrorBody, description = "`bad_signature`: the signature does not \
+            verify; `lease_not_yours`; `nonce_mismatch`; `volunteer_blacklisted`"),
+        (status = 404, description = "`unknown_lease`: no such lease was issued", body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`conflicting_result`: a different result \
+            was accepted for this lease; `job_not_active`: the job was cancelled"),
+        (status = 410, body = ErrorBody, description = "`lease_expired`: the deadline passed and \
+            the unit was re-issued"),
+        (status = 413, body = ErrorBody, description = "`payload_too_large`: the output (or the \
+            body) is over the limit"),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "`invalid_result`: the output is wrong (the \
+            job's `verify` or a known answer says so)"),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     ApiJson(submission): ApiJson<ResultSubmission>,
@@ -279,6 +325,22 @@ fn check_protocol(version: u32) -> Result<(), ApiError> {
 const MAX_REPORT_CHARS: usize = 1_000;
 
 /// Records what a client could not do; releases the named lease if it is the sender's.
+#[utoipa::path(
+    post,
+    path = "/reports",
+    tag = "volunteer",
+    security(),
+    request_body = Report,
+    responses(
+        (status = 200, body = ReportResponse, description = "Recorded; `released` says whether the \
+            named lease was released"),
+        (status = 400, body = ErrorBody, description = "`unsupported_protocol`; `invalid_value`: \
+            `volunteer` is not a usable ed25519 key; `malformed_request`"),
+        (status = 404, description = NO_JOB, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     ApiJson(report): ApiJson<Report>,
@@ -311,9 +373,37 @@ pub async fn report(
 }
 
 /// `GET /api/v1/reports` (admin): every client report, oldest first, for review.
+#[utoipa::path(
+    get,
+    path = "/reports",
+    tag = "volunteer",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<ReportRecordSchema>, description = "Every client report, oldest \
+            first"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
+    )
+)]
 pub async fn list_reports(
     _admin: crate::auth::Admin,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ReportRecord>>, ApiError> {
     Ok(Json(state.store.reports()?))
+}
+
+// The schema of a [`ReportRecord`], which lives in the store and so derives no schema itself.
+// Never built: it only describes the JSON, and `openapi.rs` in the API tests checks that a
+// real answer matches it.
+/// A client's report, as stored for review.
+#[derive(utoipa::ToSchema)]
+#[schema(as = ReportRecord)]
+#[allow(dead_code)]
+pub struct ReportRecordSchema {
+    volunteer: VolunteerId,
+    job: JobId,
+    lease: Option<LeaseId>,
+    kind: ReportKind,
+    message: String,
+    received_ms: u64,
 }

@@ -13,6 +13,7 @@ mod jobs;
 mod keys;
 mod lease_cycle;
 mod modules;
+mod openapi;
 mod rejections;
 mod replication;
 mod reports;
