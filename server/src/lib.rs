@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod module_check;
 pub mod replication;
 pub mod routes;
@@ -197,13 +198,18 @@ pub async fn run(
         clock: config.clock.clone(),
         admin_token_hash,
         secure_cookies: config.secure_cookies,
+        limiters: Arc::default(),
         manifests: Arc::default(),
     };
     let sampler = state.scheduler.spawn_progress_sampler();
     let app = router(state, &config);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Connection info gives the rate limits (`limits.rs`) the client's address.
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     sampler.abort();
     served?;
     store.flush()?;

@@ -24,6 +24,8 @@ pub struct AppState {
     pub admin_token_hash: Option<Sha256Digest>,
     /// Whether the session cookie is marked `Secure`.
     pub secure_cookies: bool,
+    /// Per-address limits on registration, sign-in and group joins.
+    pub limiters: Arc<crate::limits::Limiters>,
     /// Manifests signed so far. Signing is deterministic and the key does not change while
     /// the server runs, so each job's manifest is signed once.
     pub manifests: Arc<Mutex<HashMap<JobId, SignedManifest>>>,

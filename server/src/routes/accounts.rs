@@ -14,6 +14,7 @@ use cyclepool_shared::{ErrorBody, ErrorCode, KeyId, Sha256Digest};
 
 use crate::auth::{self, API_TOKEN_PREFIX, Caller};
 use crate::error::{ApiError, ApiJson};
+use crate::limits::{RateLimited, Registration, SignIn};
 use crate::routes::openapi::{FORBIDDEN, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::state::AppState;
 use crate::store::{AccountRecord, SessionRecord, TokenRecord};
@@ -38,9 +39,11 @@ const MAX_KEYS: usize = 20;
             long or has control characters; `malformed_request`"),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
         (status = 415, description = NOT_JSON, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "`rate_limited`: too many from this address; wait `Retry-After` seconds"),
     )
 )]
 pub async fn register(
+    _limit: RateLimited<Registration>,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RegisterAccount>,
 ) -> Result<(StatusCode, Json<AccountCreated>), ApiError> {
@@ -224,9 +227,11 @@ pub async fn revoke_token(
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "`forbidden`: the admin token has no \
             account, or the account is suspended"),
+        (status = 429, body = ErrorBody, description = "`rate_limited`: too many from this address; wait `Retry-After` seconds"),
     )
 )]
 pub async fn create_session(
+    _limit: RateLimited<SignIn>,
     caller: Caller,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {

@@ -14,6 +14,7 @@ use cyclepool_shared::{ErrorBody, ErrorCode, PublicKey, Sha256Digest, VolunteerI
 
 use crate::auth::{self, Caller, INVITE_PREFIX};
 use crate::error::{ApiError, ApiJson};
+use crate::limits::{Join, RateLimited};
 use crate::routes::accounts::{parse_number, text_field};
 use crate::routes::openapi::{FORBIDDEN, NO_GROUP, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::state::AppState;
@@ -232,9 +233,11 @@ pub async fn remove_member(
             valid (unknown, or its group is closed)"),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
         (status = 415, description = NOT_JSON, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "`rate_limited`: too many from this address; wait `Retry-After` seconds"),
     )
 )]
 pub async fn join(
+    _limit: RateLimited<Join>,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<JoinGroup>,
 ) -> Result<Json<GroupJoined>, ApiError> {

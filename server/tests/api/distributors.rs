@@ -956,3 +956,56 @@ async fn the_progress_stream_sends_the_callers_jobs() {
     assert_eq!(jobs[0].job_id, job);
     assert_eq!(jobs[0].progress.units, 2);
 }
+
+#[tokio::test]
+async fn registrations_from_one_address_are_rate_limited_with_retry_after() {
+    let app = spawn_app(0).await;
+    let body = |i: usize| {
+        serde_json::json!({
+            "name": format!("Lab {i}"), "contact": "lab@example.org", "organisation": "A lab",
+            "purpose": "Registering many accounts",
+        })
+    };
+    let limit = cyclepool_server::limits::REGISTRATIONS.burst as usize;
+    for i in 0..limit {
+        let response = app
+            .client
+            .post(app.url("/api/v1/accounts"))
+            .json(&body(i))
+            .send()
+            .await
+            .expect("registering");
+        assert_eq!(response.status(), StatusCode::CREATED, "registration {i}");
+    }
+    let response = app
+        .client
+        .post(app.url("/api/v1/accounts"))
+        .json(&body(limit))
+        .send()
+        .await
+        .expect("registering");
+    let retry_after: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=3_600).contains(&retry_after), "{retry_after}");
+    expect_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+    )
+    .await;
+    // Other endpoints are not affected, and the bucket refills with time.
+    assert_eq!(app.lease(volunteer(1), 1).await.leases.len(), 0);
+    app.clock.advance(retry_after * 1_000);
+    let response = app
+        .client
+        .post(app.url("/api/v1/accounts"))
+        .json(&body(limit + 1))
+        .send()
+        .await
+        .expect("registering");
+    assert_eq!(response.status(), StatusCode::CREATED);
+}

@@ -1,0 +1,218 @@
+//! Per-address rate limits on the endpoints anyone can call that cost the portal something to
+//! answer or to keep (registering an account, signing in, joining a group): a token bucket per
+//! client address, answered with 429 and `Retry-After` when empty.
+//!
+//! The buckets live in memory: a restart forgets them, which only ever lets a client through.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use cyclepool_shared::ErrorCode;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How many addresses a limiter remembers before it forgets the full buckets.
+const MAX_TRACKED: usize = 100_000;
+
+/// A token-bucket limit: `burst` requests at once, refilled at `per_hour` an hour.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub burst: u32,
+    pub per_hour: u32,
+}
+
+/// Registering accounts: a handful per address and hour.
+pub const REGISTRATIONS: Limit = Limit {
+    burst: 20,
+    per_hour: 20,
+};
+/// Signing in to the dashboard.
+pub const SIGN_INS: Limit = Limit {
+    burst: 30,
+    per_hour: 600,
+};
+/// Joining groups (each verifies a signature and writes).
+pub const JOINS: Limit = Limit {
+    burst: 30,
+    per_hour: 600,
+};
+
+/// Token buckets per client address, for one kind of request.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: Limit,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated_ms: u64,
+}
+
+impl RateLimiter {
+    pub fn new(limit: Limit) -> Self {
+        Self {
+            limit,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one token for `address`; if there is none, how many seconds until there is.
+    pub fn take(&self, address: IpAddr, now_ms: u64) -> Result<(), u64> {
+        let burst = f64::from(self.limit.burst);
+        let per_ms = f64::from(self.limit.per_hour) / 3_600_000.0;
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_TRACKED {
+            // Forget the addresses whose buckets have refilled: they lose nothing by it.
+            buckets.retain(|_, bucket| {
+                bucket.tokens + per_ms * (now_ms.saturating_sub(bucket.updated_ms) as f64) < burst
+            });
+        }
+        let bucket = buckets.entry(address).or_insert(Bucket {
+            tokens: burst,
+            updated_ms: now_ms,
+        });
+        let elapsed = now_ms.saturating_sub(bucket.updated_ms) as f64;
+        bucket.tokens = (bucket.tokens + elapsed * per_ms).min(burst);
+        bucket.updated_ms = now_ms;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait_ms = (1.0 - bucket.tokens) / per_ms;
+            Err((wait_ms / 1_000.0).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// The rate limiters of one server.
+#[derive(Debug)]
+pub struct Limiters {
+    pub registrations: RateLimiter,
+    pub sign_ins: RateLimiter,
+    pub joins: RateLimiter,
+}
+
+impl Default for Limiters {
+    fn default() -> Self {
+        Self {
+            registrations: RateLimiter::new(REGISTRATIONS),
+            sign_ins: RateLimiter::new(SIGN_INS),
+            joins: RateLimiter::new(JOINS),
+        }
+    }
+}
+
+/// Which limiter a handler's requests count against.
+pub trait Kind {
+    fn limiter(limiters: &Limiters) -> &RateLimiter;
+    const WHAT: &'static str;
+}
+
+/// Extracting this takes a token from the client address's bucket for `K`, or answers 429.
+#[derive(Debug)]
+pub struct RateLimited<K>(std::marker::PhantomData<K>);
+
+/// Account registrations.
+#[derive(Debug)]
+pub struct Registration;
+/// Dashboard sign-ins.
+#[derive(Debug)]
+pub struct SignIn;
+/// Group joins.
+#[derive(Debug)]
+pub struct Join;
+
+impl Kind for Registration {
+    fn limiter(limiters: &Limiters) -> &RateLimiter {
+        &limiters.registrations
+    }
+    const WHAT: &'static str = "account registrations";
+}
+
+impl Kind for SignIn {
+    fn limiter(limiters: &Limiters) -> &RateLimiter {
+        &limiters.sign_ins
+    }
+    const WHAT: &'static str = "sign-ins";
+}
+
+impl Kind for Join {
+    fn limiter(limiters: &Limiters) -> &RateLimiter {
+        &limiters.joins
+    }
+    const WHAT: &'static str = "group joins";
+}
+
+impl<K: Kind + Send> FromRequestParts<AppState> for RateLimited<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Served without connection info (a test calling the router directly): no address,
+        // nothing to limit by.
+        let Some(ConnectInfo(address)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Ok(Self(std::marker::PhantomData));
+        };
+        let now = state.clock.now_ms();
+        K::limiter(&state.limiters)
+            .take(address.ip(), now)
+            .map(|()| Self(std::marker::PhantomData))
+            .map_err(|retry_after_s| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many {} from this address; retry in {retry_after_s} s",
+                        K::WHAT
+                    ),
+                )
+                .with_retry_after(retry_after_s)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
+        let limiter = RateLimiter::new(Limit {
+            burst: 3,
+            per_hour: 3_600,
+        });
+        let address: IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..3 {
+            assert_eq!(limiter.take(address, 0), Ok(()));
+        }
+        assert_eq!(limiter.take(address, 0), Err(1));
+        // Another address has its own bucket.
+        assert_eq!(limiter.take([127, 0, 0, 2].into(), 0), Ok(()));
+        // One token a second comes back.
+        assert_eq!(limiter.take(address, 1_000), Ok(()));
+        assert_eq!(limiter.take(address, 1_000), Err(1));
+        assert_eq!(limiter.take(address, 10_000), Ok(()));
+    }
+
+    #[test]
+    fn retry_after_counts_the_seconds_to_the_next_token() {
+        let limiter = RateLimiter::new(Limit {
+            burst: 1,
+            per_hour: 60,
+        });
+        let address: IpAddr = [10, 0, 0, 1].into();
+        assert_eq!(limiter.take(address, 0), Ok(()));
+        assert_eq!(limiter.take(address, 0), Err(60));
+        assert_eq!(limiter.take(address, 30_000), Err(30));
+        assert_eq!(limiter.take(address, 60_000), Ok(()));
+    }
+}
