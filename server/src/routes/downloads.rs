@@ -201,7 +201,10 @@ struct ResultLine<'a> {
 fn write_json_lines(store: &Store, job: JobId, out: &mut ChunkWriter) -> Result<(), WriteError> {
     for entry in store.job_results(job) {
         let (unit, record, result) = entry?;
-        let nonce = store.lease(result.lease)?.map(|lease| lease.nonce);
+        let nonce = match result.nonce {
+            Some(nonce) => Some(nonce),
+            None => store.lease(result.lease)?.map(|lease| lease.nonce),
+        };
         let line = ResultLine {
             unit,
             lease_id: result.lease,

@@ -185,6 +185,10 @@ pub struct ResultRecord {
     pub output_sha256: Sha256Digest,
     /// The volunteer's signature over the lease, its nonce and the output's digest.
     pub signature: Signature,
+    /// The lease's nonce, kept with the result so that its signature can be checked even once
+    /// lease records are forgotten (absent in results stored before it was added).
+    #[serde(default)]
+    pub nonce: Option<Nonce>,
     pub received_ms: u64,
     pub compute_ms: u64,
 }

@@ -278,6 +278,7 @@ impl Store {
                     output: result.output.clone(),
                     output_sha256: result.output_sha256,
                     signature: result.signature,
+                    nonce: Some(result.nonce),
                     received_ms: now_ms,
                     compute_ms: result.compute_ms,
                 };
