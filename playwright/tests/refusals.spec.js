@@ -54,10 +54,18 @@ test.describe('refusals', () => {
   });
 
   test('an expired manifest is refused', async ({ page, server }) => {
+    // The portal stops leasing a job once its manifest expires, so the browser must meet the
+    // expiry between its lease and the manifest: the manifest is held back on the way until
+    // the job has expired, as a slow or malicious network could.
+    const created = Date.now();
     await createJob(server, 'factor', {
-      title: 'Short-lived', expires_in_ms: 1_000, inputs: { range: { start: 10, end: 20, step: 1 } },
+      title: 'Short-lived', expires_in_ms: 4_000, inputs: { range: { start: 10, end: 20, step: 1 } },
     });
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    await page.context().route('**/api/v1/jobs/*/manifest', async (route) => {
+      const response = await route.fetch();
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, created + 4_500 - Date.now())));
+      await route.fulfill({ response });
+    });
     await startAndExpectRefusal(page, server, /the manifest expired at \d+/, 'manifest_refused');
   });
 

@@ -118,3 +118,29 @@ module.exports.createJob = createJob;
 module.exports.reports = reports;
 module.exports.le = le;
 module.exports.Server = Server;
+
+/** Like `createJob`, but as the distributor whose API token is `token`. */
+async function createJobAs(server, token, moduleName, job) {
+  const auth = { authorization: `Bearer ${token}` };
+  const module = fs.readFileSync(path.join(jobsDir, `${moduleName}.wasm`));
+  const uploaded = await fetch(`${server.url}/api/v1/modules`, { method: 'PUT', headers: auth, body: module });
+  if (uploaded.status !== 201) throw new Error(`module upload failed: ${uploaded.status} ${await uploaded.text()}`);
+  const { module_sha256: moduleSha256 } = await uploaded.json();
+  const created = await fetch(`${server.url}/api/v1/jobs`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ description: '', ...job, module_sha256: moduleSha256 }),
+  });
+  if (created.status !== 201) throw new Error(`job creation failed: ${created.status} ${await created.text()}`);
+  return created.json();
+}
+
+/** A fresh, valid ed25519 public key as 64 hex digits (a volunteer id that no browser holds). */
+function randomVolunteerKey() {
+  const { publicKey } = require('node:crypto').generateKeyPairSync('ed25519');
+  return Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url').toString('hex');
+}
+
+module.exports.createJobAs = createJobAs;
+module.exports.randomVolunteerKey = randomVolunteerKey;
+module.exports.jobsDir = jobsDir;

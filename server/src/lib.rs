@@ -190,7 +190,13 @@ pub async fn run(
         store.durable().await?;
     }
     let scheduler = Arc::new(Scheduler::start(Arc::clone(&store), config.clock.clone())?);
+    let (stop_streams, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_streams.send(true);
+    };
     let state = AppState {
+        stopping,
         store: Arc::clone(&store),
         scheduler,
         keyring,

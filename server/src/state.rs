@@ -24,6 +24,9 @@ pub struct AppState {
     pub admin_token_hash: Option<Sha256Digest>,
     /// Whether the session cookie is marked `Secure`.
     pub secure_cookies: bool,
+    /// Becomes true when the server starts shutting down, so that endless responses (the
+    /// progress stream) end and graceful shutdown can finish.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Per-address limits on registration, sign-in and group joins.
     pub limiters: Arc<crate::limits::Limiters>,
     /// Manifests signed so far. Signing is deterministic and the key does not change while

@@ -245,9 +245,15 @@ pub async fn events(
     let stream =
         futures_util::stream::unfold((caller, state, true), |(caller, state, first)| async move {
             if !first {
-                tokio::time::sleep(PROGRESS_INTERVAL).await;
+                let mut stopping = state.stopping.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(PROGRESS_INTERVAL) => {}
+                    // The server is shutting down: end the stream, or graceful shutdown
+                    // would wait for the dashboard to go away. EventSource reconnects.
+                    _ = stopping.wait_for(|stopping| *stopping) => return None,
+                }
             }
-            if !still_allowed(&caller, &state) {
+            if *state.stopping.borrow() || !still_allowed(&caller, &state) {
                 return None;
             }
             let jobs = summaries(&caller, &state);

@@ -955,6 +955,16 @@ async fn the_progress_stream_sends_the_callers_jobs() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].job_id, job);
     assert_eq!(jobs[0].progress.units, 2);
+    // An open stream does not hold up a graceful shutdown: it ends, and the server stops.
+    let mut app = app;
+    tokio::time::timeout(std::time::Duration::from_secs(10), app.stop())
+        .await
+        .expect("the server stops within 10 s with a progress stream open");
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Ok(Some(_)) = response.chunk().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended");
 }
 
 #[tokio::test]
