@@ -67,9 +67,11 @@ impl UnitRecord {
             && self.active.len() + self.replicas.len() < self.wanted as usize
     }
 
-    /// Whether `volunteer` may get a replica: it holds none and has returned none.
+    /// Whether `volunteer` may get a replica: it holds none, has returned none, and its lease
+    /// on the unit never failed.
     pub fn may_go_to(&self, volunteer: VolunteerId) -> bool {
-        !self.active.iter().any(|(_, holder)| *holder == volunteer)
+        !self.failed_by.contains(&volunteer)
+            && !self.active.iter().any(|(_, holder)| *holder == volunteer)
             && !self
                 .replicas
                 .iter()
@@ -80,6 +82,20 @@ impl UnitRecord {
     pub fn lease_granted(&mut self, lease: LeaseId, volunteer: VolunteerId) {
         self.active.push((lease, volunteer));
         self.issued = self.issued.saturating_add(1);
+    }
+
+    /// Records a lease that failed (its holder reported an error, or its output was rejected):
+    /// as [`Self::lease_lost`], and the holder is not given the unit again.
+    pub fn lease_failed(&mut self, lease: LeaseId, policy: &JobPolicy) -> UnitChange {
+        let holder = self
+            .active
+            .iter()
+            .find(|(active, _)| *active == lease)
+            .map(|(_, holder)| *holder);
+        if let Some(holder) = holder.filter(|holder| !self.failed_by.contains(holder)) {
+            self.failed_by.push(holder);
+        }
+        self.lease_lost(lease, policy)
     }
 
     /// Records a lease that ended without a result: expired, given up, or its output rejected.
@@ -387,6 +403,26 @@ mod tests {
             u2.result_received(wrong, &p, &NEWCOMER),
             UnitChange::Late { credited: None }
         );
+    }
+
+    #[test]
+    fn a_volunteer_whose_lease_failed_does_not_get_the_unit_again() {
+        let p = policy(1, 3, 6);
+        let mut u = unit(1);
+        let (a, b) = (replica(1, 1, b"x"), replica(2, 2, b"x"));
+        grant(&mut u, &a);
+        assert_eq!(u.lease_failed(a.lease, &p), UnitChange::WantsReplica);
+        assert!(!u.may_go_to(a.volunteer), "failed once, not again");
+        assert!(u.may_go_to(b.volunteer));
+        // One volunteer cannot use up the error allowance alone: it is not offered the unit,
+        // so the unit stays open for someone else.
+        assert_eq!(u.errors, 1);
+        assert_eq!(u.state, UnitState::Open);
+        // An expired lease is no one's fault: its holder may try again.
+        grant(&mut u, &b);
+        assert_eq!(u.lease_lost(b.lease, &p), UnitChange::WantsReplica);
+        assert!(u.may_go_to(b.volunteer));
+        assert_eq!(u.failed_by, vec![a.volunteer]);
     }
 
     #[test]

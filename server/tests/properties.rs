@@ -353,7 +353,8 @@ impl Sim {
             for (key, unit) in &after {
                 let wants = unit.state == UnitState::Open
                     && unit.active.len() + unit.replicas.len() < unit.wanted as usize;
-                let eligible = !unit.active.iter().any(|(_, holder)| *holder == id)
+                let eligible = !unit.failed_by.contains(&id)
+                    && !unit.active.iter().any(|(_, holder)| *holder == id)
                     && !unit.replicas.iter().any(|r| r.volunteer == id);
                 if wants && eligible {
                     return Err(format!(

@@ -111,6 +111,11 @@ pub struct UnitRecord {
     pub replicas: Vec<Replica>,
     /// Leases that ended without a result: expired, given up, or rejected by `verify`.
     pub errors: u32,
+    /// Volunteers whose lease on the unit failed (they reported an error, or `verify`
+    /// rejected their output): the unit does not go to them again, so that no single
+    /// volunteer can use up its error allowance and make it fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_by: Vec<VolunteerId>,
 }
 
 impl UnitRecord {
@@ -125,6 +130,7 @@ impl UnitRecord {
             active: Vec::new(),
             replicas: Vec::new(),
             errors: 0,
+            failed_by: Vec::new(),
         }
     }
 }

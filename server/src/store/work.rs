@@ -88,13 +88,19 @@ impl Store {
                 let Some(ended) = decide(&lease) else {
                     return Ok(None);
                 };
+                // Expiry is no one's fault (a closed tab); a rejected output is its holder's.
+                let holder_failed = !matches!(ended, LeaseState::Expired);
                 lease.state = ended;
                 leases.insert(id.as_bytes(), encode(&lease))?;
                 let unit_key = lease.unit.to_bytes();
                 let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
                     return Ok(None);
                 };
-                let change = unit.lease_lost(id, policy);
+                let change = if holder_failed {
+                    unit.lease_failed(id, policy)
+                } else {
+                    unit.lease_lost(id, policy)
+                };
                 units.insert(&unit_key, encode(&unit))?;
                 Ok(Some((lease.unit, change)))
             })
@@ -345,7 +351,7 @@ impl Store {
                 let Some(mut unit) = get::<UnitRecord>(units, "units", &unit_key)? else {
                     return Ok(ReleaseOutcome::NotReleased);
                 };
-                let change = unit.lease_lost(lease_id, policy);
+                let change = unit.lease_failed(lease_id, policy);
                 units.insert(&unit_key, encode(&unit))?;
                 Ok(ReleaseOutcome::Released {
                     unit: lease.unit,
