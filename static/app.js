@@ -4,6 +4,15 @@
 const KEYS_URL = '/.well-known/cyclepool-keys.json';
 const RATE_WINDOW_MS = 10_000;
 const LOG_LIMIT = 50;
+// Credit changes only when the portal accepts a result; every ten seconds is fresh enough.
+const CREDIT_POLL_MS = 10_000;
+// localStorage: the ids of the jobs the volunteer unchecked (so that new jobs start checked).
+const EXCLUDED_JOBS_KEY = 'cyclepool-excluded-jobs';
+// The protocol's limit on `exclude_jobs` in one lease request.
+const MAX_EXCLUDED_JOBS = 256;
+// The throughput chart: the last ten minutes in 15-second bars.
+const CHART_WINDOW_MS = 10 * 60_000;
+const CHART_BUCKET_MS = 15_000;
 
 const elements = {
   workers: document.getElementById('workers'),
@@ -32,6 +41,14 @@ const elements = {
   invitation: document.getElementById('invitation'),
   joinGroup: document.getElementById('join-group'),
   declineGroup: document.getElementById('decline-group'),
+  jobList: document.getElementById('job-list'),
+  jobListEmpty: document.getElementById('job-list-empty'),
+  credit: document.getElementById('credit'),
+  checksPassed: document.getElementById('checks-passed'),
+  timeDonated: document.getElementById('time-donated'),
+  sessionTime: document.getElementById('session-time'),
+  throughput: document.getElementById('throughput'),
+  throughputSummary: document.getElementById('throughput-summary'),
 };
 
 const session = {
@@ -40,6 +57,10 @@ const session = {
   completions: [], // timestamps (ms) of recent unit completions, for the rate
   busy: [], // [timestamp, compute ms] of recent units, for the processor use
   onBattery: false,
+  busyTotalMs: 0, // compute time of every unit this page finished, for "time donated"
+  throughput: new Map(), // 15-second bar (performance.now() / CHART_BUCKET_MS) → units done
+  excludedJobs: loadExcludedJobs(), // ids of the jobs the volunteer chose not to compute
+  jobChoices: new Map(), // job id → its list item, checkbox, title and progress elements
 };
 
 const BUSY_WINDOW_MS = 5_000;
@@ -109,6 +130,7 @@ function render() {
   elements.unitsDone.textContent = String(session.unitsDone);
   elements.rate.textContent = `${rate.toFixed(1)} units/s`;
   elements.activeWorkers.textContent = String(session.workers.length);
+  elements.sessionTime.textContent = `this page: ${formatDuration(session.busyTotalMs)} computing`;
   // Processor use: time the workers spent computing over the last few seconds, per worker.
   session.busy = session.busy.filter(([t]) => now - t <= BUSY_WINDOW_MS);
   const running = now - (session.startedAt ?? now);
@@ -152,11 +174,17 @@ function applyPause() {
 
 function onWorkerEvent(event) {
   switch (event.type) {
-    case 'unit-done':
+    case 'unit-done': {
+      const now = performance.now();
+      const busyMs = event.busy_ms ?? event.compute_ms;
       session.unitsDone += 1;
-      session.completions.push(performance.now());
-      session.busy.push([performance.now(), event.busy_ms ?? event.compute_ms]);
+      session.completions.push(now);
+      session.busy.push([now, busyMs]);
+      session.busyTotalMs += busyMs;
+      const bar = Math.floor(now / CHART_BUCKET_MS);
+      session.throughput.set(bar, (session.throughput.get(bar) ?? 0) + 1);
       break;
+    }
     case 'job':
       session.currentJob = event.job_id;
       elements.runningJob.hidden = false;
@@ -254,7 +282,10 @@ async function start() {
     const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${i}` });
     worker.addEventListener('message', (message) => onWorkerEvent(message.data));
     worker.addEventListener('error', (error) => log(`worker failed to load: ${error.message ?? 'unknown error'}`, 'error'));
-    worker.postMessage({ type: 'start', seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused() });
+    worker.postMessage({
+      type: 'start', seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused(),
+      excludedJobs: [...session.excludedJobs],
+    });
     session.workers.push(worker);
   }
   elements.start.disabled = true;
@@ -264,6 +295,7 @@ async function start() {
   elements.state.textContent = session.paused ? 'paused' : 'computing';
   log(`started ${count} worker${count === 1 ? '' : 's'} at ${Math.round(dutyCycle() * 100)} % processor use`);
   render();
+  refreshCredit();
 }
 
 function stop() {
@@ -277,6 +309,8 @@ function stop() {
   elements.state.textContent = 'stopped';
   if (count) log('stopped all workers');
   render();
+  // The last results acknowledged before Stop count too.
+  refreshCredit();
 }
 
 async function refreshJobs() {
@@ -284,12 +318,194 @@ async function refreshJobs() {
     const response = await fetch('/api/v1/stats');
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const stats = await response.json();
-    const job = stats.jobs.find((j) => j.done < j.units) ?? stats.jobs[stats.jobs.length - 1];
+    renderJobChoice(stats.jobs);
+    const unfinished = stats.jobs.filter((j) => j.done < j.units);
+    const job = unfinished.find((j) => !session.excludedJobs.has(j.job_id)) ?? unfinished[0]
+      ?? stats.jobs[stats.jobs.length - 1];
     elements.jobTitle.textContent = job ? job.title : 'nothing at the moment';
     elements.jobProgress.textContent = job ? `${job.done} of ${job.units} units done` : '–';
   } catch (error) {
     elements.jobProgress.textContent = `progress unavailable: ${error.message}`;
   }
+}
+
+// The jobs the volunteer unchecked, as remembered in this browser (nothing when storage is off).
+function loadExcludedJobs() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(EXCLUDED_JOBS_KEY) ?? '[]');
+    const ids = Array.isArray(stored) ? stored.filter((id) => Number.isSafeInteger(id) && id >= 0) : [];
+    return new Set(ids.slice(0, MAX_EXCLUDED_JOBS));
+  } catch {
+    return new Set();
+  }
+}
+
+function saveExcludedJobs() {
+  try {
+    localStorage.setItem(EXCLUDED_JOBS_KEY, JSON.stringify([...session.excludedJobs]));
+  } catch {
+    // Storage is off or full: the choice still holds for this visit.
+  }
+}
+
+// Tells running workers; each sends the new list with its next lease request.
+function sendExcludedJobs() {
+  broadcast({ type: 'exclude-jobs', jobs: [...session.excludedJobs] });
+}
+
+function jobTitle(jobId) {
+  return session.jobChoices.get(jobId)?.title.textContent || `job ${jobId}`;
+}
+
+function chooseJob(jobId, checkbox) {
+  if (checkbox.checked) {
+    session.excludedJobs.delete(jobId);
+  } else if (session.excludedJobs.size >= MAX_EXCLUDED_JOBS) {
+    checkbox.checked = true;
+    log(`at most ${MAX_EXCLUDED_JOBS} jobs can be left out`, 'error');
+    return;
+  } else {
+    session.excludedJobs.add(jobId);
+  }
+  saveExcludedJobs();
+  sendExcludedJobs();
+  const when = session.workers.length ? ' from the next request for work' : '';
+  log(checkbox.checked ? `computing "${jobTitle(jobId)}" again${when}` : `leaving "${jobTitle(jobId)}" to others${when}`);
+}
+
+function jobChoiceItem(jobId) {
+  const item = document.createElement('li');
+  const label = document.createElement('label');
+  const checkbox = document.createElement('input');
+  checkbox.type = 'checkbox';
+  checkbox.dataset.jobId = String(jobId);
+  checkbox.checked = !session.excludedJobs.has(jobId);
+  checkbox.addEventListener('change', () => chooseJob(jobId, checkbox));
+  const title = document.createElement('span');
+  title.className = 'job-name';
+  const progress = document.createElement('span');
+  progress.className = 'job-progress';
+  label.append(checkbox, ' Compute ', title);
+  item.append(label, ' ', progress);
+  return { item, checkbox, title, progress };
+}
+
+// Keeps one list item per public job, updated in place (rebuilding it every refresh would
+// take the focus from a checkbox being used). Titles are the distributors' text: textContent.
+function renderJobChoice(jobs) {
+  const listed = new Set(jobs.map((job) => job.job_id));
+  for (const [jobId, choice] of session.jobChoices) {
+    if (!listed.has(jobId)) {
+      choice.item.remove();
+      session.jobChoices.delete(jobId);
+    }
+  }
+  for (const job of jobs) {
+    let choice = session.jobChoices.get(job.job_id);
+    if (!choice) {
+      choice = jobChoiceItem(job.job_id);
+      session.jobChoices.set(job.job_id, choice);
+      // The portal lists jobs by id, so a new job belongs at the end.
+      elements.jobList.append(choice.item);
+    }
+    choice.title.textContent = job.title;
+    choice.progress.textContent = job.done >= job.units
+      ? `finished (${job.units} units)`
+      : `${job.done} of ${job.units} units done`;
+  }
+  elements.jobListEmpty.hidden = jobs.length > 0;
+  elements.jobListEmpty.textContent = 'no public jobs at the moment';
+  // A job that is gone (finished and removed, cancelled) need not be excluded any more.
+  const gone = [...session.excludedJobs].filter((jobId) => !listed.has(jobId));
+  if (gone.length) {
+    for (const jobId of gone) session.excludedJobs.delete(jobId);
+    saveExcludedJobs();
+    sendExcludedJobs();
+  }
+}
+
+// Another tab of this portal changed the choice: follow it here too.
+window.addEventListener('storage', (change) => {
+  if (change.key !== EXCLUDED_JOBS_KEY) return;
+  session.excludedJobs = loadExcludedJobs();
+  for (const [jobId, choice] of session.jobChoices) choice.checkbox.checked = !session.excludedJobs.has(jobId);
+  sendExcludedJobs();
+});
+
+function formatDuration(ms) {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${String(Math.floor(seconds % 60)).padStart(2, '0')} s`;
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
+}
+
+// What the portal credited to this browser's key: results accepted as valid and the compute
+// time they took. Asked only once the person pressed Start (the key is not sent before).
+async function refreshCredit() {
+  const volunteer = session.volunteerId;
+  if (!volunteer) return;
+  try {
+    const response = await fetch(`/api/v1/volunteers/${volunteer}`);
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error?.message ?? `HTTP ${response.status}`);
+    if (answer.volunteer !== session.volunteerId) return;
+    elements.credit.textContent = `${answer.credit} result${answer.credit === 1 ? '' : 's'}`;
+    elements.checksPassed.textContent = answer.checks_passed
+      ? `accepted as valid; ${answer.checks_passed} check${answer.checks_passed === 1 ? '' : 's'} passed`
+      : 'accepted as valid';
+    elements.timeDonated.textContent = formatDuration(answer.compute_ms);
+    if (answer.blacklisted && !session.blacklistShown) {
+      session.blacklistShown = true;
+      log('the portal caught this key returning a wrong answer and gives it no more work', 'error');
+    }
+  } catch (error) {
+    elements.checksPassed.textContent = `credit unavailable: ${error?.message ?? error}`;
+  }
+}
+
+// Units per minute in 15-second bars over the last ten minutes, from this page's own
+// completions. Redrawn once a second at most; nothing is drawn until a unit is done.
+function drawThroughput() {
+  const canvas = elements.throughput;
+  const bars = CHART_WINDOW_MS / CHART_BUCKET_MS;
+  const lastBar = Math.floor(performance.now() / CHART_BUCKET_MS);
+  for (const bar of session.throughput.keys()) {
+    if (bar <= lastBar - bars) session.throughput.delete(bar);
+  }
+  const perMinute = 60_000 / CHART_BUCKET_MS;
+  const rates = Array.from({ length: bars }, (_, i) => perMinute * (session.throughput.get(lastBar - bars + 1 + i) ?? 0));
+  const peak = Math.max(...rates);
+  const total = rates.reduce((sum, rate) => sum + rate, 0) / perMinute;
+  const summary = peak ? `${total} units, at most ${peak} units/min` : 'none yet';
+  elements.throughputSummary.textContent = summary;
+  canvas.setAttribute('aria-label', `Units per minute over the last 10 minutes: ${summary}`);
+  // Drawn at the display's resolution, so the bars stay sharp.
+  const scale = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * scale));
+  const height = Math.max(1, Math.round(canvas.clientHeight * scale));
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  const context = canvas.getContext('2d');
+  if (!context) return;
+  context.clearRect(0, 0, width, height);
+  if (!peak) return;
+  const style = getComputedStyle(canvas);
+  const labelHeight = 16 * scale;
+  const slot = width / bars;
+  const gap = Math.max(1, Math.round(slot * 0.2));
+  context.fillStyle = style.getPropertyValue('--accent').trim() || '#2f7d5b';
+  rates.forEach((rate, i) => {
+    const barHeight = Math.round(((height - labelHeight) * rate) / peak);
+    context.fillRect(Math.round(i * slot), height - barHeight, Math.max(1, Math.round(slot) - gap), barHeight);
+  });
+  context.fillStyle = style.color;
+  context.font = `${11 * scale}px system-ui, sans-serif`;
+  context.textBaseline = 'top';
+  context.fillText(`${peak} units/min`, 4 * scale, 2 * scale);
 }
 
 elements.workers.max = String(navigator.hardwareConcurrency || 1);
@@ -351,5 +567,7 @@ if (!('Worker' in window) || typeof WebAssembly !== 'object') {
   log('this browser lacks Web Workers or WebAssembly, which computing here needs', 'error');
 }
 setInterval(render, 1000);
+setInterval(drawThroughput, 1000);
 setInterval(refreshJobs, 2000);
+setInterval(() => { if (session.workers.length) refreshCredit(); }, CREDIT_POLL_MS);
 refreshJobs();

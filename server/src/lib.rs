@@ -143,6 +143,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::groups::remove_member))
         .routes(routes!(routes::stats::stats))
         .routes(routes!(routes::stats::leaderboard))
+        .routes(routes!(routes::stats::volunteer))
         .routes(routes!(routes::stats::health))
         .routes(routes!(routes::openapi::document))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })

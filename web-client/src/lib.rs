@@ -13,7 +13,7 @@ mod http;
 mod jobs;
 mod sandbox;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,8 +21,8 @@ use std::time::Duration;
 use cyclepool_shared::distributor::{JoinGroup, join_message};
 use cyclepool_shared::manifest::PortalKeys;
 use cyclepool_shared::protocol::{
-    Lease, LeaseProof, LeaseRef, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, Report, ReportKind,
-    ReportResponse, ResultSubmission, SubmitResponse,
+    Lease, LeaseProof, LeaseRef, LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, PROTOCOL_VERSION,
+    Report, ReportKind, ReportResponse, ResultSubmission, SubmitResponse,
 };
 use cyclepool_shared::signing::{Purpose, SecretKey, lease_proof_message, result_message};
 use cyclepool_shared::{JobId, Sha256Digest, VolunteerId};
@@ -114,6 +114,8 @@ struct Shared {
     paused: Cell<bool>,
     /// The share of wall time this worker may compute, 0.1 to 1.
     duty_cycle: Cell<f64>,
+    /// Jobs the volunteer chose not to compute, sent with every lease request.
+    excluded_jobs: RefCell<Vec<JobId>>,
     on_event: js_sys::Function,
 }
 
@@ -140,6 +142,7 @@ impl VolunteerWorker {
                 stopped: Cell::new(false),
                 paused: Cell::new(false),
                 duty_cycle: Cell::new(1.0),
+                excluded_jobs: RefCell::new(Vec::new()),
                 on_event,
             }),
         })
@@ -178,6 +181,38 @@ impl VolunteerWorker {
     pub fn set_paused(&self, paused: bool) {
         self.shared.paused.set(paused);
     }
+
+    /// Sets the jobs this volunteer chose not to compute: an array of job ids (numbers).
+    /// Takes effect from the next lease request; units already in hand are still computed.
+    /// Throws, keeping the previous choice, if an entry is not a job id or there are more
+    /// than the protocol allows (256), since the portal would refuse every lease request.
+    pub fn set_excluded_jobs(&self, job_ids: &js_sys::Array) -> Result<(), JsError> {
+        let mut excluded = Vec::new();
+        for value in job_ids.iter() {
+            let job = value
+                .as_f64()
+                .and_then(job_id_from_number)
+                .ok_or_else(|| JsError::new("an excluded job must be a job id (a whole number)"))?;
+            if !excluded.contains(&job) {
+                excluded.push(job);
+            }
+            if excluded.len() > MAX_EXCLUDED_JOBS {
+                return Err(JsError::new(&format!(
+                    "at most {MAX_EXCLUDED_JOBS} jobs can be excluded"
+                )));
+            }
+        }
+        *self.shared.excluded_jobs.borrow_mut() = excluded;
+        Ok(())
+    }
+}
+
+/// A job id from a JS number: a whole number that JS holds exactly.
+fn job_id_from_number(number: f64) -> Option<JobId> {
+    // 2^53: beyond it JS numbers skip integers, so the id would not be the one meant.
+    const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+    let exact = number.is_finite() && number.fract() == 0.0 && (0.0..MAX_EXACT).contains(&number);
+    exact.then_some(JobId(number as u64))
 }
 
 impl Shared {
@@ -355,7 +390,7 @@ async fn fetch_leases(shared: &Shared) -> Fetched {
         protocol: PROTOCOL_VERSION,
         volunteer: shared.volunteer,
         max_units: PREFETCH,
-        exclude_jobs: Vec::new(),
+        exclude_jobs: shared.excluded_jobs.borrow().clone(),
     };
     match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
         Ok(response) if response.leases.is_empty() => Fetched::NoWork {

@@ -1,10 +1,13 @@
-//! Public, read-only progress: `GET /api/v1/stats` and `GET /api/v1/health`.
+//! Public, read-only progress: `GET /api/v1/stats`, `GET /api/v1/health`, the leaderboard,
+//! and one volunteer's credit (`GET /api/v1/volunteers/{volunteer}`).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use cyclepool_shared::protocol::StatsResponse;
+use cyclepool_shared::{ErrorBody, VolunteerId};
 use serde_json::{Value, json};
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Progress of every job, and how durability has been batched.
@@ -89,4 +92,53 @@ pub async fn leaderboard(
             })
             .collect(),
     ))
+}
+
+/// What one volunteer key has been credited with, for the volunteer page.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct VolunteerCredit {
+    pub volunteer: VolunteerId,
+    /// Results accepted as valid.
+    pub credit: u64,
+    /// Computing time those accepted results took, as the volunteer's browser measured it.
+    pub compute_ms: u64,
+    /// Spot checks (and re-executed units) this volunteer answered right.
+    pub checks_passed: u32,
+    /// Caught returning a wrong answer: this key gets no more work.
+    pub blacklisted: bool,
+}
+
+/// `GET /api/v1/volunteers/{volunteer}`: one volunteer key's credit. Public like the
+/// leaderboard (which already lists the top keys); a key the portal has never seen has
+/// earned nothing, so it answers zeros rather than 404, and the page needs no special case.
+#[utoipa::path(
+    get,
+    path = "/volunteers/{volunteer}",
+    tag = "portal",
+    security(),
+    params(("volunteer" = VolunteerId, Path, description = "The volunteer's key")),
+    responses(
+        (status = 200, body = VolunteerCredit, description = "The key's credit (zeros for a \
+            key with no accepted result)"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: the volunteer is not \
+            64 hex digits"),
+    )
+)]
+pub async fn volunteer(
+    State(state): State<AppState>,
+    Path(volunteer): Path<String>,
+) -> Result<Json<VolunteerCredit>, ApiError> {
+    let volunteer: VolunteerId = volunteer
+        .parse()
+        .map_err(|err| ApiError::invalid(format!("{err}")))?;
+    // Two point reads: cheap enough to do on the async thread, as other handlers do.
+    let credit = state.store.credit_of(volunteer)?;
+    let record = state.store.volunteer(volunteer)?;
+    Ok(Json(VolunteerCredit {
+        volunteer,
+        credit: credit.results,
+        compute_ms: credit.compute_ms,
+        checks_passed: record.checks_passed,
+        blacklisted: record.caught,
+    }))
 }

@@ -408,6 +408,16 @@ impl Store {
             .collect()
     }
 
+    /// One volunteer's credit: zeros for a volunteer with no accepted result.
+    pub fn credit_of(&self, volunteer: VolunteerId) -> Result<CreditRecord, StoreError> {
+        Ok(self
+            .credit
+            .get(volunteer.as_bytes())?
+            .map(|value| decode("credit", &value))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
     /// Waits until every write made before this call is on disk. Concurrent callers share
     /// flushes (group commit).
     pub async fn durable(&self) -> Result<(), StoreError> {

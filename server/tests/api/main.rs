@@ -23,3 +23,4 @@ mod signatures;
 mod spot_checks;
 mod test_module;
 mod validation;
+mod volunteers;

@@ -50,6 +50,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/groups/{id}/members/{volunteer}"),
     ("GET", "/api/v1/stats"),
     ("GET", "/api/v1/leaderboard"),
+    ("GET", "/api/v1/volunteers/{volunteer}"),
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/openapi.json"),
 ];
@@ -66,6 +67,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/api/v1/groups/join"),
     ("GET", "/api/v1/stats"),
     ("GET", "/api/v1/leaderboard"),
+    ("GET", "/api/v1/volunteers/{volunteer}"),
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/openapi.json"),
 ];
