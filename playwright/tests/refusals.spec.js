@@ -57,14 +57,15 @@ test.describe('refusals', () => {
     // The portal stops leasing a job once its manifest expires, so the browser must meet the
     // expiry between its lease and the manifest: the manifest is held back on the way until
     // the job has expired, as a slow or malicious network could.
-    const created = Date.now();
     await createJob(server, 'factor', {
-      title: 'Short-lived', expires_in_ms: 4_000, inputs: { range: { start: 10, end: 20, step: 1 } },
+      title: 'Short-lived', expires_in_ms: 8_000, inputs: { range: { start: 10, end: 20, step: 1 } },
     });
     await page.context().route('**/api/v1/jobs/*/manifest', async (route) => {
       const response = await route.fetch();
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, created + 4_500 - Date.now())));
-      await route.fulfill({ response });
+      const signed = await response.json();
+      const { expires_ms: expiresMs } = JSON.parse(signed.manifest);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresMs + 300 - Date.now())));
+      await route.fulfill({ response, json: signed });
     });
     await startAndExpectRefusal(page, server, /the manifest expired at \d+/, 'manifest_refused');
   });
