@@ -86,20 +86,9 @@ const test = base.extend({
 
 module.exports = { test, expect: base.expect };
 
-/** Uploads a module file (from jobs/dist) and creates a job from it through the distributor API. */
+/** Uploads a module file (from jobs/dist) and creates a job from it, as the portal's admin. */
 async function createJob(server, moduleName, job) {
-  const auth = { authorization: `Bearer ${server.adminToken}` };
-  const module = fs.readFileSync(path.join(jobsDir, `${moduleName}.wasm`));
-  const uploaded = await fetch(`${server.url}/api/v1/modules`, { method: 'PUT', headers: auth, body: module });
-  if (uploaded.status !== 201) throw new Error(`module upload failed: ${uploaded.status} ${await uploaded.text()}`);
-  const { module_sha256: moduleSha256 } = await uploaded.json();
-  const created = await fetch(`${server.url}/api/v1/jobs`, {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/json' },
-    body: JSON.stringify({ description: '', ...job, module_sha256: moduleSha256 }),
-  });
-  if (created.status !== 201) throw new Error(`job creation failed: ${created.status} ${await created.text()}`);
-  return created.json();
+  return createJobAs(server, server.adminToken, moduleName, job);
 }
 
 /** The client reports the portal has received (admin view). */
@@ -119,7 +108,8 @@ module.exports.reports = reports;
 module.exports.le = le;
 module.exports.Server = Server;
 
-/** Like `createJob`, but as the distributor whose API token is `token`. */
+/** Uploads a module file (from jobs/dist) and creates a job from it through the distributor
+ * API, as the holder of the API token `token`. */
 async function createJobAs(server, token, moduleName, job) {
   const auth = { authorization: `Bearer ${token}` };
   const module = fs.readFileSync(path.join(jobsDir, `${moduleName}.wasm`));
