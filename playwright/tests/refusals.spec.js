@@ -8,9 +8,24 @@ const { test, expect, createJob, reports } = require('./server');
 
 const serverBin = process.env.CYCLEPOOL_SERVER_BIN || path.resolve(__dirname, '..', '..', 'target', 'debug', 'cyclepool-server');
 
+/**
+ * Intercepts requests matching `pattern` in the page's context (workers included) with
+ * `handler`. A request still in flight when the test ends (a worker asking again just before
+ * Stop) finds its response disposed: that is the end of the test, not a failure.
+ */
+async function intercept(page, pattern, handler) {
+  await page.context().route(pattern, async (route) => {
+    try {
+      await handler(route);
+    } catch (error) {
+      if (!/disposed|closed/i.test(String(error?.message ?? error))) throw error;
+    }
+  });
+}
+
 /** Rewrites every manifest on its way to the browser. */
 async function rewriteManifests(page, rewrite) {
-  await page.context().route('**/api/v1/jobs/*/manifest', async (route) => {
+  await intercept(page, '**/api/v1/jobs/*/manifest', async (route) => {
     const response = await route.fetch();
     const signed = await response.json();
     await route.fulfill({ response, json: rewrite(signed) });
@@ -34,7 +49,7 @@ test.describe('refusals', () => {
 
   test('a tampered module is refused', async ({ page, server }) => {
     await createJob(server, 'factor', { title: 'Factor', inputs: { range: { start: 10, end: 20, step: 1 } } });
-    await page.context().route('**/api/v1/modules/*', async (route) => {
+    await intercept(page, '**/api/v1/modules/*', async (route) => {
       const response = await route.fetch();
       const body = Buffer.from(await response.body());
       body[body.length - 1] ^= 0xff; // one bit of the module's last byte
@@ -60,7 +75,7 @@ test.describe('refusals', () => {
     await createJob(server, 'factor', {
       title: 'Short-lived', expires_in_ms: 8_000, inputs: { range: { start: 10, end: 20, step: 1 } },
     });
-    await page.context().route('**/api/v1/jobs/*/manifest', async (route) => {
+    await intercept(page, '**/api/v1/jobs/*/manifest', async (route) => {
       const response = await route.fetch();
       const signed = await response.json();
       const { expires_ms: expiresMs } = JSON.parse(signed.manifest);
