@@ -19,7 +19,7 @@ use rand::TryRngCore as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{AccountRecord, JobRecord};
+use crate::store::{AccountRecord, JobRecord, SessionRecord};
 
 /// The prefix of the admin token, so that a leaked one is easy to recognise.
 pub const TOKEN_PREFIX: &str = "cp_admin_";
@@ -112,11 +112,7 @@ impl FromRequestParts<AppState> for Caller {
             return caller_for_token(state, token);
         }
         if let Some(secret) = session_cookie(parts) {
-            let session = state
-                .store
-                .session(Sha256Digest::of(secret.as_bytes()))?
-                .filter(|session| session.expires_ms > state.clock.now_ms())
-                .ok_or_else(|| unauthorized("the session has ended; sign in again"))?;
+            let session = live_session(state, secret)?;
             if !is_safe(&parts.method) {
                 check_csrf(parts, secret)?;
             }
@@ -162,7 +158,7 @@ pub fn caller_for_token(state: &AppState, token: &str) -> Result<Caller, ApiErro
     let presented = Sha256Digest::of(token.as_bytes());
     if state
         .admin_token_hash
-        .is_some_and(|expected| equal_digests(&presented, &expected))
+        .is_some_and(|expected| constant_time_eq(presented.as_bytes(), expected.as_bytes()))
     {
         return Ok(Caller::Admin);
     }
@@ -175,7 +171,26 @@ pub fn caller_for_token(state: &AppState, token: &str) -> Result<Caller, ApiErro
     active_account(state, record.account).map(Caller::Distributor)
 }
 
-fn active_account(state: &AppState, id: AccountId) -> Result<AccountRecord, ApiError> {
+/// The session whose cookie carries `secret`, if it exists and has not expired; else 401.
+pub fn live_session(state: &AppState, secret: &str) -> Result<SessionRecord, ApiError> {
+    state
+        .store
+        .session(Sha256Digest::of(secret.as_bytes()))?
+        .filter(|session| session.expires_ms > state.clock.now_ms())
+        .ok_or_else(|| unauthorized("the session has ended; sign in again"))
+}
+
+/// A new random secret with `prefix` and its hash, for an API answer: a failing OS random
+/// number generator is logged and answered with 500.
+pub fn api_secret(prefix: &str) -> Result<(String, Sha256Digest), ApiError> {
+    new_secret(prefix).map_err(|err| {
+        tracing::error!(error = %err, "the OS random number generator failed");
+        ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+    })
+}
+
+/// The account `id` if it still exists (else 401) and is not suspended (else 403).
+pub fn active_account(state: &AppState, id: AccountId) -> Result<AccountRecord, ApiError> {
     let account = state
         .store
         .account(id)?
@@ -195,13 +210,7 @@ fn check_csrf(parts: &Parts, session_secret: &str) -> Result<(), ApiError> {
         .get(CSRF_HEADER)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    let same = presented.len() == expected.len()
-        && presented
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::CsrfRejected,
@@ -238,14 +247,10 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Compares two digests in constant time. Comparing digests of high-entropy secrets leaks
-/// nothing useful through timing, but this costs nothing.
-fn equal_digests(a: &Sha256Digest, b: &Sha256Digest) -> bool {
-    a.as_bytes()
-        .iter()
-        .zip(b.as_bytes())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+/// Compares two byte strings in time that depends only on their length. Timing could
+/// reveal little about high-entropy secrets anyway, but this costs nothing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// 401 with [`ErrorCode::Unauthorized`].

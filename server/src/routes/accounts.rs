@@ -16,6 +16,7 @@ use crate::auth::{self, API_TOKEN_PREFIX, Caller};
 use crate::error::{ApiError, ApiJson};
 use crate::limits::{RateLimited, Registration, SignIn};
 use crate::routes::openapi::{FORBIDDEN, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
+use crate::routes::{parse_number, text_field};
 use crate::state::AppState;
 use crate::store::{AccountRecord, SessionRecord, TokenRecord};
 
@@ -62,7 +63,7 @@ pub async fn register(
         suspended: false,
         keys: Vec::new(),
     };
-    let (secret, hash) = auth::new_secret(API_TOKEN_PREFIX).map_err(random_failed)?;
+    let (secret, hash) = auth::api_secret(API_TOKEN_PREFIX)?;
     let token = TokenRecord {
         token_id: state.store.new_id()?,
         account: account.id,
@@ -157,7 +158,7 @@ pub async fn create_token(
             format!("an account may have at most {MAX_TOKENS} tokens"),
         ));
     }
-    let (secret, hash) = auth::new_secret(API_TOKEN_PREFIX).map_err(random_failed)?;
+    let (secret, hash) = auth::api_secret(API_TOKEN_PREFIX)?;
     let token = TokenRecord {
         token_id: state.store.new_id()?,
         account: account.id,
@@ -236,7 +237,7 @@ pub async fn create_session(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let account = caller.account()?.clone();
-    let (secret, hash) = auth::new_secret("").map_err(random_failed)?;
+    let (secret, hash) = auth::api_secret("")?;
     let now = state.clock.now_ms();
     let session = SessionRecord {
         account: account.id,
@@ -283,16 +284,8 @@ pub async fn create_session(
 )]
 pub async fn session(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     let secret = auth::session_cookie(&parts).ok_or_else(|| auth::unauthorized("not signed in"))?;
-    let session = state
-        .store
-        .session(Sha256Digest::of(secret.as_bytes()))?
-        .filter(|session| session.expires_ms > state.clock.now_ms())
-        .ok_or_else(|| auth::unauthorized("the session has ended; sign in again"))?;
-    let account = state
-        .store
-        .account(session.account)?
-        .filter(|account| !account.suspended)
-        .ok_or_else(|| auth::forbidden("this account is suspended by the portal"))?;
+    let session = auth::live_session(&state, secret)?;
+    let account = auth::active_account(&state, session.account)?;
     let info = SessionInfo {
         account: account_info(&account),
         csrf_token: auth::csrf_token(secret),
@@ -469,40 +462,4 @@ fn token_info(token: &TokenRecord) -> TokenInfo {
         created_ms: token.created_ms,
         revoked: token.revoked,
     }
-}
-
-/// Trims a text field and checks its length (in characters) and that it has no control
-/// characters other than newlines and tabs.
-pub fn text_field(name: &str, value: &str, min: usize, max: usize) -> Result<String, ApiError> {
-    let value = value.trim();
-    let chars = value.chars().count();
-    if chars < min || chars > max {
-        return Err(ApiError::invalid(format!(
-            "{name} must have {min} to {max} characters, got {chars}"
-        )));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(ApiError::invalid(format!(
-            "{name} must not contain control characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
-/// Parses a decimal id from a path segment.
-pub fn parse_number(what: &str, text: &str) -> Result<u64, ApiError> {
-    text.parse::<u64>().map_err(|_| {
-        ApiError::invalid(format!(
-            "{what} must be a non-negative integer, got {:?}",
-            text.chars().take(40).collect::<String>()
-        ))
-    })
-}
-
-fn random_failed(err: std::io::Error) -> ApiError {
-    tracing::error!(error = %err, "the OS random number generator failed");
-    ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -15,8 +15,8 @@ use cyclepool_shared::{ErrorBody, ErrorCode, PublicKey, Sha256Digest, VolunteerI
 use crate::auth::{self, Caller, INVITE_PREFIX};
 use crate::error::{ApiError, ApiJson};
 use crate::limits::{Join, RateLimited};
-use crate::routes::accounts::{parse_number, text_field};
 use crate::routes::openapi::{FORBIDDEN, NO_GROUP, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
+use crate::routes::{parse_number, text_field};
 use crate::state::AppState;
 use crate::store::GroupRecord;
 
@@ -59,10 +59,7 @@ pub async fn create_group(
             format!("an account may own at most {MAX_GROUPS} groups"),
         ));
     }
-    let (invite, invite_sha256) = auth::new_secret(INVITE_PREFIX).map_err(|err| {
-        tracing::error!(error = %err, "the OS random number generator failed");
-        ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-    })?;
+    let (invite, invite_sha256) = auth::api_secret(INVITE_PREFIX)?;
     let group = GroupRecord {
         id: GroupId(state.store.new_id()?),
         owner: account.id,

@@ -457,27 +457,16 @@ fn expand_inputs(inputs: Inputs) -> Result<Vec<Vec<u8>>, ApiError> {
     }
 }
 
+/// Parses a job id from a path segment (400 `invalid_value` if it is not one).
 pub fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
-    text.parse::<u64>().map(JobId).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidValue,
-            format!(
-                "job id must be a non-negative integer, got {:?}",
-                truncate(text)
-            ),
-        )
-    })
+    crate::routes::parse_number("job id", text).map(JobId)
 }
 
-fn unknown_job(id: JobId) -> ApiError {
+/// 404 `unknown_job`.
+pub fn unknown_job(id: JobId) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::UnknownJob,
         format!("no job {id}"),
     )
-}
-
-fn truncate(text: &str) -> String {
-    text.chars().take(40).collect()
 }

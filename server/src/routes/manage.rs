@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt as _};
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
+use crate::routes::jobs::{parse_job_id, unknown_job};
 use crate::routes::openapi::{BAD_JOB_ID, FORBIDDEN, NO_JOB, UNAUTHORIZED};
 use crate::state::AppState;
 use crate::store::JobRecord;
@@ -318,7 +319,7 @@ pub fn summary(state: &AppState, job: &JobRecord) -> JobSummary {
 /// The job named by `id` if the caller may manage it: 400 for a malformed id, 404 if there
 /// is no such job, 403 if it is another distributor's.
 pub fn owned_job(caller: &Caller, state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
-    let id = crate::routes::jobs::parse_job_id(id)?;
+    let id = parse_job_id(id)?;
     let job = state.scheduler.job(id).ok_or_else(|| unknown_job(id))?;
     if !caller.owns(&job) {
         return Err(auth::forbidden(&format!(
@@ -326,12 +327,4 @@ pub fn owned_job(caller: &Caller, state: &AppState, id: &str) -> Result<JobRecor
         )));
     }
     Ok(job)
-}
-
-fn unknown_job(id: JobId) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        ErrorCode::UnknownJob,
-        format!("no job {id}"),
-    )
 }
