@@ -23,6 +23,8 @@ self.addEventListener('message', async (message) => {
       volunteer = new VolunteerWorker(command.seed, command.trustedKeys, (event) => self.postMessage(event));
       volunteer.set_duty_cycle(command.dutyCycle ?? 1);
       volunteer.set_paused(Boolean(command.paused));
+      // The embedding site (embed.js) this worker computes for, if any.
+      volunteer.set_site(command.site ?? undefined);
       // Before the loop's first lease request, so that no excluded job is ever leased.
       applyExcludedJobs();
       await volunteer.run();

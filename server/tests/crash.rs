@@ -405,6 +405,7 @@ impl Volunteer {
                 volunteer: self.id,
                 max_units: 2,
                 exclude_jobs: Vec::new(),
+                site: None,
             };
             let response = self
                 .client

@@ -33,6 +33,10 @@ pub struct LeaseRequest {
     /// Proof that the sender holds the volunteer key; without it, restricted jobs are skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<LeaseProof>,
+    /// The embedding site whose visitor computes (through `embed.js`); its leases' accepted
+    /// results are credited to that site too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<crate::distributor::SiteId>,
 }
 
 /// A volunteer's signature over [`crate::signing::lease_proof_message`] with a recent time.

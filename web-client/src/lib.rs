@@ -18,6 +18,7 @@ use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
+use cyclepool_shared::distributor::SiteId;
 use cyclepool_shared::distributor::{JoinGroup, join_message};
 use cyclepool_shared::manifest::PortalKeys;
 use cyclepool_shared::protocol::{
@@ -116,6 +117,8 @@ struct Shared {
     duty_cycle: Cell<f64>,
     /// Jobs the volunteer chose not to compute, sent with every lease request.
     excluded_jobs: RefCell<Vec<JobId>>,
+    /// The embedding site this worker computes for (`embed.js`), sent with every lease request.
+    site: Cell<Option<SiteId>>,
     on_event: js_sys::Function,
 }
 
@@ -143,6 +146,7 @@ impl VolunteerWorker {
                 paused: Cell::new(false),
                 duty_cycle: Cell::new(1.0),
                 excluded_jobs: RefCell::new(Vec::new()),
+                site: Cell::new(None),
                 on_event,
             }),
         })
@@ -203,6 +207,21 @@ impl VolunteerWorker {
             }
         }
         *self.shared.excluded_jobs.borrow_mut() = excluded;
+        Ok(())
+    }
+
+    /// Sets the registered embedding site this worker computes for (a site id, a whole
+    /// number), or none. Takes effect from the next lease request.
+    pub fn set_site(&self, site: Option<f64>) -> Result<(), JsError> {
+        let site = match site {
+            None => None,
+            Some(number) => Some(SiteId(
+                job_id_from_number(number)
+                    .ok_or_else(|| JsError::new("a site must be a site id (a whole number)"))?
+                    .0,
+            )),
+        };
+        self.shared.site.set(site);
         Ok(())
     }
 }
@@ -391,6 +410,7 @@ async fn fetch_leases(shared: &Shared) -> Fetched {
         volunteer: shared.volunteer,
         max_units: PREFETCH,
         exclude_jobs: shared.excluded_jobs.borrow().clone(),
+        site: shared.site.get(),
     };
     match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
         Ok(response) if response.leases.is_empty() => Fetched::NoWork {

@@ -122,6 +122,7 @@ impl Server {
             volunteer: volunteer_id(volunteer),
             max_units,
             exclude_jobs: Vec::new(),
+            site: None,
             proof: None,
         };
         let response = self

@@ -133,6 +133,7 @@ async fn lease_with_proof(app: &TestApp, volunteer: VolunteerId, max_units: u32)
         volunteer,
         max_units,
         exclude_jobs: Vec::new(),
+        site: None,
         proof: Some(LeaseProof {
             at_ms,
             signature: secret_for(volunteer)

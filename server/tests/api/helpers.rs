@@ -442,6 +442,7 @@ impl TestApp {
             volunteer,
             max_units,
             exclude_jobs: Vec::new(),
+            site: None,
         };
         self.client
             .post(self.url("/api/v1/lease"))
