@@ -89,6 +89,9 @@ pub fn ensure_demo_job(
         priority: 0,
         weight: 1,
         declaration: None,
+        category: cyclepool_shared::distributor::Category::Mathematics,
+        // Approved and logged at start (`review::reconcile`).
+        review: cyclepool_shared::distributor::Review::Pending,
     };
     Ok(store.create_job(spec, &inputs, now_ms, Some("demo-job"))?)
 }

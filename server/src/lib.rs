@@ -8,11 +8,13 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod embed;
 pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod module_check;
 pub mod replication;
+pub mod review;
 pub mod routes;
 pub mod sandbox;
 pub mod scheduler;
@@ -76,6 +78,12 @@ pub enum ServerError {
 /// Builds the app: the API under `/api/v1`, the pages everywhere else (unless API-only).
 pub fn router(state: AppState, config: &Config) -> Router {
     let (app, _) = documented_routes().split_for_parts();
+    let app = if config.api_only {
+        app
+    } else {
+        // The embed widget's files need headers of their own, so they have routes of their own.
+        app.merge(embed::routes(&config.static_dir))
+    };
     let app = app.with_state(state);
     let app = if config.api_only {
         app.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
@@ -141,10 +149,27 @@ fn documented_routes() -> OpenApiRouter<AppState> {
             routes!(routes::groups::add_members).layer(DefaultBodyLimit::max(MEMBERS_BODY_LIMIT)),
         )
         .routes(routes!(routes::groups::remove_member))
+        .routes(routes!(
+            routes::sites::list_sites,
+            routes::sites::register_site
+        ))
+        .routes(routes!(routes::sites::site, routes::sites::revoke_site))
         .routes(routes!(routes::stats::stats))
         .routes(routes!(routes::stats::leaderboard))
         .routes(routes!(routes::stats::volunteer))
         .routes(routes!(routes::stats::health))
+        .routes(routes!(routes::log::entries))
+        .routes(routes!(routes::log::job_entries))
+        .routes(routes!(routes::accounts::accept_terms))
+        .routes(routes!(routes::admin::review_queue))
+        .routes(routes!(routes::admin::approve))
+        .routes(routes!(routes::admin::reject))
+        .routes(routes!(routes::admin::withdraw))
+        .routes(routes!(routes::admin::accounts))
+        .routes(routes!(routes::admin::update_account))
+        .routes(routes!(routes::admin::revoke_distributor_key))
+        .routes(routes!(routes::admin::abuse_reports))
+        .routes(routes!(routes::admin::resolve_report))
         .routes(routes!(routes::openapi::document))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
         // Account, token, key and group requests are a few hundred bytes.
@@ -191,6 +216,9 @@ pub async fn run(
         store.durable().await?;
     }
     let scheduler = Arc::new(Scheduler::start(Arc::clone(&store), config.clock.clone())?);
+    // Publishes the demo, and repairs what a crash between two review steps left undone.
+    review::reconcile(&store, &scheduler, keyring.current())?;
+    store.durable().await?;
     let (stop_streams, stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;

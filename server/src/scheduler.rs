@@ -21,9 +21,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cyclepool_shared::distributor::{GroupId, JobProgress, JobStatus, ProgressSample};
+use cyclepool_shared::distributor::{
+    GroupId, JobProgress, JobStatus, ProgressSample, Review, SiteId,
+};
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{JobStats, Lease, StatsResponse};
+use cyclepool_shared::signing::SecretKey;
+use cyclepool_shared::transparency::LogEvent;
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
 use rand::{Rng, RngCore};
 
@@ -81,7 +85,7 @@ pub struct LeaseFilter<'a> {
 impl LeaseFilter<'_> {
     /// Whether this volunteer may be leased units of `job` at `now_ms`.
     pub fn admits(&self, job: &JobRecord, now_ms: u64) -> bool {
-        job.status == JobStatus::Active
+        job.is_served()
             && job.expires_ms > now_ms
             && !self.exclude_jobs.contains(&job.id)
             && job.group.is_none_or(|group| self.groups.contains(&group))
@@ -151,7 +155,7 @@ impl JobState {
 
     /// Whether the job is served at all now (whoever asks).
     fn is_live(&self, now_ms: u64) -> bool {
-        self.record.status == JobStatus::Active && self.record.expires_ms > now_ms
+        self.record.is_served() && self.record.expires_ms > now_ms
     }
 
     /// Whether every unit is decided or given up on.
@@ -237,18 +241,27 @@ impl Scheduler {
     /// Leases up to `max_units` units to `volunteer`, never two replicas of one unit, and only
     /// of jobs `filter` admits. Expired leases are reclaimed first, so their units are the
     /// first of their job handed out again. Some leases are spot checks (per the job's
-    /// `spot_check_rate`); nothing in them says so.
+    /// `spot_check_rate`); nothing in them says so. `site` is the embedding site the request
+    /// came through, recorded with each lease for its credit.
     pub fn lease(
         &self,
         volunteer: VolunteerId,
         max_units: u32,
         filter: &LeaseFilter<'_>,
+        site: Option<SiteId>,
     ) -> Result<Vec<Lease>, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         self.expire_due(&mut inner, now)?;
         let mut leases = Vec::new();
-        let leased = self.lease_into(&mut inner, volunteer, max_units, filter, now, &mut leases);
+        let leased = self.lease_into(
+            &mut inner,
+            (volunteer, site),
+            max_units,
+            filter,
+            now,
+            &mut leases,
+        );
         // Units passed over keep their place for the next volunteer, even if a store error
         // ended the request (the feeder will not scan them again).
         inner.restore_passed_over();
@@ -260,7 +273,7 @@ impl Scheduler {
     fn lease_into(
         &self,
         inner: &mut Inner,
-        volunteer: VolunteerId,
+        (volunteer, site): (VolunteerId, Option<SiteId>),
         max_units: u32,
         filter: &LeaseFilter<'_>,
         now: u64,
@@ -297,6 +310,7 @@ impl Scheduler {
                 deadline_ms,
                 state: LeaseState::Active,
                 spot_check,
+                site,
             };
             let (input, input_sha256) = match self.store.grant(id, &record)? {
                 Grant::Granted {
@@ -450,9 +464,9 @@ impl Scheduler {
             return Ok(None);
         };
         let mut record = state.record.clone();
-        let resumes =
-            record.status != JobStatus::Active && status == JobStatus::Active && state.has_work();
+        let was_served = record.is_served();
         record.status = status;
+        let resumes = !was_served && record.is_served() && state.has_work();
         // Written while holding the lock, so concurrent changes reach the store in the order
         // they reach memory.
         self.store.put_job(&record)?;
@@ -468,6 +482,54 @@ impl Scheduler {
             }
         }
         Ok(Some(record))
+    }
+
+    /// Applies `change` to each of `jobs` (unknown ids are skipped) and writes the changed
+    /// records together with `leading` and the log entries `change` returns, in one store
+    /// transaction
+    /// signed by `key` (await [`Store::durable`] before acknowledging), then here. A job
+    /// that starts being served again restarts at the lowest pass of its priority, as in
+    /// [`Scheduler::set_status`]. Returns the records as written.
+    pub fn update_jobs(
+        &self,
+        jobs: &[JobId],
+        leading: Option<LogEvent>,
+        mut change: impl FnMut(&mut JobRecord) -> Option<LogEvent>,
+        key: &SecretKey,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let mut records = Vec::new();
+        let mut events: Vec<LogEvent> = leading.into_iter().collect();
+        for id in jobs {
+            let Some(state) = inner.jobs.get(id) else {
+                continue;
+            };
+            let mut record = state.record.clone();
+            events.extend(change(&mut record));
+            records.push(record);
+        }
+        // Written while holding the lock, so concurrent changes reach the store in the order
+        // they reach memory.
+        let (records, _) = self.store.commit_logged(records, events, now, key)?;
+        for record in &records {
+            let Some(state) = inner.jobs.get(&record.id) else {
+                continue;
+            };
+            let resumes = !state.record.is_served() && record.is_served() && state.has_work();
+            let restart_pass = if resumes {
+                inner.tier_min_pass(record.priority, record.id, now)
+            } else {
+                None
+            };
+            if let Some(state) = inner.jobs.get_mut(&record.id) {
+                state.record = record.clone();
+                if let Some(pass) = restart_pass {
+                    state.pass = pass;
+                }
+            }
+        }
+        Ok(records)
     }
 
     /// A job's live progress for its distributor, if the job exists.
@@ -536,13 +598,17 @@ impl Scheduler {
         })
     }
 
-    /// Public progress of every public job (no group) that is not cancelled.
+    /// Public progress of every public job (no group) that is published and not cancelled.
     pub fn stats(&self) -> StatsResponse {
         let inner = self.lock();
         let jobs: Vec<JobStats> = inner
             .jobs
             .values()
-            .filter(|job| job.record.group.is_none() && job.record.status != JobStatus::Cancelled)
+            .filter(|job| {
+                job.record.group.is_none()
+                    && job.record.status != JobStatus::Cancelled
+                    && job.record.review == Review::Approved
+            })
             .map(|job| JobStats {
                 job_id: job.record.id,
                 title: job.record.title.clone(),
@@ -551,6 +617,9 @@ impl Scheduler {
                 done: job.counts.done,
                 leased: job.counts.leased,
                 failed: job.counts.failed,
+                distributor: job.record.distributor.clone(),
+                category: job.record.category,
+                log_seq: job.record.log_seq,
             })
             .collect();
         StatsResponse {
@@ -843,6 +912,8 @@ mod tests {
             priority: 0,
             weight: 1,
             declaration: None,
+            category: cyclepool_shared::distributor::Category::Other,
+            review: cyclepool_shared::distributor::Review::Approved,
         }
     }
 
@@ -872,7 +943,7 @@ mod tests {
 
     fn lease(scheduler: &Scheduler, who: u32, max: u32, filter: &LeaseFilter<'_>) -> Vec<Lease> {
         scheduler
-            .lease(volunteer(who), max, filter)
+            .lease(volunteer(who), max, filter, None)
             .expect("leasing")
     }
 

@@ -19,7 +19,8 @@ use crate::error::ensure_json_errors;
 /// The Content-Security-Policy on every response, scripts and worker scripts included
 /// (a worker obeys the CSP of its own script response, not the page's).
 /// Connections go to the origin only; wasm may compile; only the portal itself may frame
-/// its pages until embedding is registered per site.
+/// its pages (the embed widget's page alone is framed by its site's registered origin,
+/// `embed.rs`).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
      script-src 'self' 'wasm-unsafe-eval'; \
      connect-src 'self'; \
@@ -99,10 +100,16 @@ pub fn with_common_layers(router: Router) -> Router {
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http());
     for (name, value) in security_headers {
-        router = router.layer(SetResponseHeaderLayer::overriding(
-            name,
-            HeaderValue::from_static(value),
-        ));
+        let value = HeaderValue::from_static(value);
+        // The embed widget's files (`embed.rs`) set their own frame-ancestors and resource
+        // policy; no other handler sets these two, so everything else gets the defaults.
+        router = if name == header::CONTENT_SECURITY_POLICY
+            || name == HeaderName::from_static("cross-origin-resource-policy")
+        {
+            router.layer(SetResponseHeaderLayer::if_not_present(name, value))
+        } else {
+            router.layer(SetResponseHeaderLayer::overriding(name, value))
+        };
     }
     router
 }

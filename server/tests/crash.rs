@@ -198,6 +198,7 @@ async fn create_job(base: &str, token: &str) {
         priority: 0,
         weight: 1,
         signature: None,
+        category: Default::default(),
     };
     let response = client
         .post(format!("{base}/api/v1/jobs"))

@@ -185,6 +185,8 @@ impl Sim {
                     priority: 0,
                     weight: 1,
                     declaration: None,
+                    category: cyclepool_shared::distributor::Category::Other,
+                    review: cyclepool_shared::distributor::Review::Approved,
                 },
                 &inputs,
                 START_MS,
@@ -265,7 +267,7 @@ impl Sim {
         let before = self.units();
         let leases = self
             .scheduler
-            .lease(id, max, &LeaseFilter::default())
+            .lease(id, max, &LeaseFilter::default(), None)
             .expect("leasing");
         if !leases.is_empty() {
             let units: Vec<u64> = leases.iter().map(|lease| lease.unit).collect();

@@ -1,5 +1,6 @@
 //! The distributor API's types: accounts, API tokens, dashboard sessions, distributor keys,
-//! job listings and progress, restricted groups, and the job declaration a distributor signs.
+//! job listings and progress, restricted groups, embedding sites, and the job declaration a
+//! distributor signs.
 //!
 //! The server, the `cyclepool` CLI and (as JSON) the dashboard speak these; the volunteer
 //! protocol lives in [`crate::protocol`].
@@ -67,6 +68,22 @@ pub struct RegisterAccount {
     pub organisation: String,
     /// Why it computes: what the jobs are for.
     pub purpose: String,
+    /// Accepts the portal's current terms ([`TERMS_VERSION`], at `/terms.html`), which
+    /// publishing a job needs; they can also be accepted later.
+    #[serde(default)]
+    pub accept_terms: bool,
+}
+
+/// The version of the distributor terms at `/terms.html`. A distributor must have accepted
+/// this version before it publishes a job.
+pub const TERMS_VERSION: u32 = 1;
+
+/// `POST /api/v1/account/terms`: accept a version of the terms (it must be the current one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AcceptTerms {
+    pub version: u32,
 }
 
 /// An account as its owner (and the portal's admin) sees it.
@@ -82,6 +99,12 @@ pub struct AccountInfo {
     /// A suspended account cannot sign in, publish or change jobs.
     pub suspended: bool,
     pub keys: Vec<DistributorKeyInfo>,
+    /// Whether the portal publishes this account's jobs without review.
+    #[serde(default)]
+    pub trusted: bool,
+    /// The version of the terms the account accepted, if any.
+    #[serde(default)]
+    pub terms_accepted: Option<u32>,
 }
 
 /// The answer to [`RegisterAccount`]: the account and its first API token, shown only here.
@@ -252,6 +275,11 @@ pub struct JobSummary {
     /// The distributor key that signed the job's declaration, if one did.
     pub signed_by: Option<KeyId>,
     pub progress: JobProgress,
+    /// Where the job stands in the portal's review: only approved jobs are served.
+    pub review: Review,
+    pub category: Category,
+    /// The job's latest publication entry in the transparency log.
+    pub log_seq: Option<u64>,
 }
 
 /// Live progress of one job.
@@ -366,6 +394,57 @@ pub fn join_message(volunteer: &VolunteerId, invite: &str, at_ms: u64) -> Vec<u8
     message
 }
 
+/// `POST /api/v1/sites`: register a site whose pages may embed the portal's widget
+/// (`embed.js`). Its visitors' validated work is credited to the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSite {
+    /// The site's name, shown to its visitors in the widget (1 to 100 characters).
+    pub name: String,
+    /// The web origin whose pages embed the widget, exactly as a browser writes it:
+    /// `https://example.org`, `http://127.0.0.2:8000` (lower case, no default port, no path).
+    /// Only pages of this origin may frame the widget (`frame-ancestors`).
+    pub origin: String,
+}
+
+/// What a site's visitors computed that was validated, as credited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SiteCredit {
+    /// Results computed through the site's widget and accepted as valid.
+    pub results: u64,
+    /// The compute time of those results, as the visitors' browsers measured it.
+    pub compute_ms: u64,
+}
+
+/// A registered site as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SiteInfo {
+    pub site_id: SiteId,
+    pub name: String,
+    pub origin: String,
+    pub created_ms: u64,
+    /// A revoked site's widget is no longer served, and leases naming it are refused.
+    pub revoked: bool,
+    pub credit: SiteCredit,
+}
+
+/// A registered site as anyone sees it (`GET /api/v1/sites/{id}`): what the widget shows its
+/// visitors, and the credit the site's visitors earned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublicSite {
+    pub site_id: SiteId,
+    pub name: String,
+    pub origin: String,
+    /// The name of the distributor account that registered the site.
+    pub registered_by: String,
+    pub revoked: bool,
+    pub credit: SiteCredit,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,4 +490,132 @@ mod tests {
         assert_ne!(ab, inputs_digest([b"b".as_slice(), b"a".as_slice()]));
         assert_ne!(ab, inputs_digest([b"ab".as_slice()]));
     }
+}
+
+/// Where a job stands in the portal's review. Only an approved job's manifest is served and
+/// its units leased; a job of an untrusted distributor waits as `pending` until the portal's
+/// admin decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Review {
+    /// Published (jobs made before reviews existed were published at once).
+    #[default]
+    Approved,
+    /// Waiting in the review queue.
+    Pending,
+    /// Refused before it was ever served.
+    Rejected { reason: String },
+    /// Served once, then withdrawn: by the admin, by a suspension, or because the key that
+    /// declared it was revoked. The withdrawal is in the transparency log.
+    Withdrawn { reason: String },
+}
+
+/// The field a job serves. Volunteers may opt out of whole categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Mathematics,
+    Physics,
+    Astronomy,
+    Biology,
+    Medicine,
+    Climate,
+    Cryptography,
+    ComputerScience,
+    Art,
+    #[default]
+    Other,
+}
+
+impl Category {
+    /// Every category, in the order pages list them.
+    pub const ALL: [Category; 10] = [
+        Category::Mathematics,
+        Category::Physics,
+        Category::Astronomy,
+        Category::Biology,
+        Category::Medicine,
+        Category::Climate,
+        Category::Cryptography,
+        Category::ComputerScience,
+        Category::Art,
+        Category::Other,
+    ];
+}
+
+/// `POST /api/v1/admin/jobs/{id}/reject`, `POST /api/v1/admin/jobs/{id}/withdraw`, `POST
+/// /api/v1/admin/keys/{key}/revoke`: the reason, shown to the distributor and (for a
+/// withdrawal or revocation) written to the public log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: String,
+}
+
+/// `PATCH /api/v1/admin/accounts/{id}`: the admin's settings of one distributor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    /// Publish the account's jobs without review.
+    #[serde(default)]
+    pub trusted: Option<bool>,
+    /// Suspend (or reinstate) the account: suspended, it cannot sign in or use its tokens,
+    /// and its published jobs are withdrawn.
+    #[serde(default)]
+    pub suspended: Option<bool>,
+    /// Why (required to suspend; written to the log with each withdrawal).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A volunteer's abuse report, as the admin reviews it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AbuseReport {
+    pub report_id: u64,
+    pub job_id: JobId,
+    /// The job's title and distributor, when the job exists.
+    pub job_title: Option<String>,
+    pub distributor: Option<String>,
+    pub owner: Option<AccountId>,
+    pub volunteer: crate::ids::VolunteerId,
+    pub message: String,
+    pub received_ms: u64,
+    pub resolution: Option<Resolution>,
+}
+
+/// What the admin decided about an abuse report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resolution {
+    pub action: ReportAction,
+    pub note: String,
+    pub resolved_ms: u64,
+}
+
+/// `POST /api/v1/admin/reports/{id}/resolve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResolveReport {
+    pub action: ReportAction,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The admin's answer to an abuse report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportAction {
+    /// Nothing wrong found.
+    Dismiss,
+    /// Withdraw the job (logged).
+    WithdrawJob,
+    /// Suspend the job's distributor, withdrawing all its jobs (logged).
+    SuspendDistributor,
 }

@@ -63,10 +63,17 @@ pub enum ErrorCode {
     JobNotActive,
     /// No such group, or the invitation is not valid.
     UnknownGroup,
+    /// No such registered embedding site, or it was revoked.
+    UnknownSite,
     /// The request conflicts with the object's state (for example, resuming a cancelled job).
     Conflict,
     /// Too many requests from this client; retry after the time in `Retry-After`.
     RateLimited,
+    /// The distributor has not accepted the portal's current terms (`POST
+    /// /api/v1/account/terms`), which publishing needs.
+    TermsNotAccepted,
+    /// The object was revoked: a job withdrawn by the portal, or a revoked key.
+    Revoked,
     /// An uploaded module breaks the job ABI; the message names the rule.
     InvalidModule,
     /// No job with this id.

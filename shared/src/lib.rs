@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod protocol;
 pub mod range;
 pub mod signing;
+pub mod transparency;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{JobId, KeyId, LeaseId, Nonce, PublicKey, Sha256Digest, Signature, VolunteerId};

@@ -148,6 +148,14 @@ pub struct JobStats {
     /// Units given up on (too many errors, or no quorum within the results allowed).
     #[serde(default)]
     pub failed: u64,
+    /// Who distributes the job.
+    #[serde(default)]
+    pub distributor: String,
+    #[serde(default)]
+    pub category: crate::distributor::Category,
+    /// The job's publication entry in the public transparency log (`GET /api/v1/log`).
+    #[serde(default)]
+    pub log_seq: Option<u64>,
 }
 
 /// `POST /api/v1/reports`: something a client could not do, and why. With a lease, the unit
@@ -243,6 +251,9 @@ pub struct CreateJob {
     /// account; the manifest then carries it for volunteers to check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::distributor::DeclarationSignature>,
+    /// What field the job serves, so volunteers can choose by subject.
+    #[serde(default)]
+    pub category: crate::distributor::Category,
 }
 
 /// A job's unit inputs.
@@ -265,6 +276,10 @@ pub struct JobCreated {
     pub job_id: JobId,
     pub units: u64,
     pub manifest: SignedManifest,
+    /// `approved` when published at once (the admin's jobs, a trusted distributor's);
+    /// otherwise `pending` until the portal's admin reviews it.
+    #[serde(default)]
+    pub review: crate::distributor::Review,
 }
 
 /// How the store's group commit has batched durable writes since start.

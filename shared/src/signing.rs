@@ -25,6 +25,9 @@ pub enum Purpose {
     LeaseProof,
     /// A volunteer joining a restricted group (see `distributor::join_message`).
     JoinGroup,
+    /// An entry of the public transparency log, signed by the portal (see
+    /// `transparency::entry_message`).
+    LogEntry,
 }
 
 impl Purpose {
@@ -36,6 +39,7 @@ impl Purpose {
             Purpose::JobDeclaration => b"cyclepool/job-declaration/v1\0",
             Purpose::LeaseProof => b"cyclepool/lease-proof/v1\0",
             Purpose::JoinGroup => b"cyclepool/join-group/v1\0",
+            Purpose::LogEntry => b"cyclepool/log-entry/v1\0",
         }
     }
 }

@@ -8,7 +8,16 @@ use wasm_bindgen::{JsCast, JsValue};
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum WorkerEvent {
-    /// A unit was computed and its result acknowledged as durable by the server.
+    /// A unit was computed; its result is stored in the offline queue until the portal has it.
+    UnitComputed {
+        job_id: u64,
+        unit: u64,
+        compute_ms: u64,
+        /// The computation's time with sub-millisecond resolution, for processor-use figures.
+        busy_ms: f64,
+    },
+    /// A result was acknowledged as durable by the server (also one computed before a reload,
+    /// or by another worker of this browser that stopped before sending it).
     UnitDone {
         job_id: u64,
         unit: u64,
@@ -35,6 +44,26 @@ pub enum WorkerEvent {
         job_id: u64,
         unit: u64,
         reason: String,
+    },
+    /// A unit in hand was dropped without computing: its deadline passed (or was too close)
+    /// while it waited, so its result would be refused.
+    UnitExpired { job_id: u64, unit: u64 },
+    /// The portal refused a result for good (`code`, such as `lease_expired` for a result that
+    /// came too late); it was removed from the queue.
+    ResultRefused {
+        job_id: u64,
+        unit: u64,
+        code: String,
+        message: String,
+    },
+    /// Whether the portal can be reached: false once a request failed without an answer (or
+    /// with 5xx), true again once one is answered. Results wait in the queue meanwhile.
+    Connection { reachable: bool },
+    /// Where the offline queue lives: IndexedDB (`persistent`), or memory only, for `reason`.
+    Queue {
+        persistent: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// No work right now; asking again after `retry_ms`.
     Idle { retry_ms: u64 },

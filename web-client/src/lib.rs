@@ -1,56 +1,48 @@
 //! The volunteer client, compiled to WebAssembly and run inside a module Web Worker.
 //!
 //! One opaque handle, [`VolunteerWorker`], crosses the wasm-bindgen boundary (plus
-//! [`pin_portal_keys`], which the page calls once before starting workers). The loop leases a
-//! unit, loads its job (signed manifest checked against the pinned portal keys, module checked
-//! against the manifest's SHA-256, compiled), checks the input's digest, runs the unit in a
-//! sandbox worker under a watchdog, submits the output with its digest, and repeats until
-//! stopped. Every step is reported to the page as an event object; everything that goes wrong
-//! is also reported to the portal.
+//! [`pin_portal_keys`], which the page calls once before starting workers). The loop leases
+//! units (several ahead: the prefetch setting), loads each unit's job (signed manifest checked
+//! against the pinned portal keys, module checked against the manifest's SHA-256, compiled),
+//! checks the input's digest, runs the unit in a sandbox worker under a watchdog, and stores
+//! the signed result in the offline queue; a second task sends stored results, oldest first,
+//! until the portal acknowledges them. Units and results live in IndexedDB (`queue.rs`), so
+//! work goes on while the network is down and survives a reload. Every step is reported to the
+//! page as an event object; everything that goes wrong is also reported to the portal.
 
 mod events;
 mod http;
 mod jobs;
+mod offline;
+mod outbox;
+mod queue;
 mod sandbox;
+mod wake;
+mod work;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Duration;
 
 use cyclepool_shared::distributor::SiteId;
 use cyclepool_shared::distributor::{JoinGroup, join_message};
 use cyclepool_shared::manifest::PortalKeys;
 use cyclepool_shared::protocol::{
-    Lease, LeaseProof, LeaseRef, LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, PROTOCOL_VERSION,
-    Report, ReportKind, ReportResponse, ResultSubmission, SubmitResponse,
+    Lease, LeaseRef, MAX_EXCLUDED_JOBS, PROTOCOL_VERSION, Report, ReportKind, ReportResponse,
 };
-use cyclepool_shared::signing::{Purpose, SecretKey, lease_proof_message, result_message};
-use cyclepool_shared::{JobId, Sha256Digest, VolunteerId};
-use futures_util::future::join;
-use gloo_timers::future::sleep;
+use cyclepool_shared::signing::{Purpose, SecretKey};
+use cyclepool_shared::{JobId, VolunteerId};
 use wasm_bindgen::prelude::*;
 
 use crate::events::WorkerEvent;
 use crate::http::{HttpError, post_json};
-use crate::jobs::{Jobs, Load};
-use crate::sandbox::{Sandbox, UnitFailure};
+use crate::queue::{Queue, StoredResult};
+use crate::wake::Signal;
 
-const LEASE_URL: &str = "/api/v1/lease";
-const RESULTS_URL: &str = "/api/v1/results";
 const REPORTS_URL: &str = "/api/v1/reports";
-/// How many units a worker keeps in hand: one computing, one ready, so that leasing the next
-/// never leaves the processor waiting.
-const PREFETCH: u32 = 2;
 
 /// The least share of time a worker may be set to compute.
 const MIN_DUTY_CYCLE: f64 = 0.1;
-/// How often a paused worker looks whether it may go on.
-const PAUSE_POLL_MS: u64 = 250;
-
-/// How many times a finished result is offered before it is given up (its lease will
-/// expire and the unit will be computed again elsewhere).
-const SUBMIT_ATTEMPTS: u32 = 6;
 
 /// Decides which portal keys to trust: `pinned` is what this browser trusted before (JSON, or
 /// empty on first use), `offered` what the portal publishes now. Returns the new pinned set
@@ -115,10 +107,25 @@ struct Shared {
     paused: Cell<bool>,
     /// The share of wall time this worker may compute, 0.1 to 1.
     duty_cycle: Cell<f64>,
+    /// How many units to keep in hand beyond the one computing (the prefetch setting).
+    prefetch: Cell<u32>,
     /// Jobs the volunteer chose not to compute, sent with every lease request.
     excluded_jobs: RefCell<Vec<JobId>>,
     /// The embedding site this worker computes for (`embed.js`), sent with every lease request.
     site: Cell<Option<SiteId>>,
+    /// Whether the portal answered this worker's last request (told to the page on change).
+    reachable: Cell<bool>,
+    /// No lease request before this time (`now_ms()`): backing off after a failure, or waiting
+    /// as the portal asked when it had no work.
+    lease_retry_at: Cell<f64>,
+    /// Results the queue could not store (IndexedDB failed): sent from memory.
+    unsaved: RefCell<VecDeque<StoredResult>>,
+    /// Wakes the task that sends results: a result was stored, or the portal is back.
+    outbox_wake: Signal,
+    /// Set with `outbox_wake` when the portal is back: retry at once, not after the backoff.
+    outbox_nudged: Cell<bool>,
+    /// Wakes the work loop from a backoff when the portal is back.
+    loop_wake: Signal,
     on_event: js_sys::Function,
 }
 
@@ -145,18 +152,50 @@ impl VolunteerWorker {
                 stopped: Cell::new(false),
                 paused: Cell::new(false),
                 duty_cycle: Cell::new(1.0),
+                prefetch: Cell::new(offline::DEFAULT_PREFETCH),
                 excluded_jobs: RefCell::new(Vec::new()),
                 site: Cell::new(None),
+                reachable: Cell::new(true),
+                lease_retry_at: Cell::new(0.0),
+                unsaved: RefCell::new(VecDeque::new()),
+                outbox_wake: Signal::default(),
+                outbox_nudged: Cell::new(false),
+                loop_wake: Signal::default(),
                 on_event,
             }),
         })
     }
 
     /// Starts the loop. The promise resolves once the loop has stopped.
+    ///
+    /// Work kept in the offline queue comes first: results not yet acknowledged are sent
+    /// before anything new is leased, and units in hand that are still in time are computed
+    /// before new ones are leased.
     pub fn run(&self) -> js_sys::Promise {
         let shared = Rc::clone(&self.shared);
         wasm_bindgen_futures::future_to_promise(async move {
-            run_loop(&shared).await;
+            let queue = match Queue::open().await {
+                Ok(queue) => Rc::new(queue),
+                Err(err) => {
+                    shared.emit(&WorkerEvent::error(
+                        format!("cannot open the offline queue: {err}"),
+                        None,
+                    ));
+                    shared.emit(&WorkerEvent::Stopped);
+                    return Ok(JsValue::UNDEFINED);
+                }
+            };
+            shared.emit(&WorkerEvent::Queue {
+                persistent: queue.persistent(),
+                reason: queue.reason(),
+            });
+            let (first_pass_done, first_pass) = futures_channel::oneshot::channel();
+            wasm_bindgen_futures::spawn_local(outbox::run(
+                Rc::clone(&shared),
+                Rc::clone(&queue),
+                first_pass_done,
+            ));
+            work::run(&shared, queue, first_pass).await;
             shared.emit(&WorkerEvent::Stopped);
             Ok(JsValue::UNDEFINED)
         })
@@ -165,6 +204,24 @@ impl VolunteerWorker {
     /// Asks the loop to stop after the current step.
     pub fn stop(&self) {
         self.shared.stopped.set(true);
+        // Neither task should sleep through the stop.
+        self.shared.outbox_wake.notify();
+        self.shared.loop_wake.notify();
+    }
+
+    /// Sets how many units this worker keeps in hand beyond the one it computes (clamped to
+    /// 1–16): more rides out longer outages, fewer holds back less work from others. Takes
+    /// effect from the next request for work.
+    pub fn set_prefetch(&self, units: f64) {
+        self.shared.prefetch.set(offline::clamp_prefetch(units));
+    }
+
+    /// Tells the worker the network is back (the page's `online` event, or a request of the
+    /// page that succeeded): waiting results are sent and work is asked for at once, instead
+    /// of at the end of the current backoff.
+    pub fn network_online(&self) {
+        self.shared.lease_retry_at.set(0.0);
+        self.shared.nudge();
     }
 
     /// Sets the share of time this worker computes (clamped to 0.1–1): after a unit that took
@@ -243,6 +300,31 @@ impl Shared {
         self.stopped.get()
     }
 
+    /// Wakes both tasks from their backoffs: the portal is (probably) reachable again.
+    fn nudge(&self) {
+        self.outbox_nudged.set(true);
+        self.outbox_wake.notify();
+        self.loop_wake.notify();
+    }
+
+    /// Records whether the portal answered; tells the page on a change. When it answers again
+    /// after an outage, waiting results go at once.
+    fn set_reachable(&self, reachable: bool) {
+        if self.reachable.replace(reachable) != reachable {
+            self.emit(&WorkerEvent::Connection { reachable });
+            if reachable {
+                self.nudge();
+            }
+        }
+    }
+
+    /// Notes what a failed request says about the network: no answer or a 5xx means the portal
+    /// is out of reach; a 4xx is an answer.
+    fn note_failure(&self, err: &HttpError) {
+        let unreachable = matches!(err, HttpError::Network(_) | HttpError::Unavailable { .. });
+        self.set_reachable(!unreachable);
+    }
+
     /// Tells the portal what went wrong; with a lease, the unit is released to someone else.
     async fn report(
         &self,
@@ -263,276 +345,11 @@ impl Shared {
             message,
         };
         if let Err(err) = post_json::<_, ReportResponse>(REPORTS_URL, &report).await {
+            self.note_failure(&err);
             self.emit(&WorkerEvent::error(
                 format!("reporting to the portal: {err}"),
                 None,
             ));
-        }
-    }
-}
-
-async fn run_loop(shared: &Rc<Shared>) {
-    let mut sandbox = match Sandbox::new() {
-        Ok(sandbox) => sandbox,
-        Err(err) => {
-            shared.emit(&WorkerEvent::error(
-                format!("cannot start the sandbox: {err}"),
-                None,
-            ));
-            return;
-        }
-    };
-    let mut jobs = Jobs::default();
-    let mut announced = HashSet::new();
-    let mut backoff = Backoff::default();
-    let mut throttle = Throttle::new(shared.duty_cycle.get());
-    let mut queue: VecDeque<Lease> = VecDeque::new();
-    while !shared.stopped() {
-        if shared.paused.get() {
-            sleep(Duration::from_millis(PAUSE_POLL_MS)).await;
-            // Time paused is neither busy nor idle.
-            throttle = Throttle::new(shared.duty_cycle.get());
-            continue;
-        }
-        if shared.duty_cycle.get() != throttle.duty_cycle {
-            throttle = Throttle::new(shared.duty_cycle.get());
-        }
-        if queue.is_empty() {
-            match fetch_leases(shared).await {
-                Fetched::Leases(leases) => {
-                    backoff.reset();
-                    queue.extend(leases);
-                }
-                Fetched::NoWork { retry_ms } => {
-                    backoff.reset();
-                    shared.emit(&WorkerEvent::Idle { retry_ms });
-                    sleep(Duration::from_millis(retry_ms)).await;
-                    continue;
-                }
-                Fetched::Failed(err) => {
-                    let wait_ms = backoff.next_ms();
-                    shared.emit(&WorkerEvent::error(
-                        format!("asking for work: {err}"),
-                        Some(wait_ms),
-                    ));
-                    sleep(Duration::from_millis(wait_ms)).await;
-                    continue;
-                }
-            }
-        }
-        {
-            let Some(lease) = queue.pop_front() else {
-                continue;
-            };
-            match jobs
-                .load(lease.job_id, lease.module_sha256, &shared.trusted)
-                .await
-            {
-                Load::Ready => backoff.reset(),
-                Load::Refused(refusal) => {
-                    shared.emit(&WorkerEvent::Refused {
-                        job_id: lease.job_id.0,
-                        kind: refusal.kind,
-                        reason: refusal.reason.clone(),
-                    });
-                    shared
-                        .report(lease.job_id, Some(&lease), refusal.kind, refusal.reason)
-                        .await;
-                    // The portal may offer the same job again; do not hammer it.
-                    sleep(Duration::from_millis(backoff.next_ms())).await;
-                    continue;
-                }
-                Load::Unavailable(err) => {
-                    let wait_ms = backoff.next_ms();
-                    shared.emit(&WorkerEvent::error(
-                        format!("loading job {}: {err}", lease.job_id),
-                        Some(wait_ms),
-                    ));
-                    sleep(Duration::from_millis(wait_ms)).await;
-                    continue;
-                }
-            }
-            let Some(job) = jobs.get(lease.job_id) else {
-                continue;
-            };
-            if announced.insert(lease.job_id) {
-                shared.emit(&WorkerEvent::Job {
-                    job_id: lease.job_id.0,
-                    title: job.manifest.title.clone(),
-                    distributor: job.manifest.distributor.clone(),
-                    module_sha256: job.manifest.module_sha256.to_string(),
-                });
-            }
-            let budget_ms = job.manifest.policy.unit_budget_ms;
-            let module = job.module.clone();
-            let compute = compute_and_submit(shared, &mut sandbox, &module, budget_ms, lease);
-            // With the last lease in hand, fetch the next ones while this unit computes, so
-            // the round trip to the portal hides behind the computation.
-            let busy_ms = if queue.is_empty() {
-                let (busy_ms, fetched) = join(compute, fetch_leases(shared)).await;
-                if let Fetched::Leases(leases) = fetched {
-                    queue.extend(leases);
-                }
-                busy_ms
-            } else {
-                compute.await
-            };
-            let rest_ms = throttle.rest_after(busy_ms);
-            if rest_ms >= 1.0 {
-                sleep(Duration::from_millis(rest_ms as u64)).await;
-            }
-        }
-    }
-}
-
-/// What asking the portal for work gave.
-enum Fetched {
-    Leases(Vec<Lease>),
-    NoWork { retry_ms: u64 },
-    Failed(HttpError),
-}
-
-/// Asks the portal for up to [`PREFETCH`] units.
-async fn fetch_leases(shared: &Shared) -> Fetched {
-    // The proof lets the portal hand out restricted jobs of groups this key joined; it costs
-    // one signature per request (a request fetches up to PREFETCH units).
-    let at_ms = js_sys::Date::now() as u64;
-    let proof = LeaseProof {
-        at_ms,
-        signature: shared.secret.sign(
-            Purpose::LeaseProof,
-            &lease_proof_message(&shared.volunteer, at_ms),
-        ),
-    };
-    let request = LeaseRequest {
-        proof: Some(proof),
-        protocol: PROTOCOL_VERSION,
-        volunteer: shared.volunteer,
-        max_units: PREFETCH,
-        exclude_jobs: shared.excluded_jobs.borrow().clone(),
-        site: shared.site.get(),
-    };
-    match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
-        Ok(response) if response.leases.is_empty() => Fetched::NoWork {
-            retry_ms: response.retry_after_ms.unwrap_or(5_000),
-        },
-        Ok(response) => Fetched::Leases(response.leases),
-        Err(err) => Fetched::Failed(err),
-    }
-}
-
-/// Computes one unit and starts submitting its result in the background (the next unit need
-/// not wait for the server to make this one durable); returns how long the computation took
-/// (the time the processor was busy), also when the unit failed.
-async fn compute_and_submit(
-    shared: &Rc<Shared>,
-    sandbox: &mut Sandbox,
-    module: &JsValue,
-    budget_ms: u64,
-    lease: Lease,
-) -> f64 {
-    let unit = format!("unit {} of job {}", lease.unit, lease.job_id);
-    if Sha256Digest::of(&lease.input) != lease.input_sha256 {
-        // Corrupted in transit: do not compute on it; release it to be sent again.
-        let reason = format!("{unit}: input does not match its sha-256; skipped");
-        shared.emit(&WorkerEvent::error(reason.clone(), None));
-        shared
-            .report(lease.job_id, Some(&lease), ReportKind::InputCorrupt, reason)
-            .await;
-        return 0.0;
-    }
-    let started = now_ms();
-    let key = lease.module_sha256.to_string();
-    let output = match sandbox.run(module, &key, &lease.input, budget_ms).await {
-        Ok(output) => output,
-        Err(failure) => {
-            let busy_ms = (now_ms() - started).max(0.0);
-            let kind = match failure {
-                UnitFailure::Timeout { .. } => ReportKind::UnitTimeout,
-                UnitFailure::JobError(_) => ReportKind::UnitJobError,
-                UnitFailure::Trap(_) | UnitFailure::Sandbox(_) => ReportKind::UnitTrap,
-            };
-            let reason = format!("{unit}: {failure}");
-            shared.emit(&WorkerEvent::UnitFailed {
-                job_id: lease.job_id.0,
-                unit: lease.unit,
-                reason: reason.clone(),
-            });
-            shared
-                .report(lease.job_id, Some(&lease), kind, reason)
-                .await;
-            return busy_ms;
-        }
-    };
-    let busy_ms = (now_ms() - started).max(0.0);
-    let compute_ms = busy_ms.round() as u64;
-    let output_sha256 = Sha256Digest::of(&output);
-    // The signature binds this output to this lease and its nonce, under the volunteer's key.
-    let signature = shared.secret.sign(
-        Purpose::Result,
-        &result_message(&lease.lease_id, &lease.nonce, &output_sha256),
-    );
-    let submission = ResultSubmission {
-        protocol: PROTOCOL_VERSION,
-        volunteer: shared.volunteer,
-        lease_id: lease.lease_id,
-        nonce: lease.nonce,
-        output_sha256,
-        output,
-        signature,
-        compute_ms,
-    };
-    let shared = Rc::clone(shared);
-    wasm_bindgen_futures::spawn_local(async move {
-        submit(&shared, &submission, &lease, &unit, busy_ms).await;
-    });
-    busy_ms
-}
-
-/// Offers a result until the server acknowledges it as durable, refuses it, or the attempts
-/// run out (then its lease expires and the unit is computed again elsewhere).
-async fn submit(
-    shared: &Shared,
-    submission: &ResultSubmission,
-    lease: &Lease,
-    unit: &str,
-    busy_ms: f64,
-) {
-    let mut backoff = Backoff::default();
-    for attempt in 1..=SUBMIT_ATTEMPTS {
-        match post_json::<_, SubmitResponse>(RESULTS_URL, submission).await {
-            Ok(response) => {
-                shared.emit(&WorkerEvent::UnitDone {
-                    job_id: lease.job_id.0,
-                    unit: lease.unit,
-                    compute_ms: submission.compute_ms,
-                    busy_ms,
-                    status: response.status,
-                });
-                return;
-            }
-            // The server understood and refused (expired, not ours, ...): retrying cannot help.
-            Err(err @ HttpError::Refused { .. }) => {
-                shared.emit(&WorkerEvent::error(
-                    format!("{unit}: result refused: {err}"),
-                    None,
-                ));
-                return;
-            }
-            Err(err) if attempt < SUBMIT_ATTEMPTS => {
-                let wait_ms = backoff.next_ms();
-                shared.emit(&WorkerEvent::error(
-                    format!("sending {unit}: {err}; retrying"),
-                    Some(wait_ms),
-                ));
-                sleep(Duration::from_millis(wait_ms)).await;
-            }
-            Err(err) => {
-                shared.emit(&WorkerEvent::error(
-                    format!("sending {unit}: {err}; giving up"),
-                    None,
-                ));
-            }
         }
     }
 }

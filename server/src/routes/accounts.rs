@@ -6,8 +6,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cyclepool_shared::distributor::{
-    AccountCreated, AccountId, AccountInfo, CreateToken, DistributorKeyInfo, RegisterAccount,
-    RegisterKey, SESSION_COOKIE, SessionInfo, TokenCreated, TokenInfo,
+    AcceptTerms, AccountCreated, AccountId, AccountInfo, CreateToken, DistributorKeyInfo,
+    RegisterAccount, RegisterKey, SESSION_COOKIE, SessionInfo, TERMS_VERSION, TokenCreated,
+    TokenInfo,
 };
 use cyclepool_shared::signing::is_usable_key;
 use cyclepool_shared::{ErrorBody, ErrorCode, KeyId, Sha256Digest};
@@ -18,7 +19,7 @@ use crate::limits::{RateLimited, Registration, SignIn};
 use crate::routes::openapi::{FORBIDDEN, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::routes::{parse_number, text_field};
 use crate::state::AppState;
-use crate::store::{AccountRecord, SessionRecord, TokenRecord};
+use crate::store::{AccountRecord, SessionRecord, TermsAcceptance, TokenRecord};
 
 /// How long a dashboard session lasts.
 pub const SESSION_LIFETIME_MS: u64 = 12 * 60 * 60 * 1_000;
@@ -62,6 +63,11 @@ pub async fn register(
         created_ms: now,
         suspended: false,
         keys: Vec::new(),
+        trusted: false,
+        terms_accepted: request.accept_terms.then_some(TermsAcceptance {
+            version: TERMS_VERSION,
+            at_ms: now,
+        }),
     };
     let (secret, hash) = auth::api_secret(API_TOKEN_PREFIX)?;
     let token = TokenRecord {
@@ -396,7 +402,7 @@ pub async fn register_key(
 }
 
 /// `DELETE /api/v1/account/keys/{key_id}`: revokes one of the caller's keys; new jobs can no
-/// longer be declared with it.
+/// longer be declared with it, and the jobs it declared are withdrawn (clients refuse them).
 #[utoipa::path(
     delete,
     path = "/account/keys/{key_id}",
@@ -405,7 +411,8 @@ pub async fn register_key(
     params(("key_id" = KeyId, Path, description = "The key's id")),
     responses(
         (status = 200, body = DistributorKeyInfo, description = "The key, now revoked: new jobs \
-            can no longer be declared with it"),
+            can no longer be declared with it, the jobs it declared are withdrawn, and the \
+            revocation is in the public log"),
         (status = 400, body = ErrorBody, description = "`invalid_value`: not a key id (16 hex \
             digits)"),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
@@ -422,23 +429,67 @@ pub async fn revoke_key(
     let key_id: KeyId = key_id
         .parse()
         .map_err(|err| ApiError::invalid(format!("{err}")))?;
-    let revoked = state
-        .store
-        .update_account(account.id, |account| {
-            let key = account.keys.iter_mut().find(|key| key.key_id == key_id)?;
-            key.revoked = true;
-            Some(key.clone())
-        })?
-        .and_then(|(_, key)| key)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("your account has no key {key_id}"),
-            )
-        })?;
+    let revoked = crate::review::revoke_key(
+        &state.store,
+        &state.scheduler,
+        state.keyring.current(),
+        account.id,
+        key_id,
+        "revoked by its distributor",
+    )?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("your account has no key {key_id}"),
+        )
+    })?;
     state.store.durable().await?;
     Ok(Json(revoked))
+}
+
+/// `POST /api/v1/account/terms`: the caller accepts the portal's current distributor terms
+/// (`/terms.html`), which publishing a job needs.
+#[utoipa::path(
+    post,
+    path = "/account/terms",
+    tag = "accounts",
+    security(("bearer" = []), ("session" = [])),
+    request_body = AcceptTerms,
+    responses(
+        (status = 200, body = AccountInfo, description = "The account, with the terms accepted"),
+        (status = 400, body = ErrorBody, description = "`invalid_value`: not the current version \
+            of the terms; `malformed_request`"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
+pub async fn accept_terms(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<AcceptTerms>,
+) -> Result<Json<AccountInfo>, ApiError> {
+    let account = caller.account()?;
+    if request.version != TERMS_VERSION {
+        return Err(ApiError::invalid(format!(
+            "the current terms are version {TERMS_VERSION}, not {}; read /terms.html",
+            request.version
+        )));
+    }
+    let now = state.clock.now_ms();
+    let (updated, ()) = state
+        .store
+        .update_account(account.id, |account| {
+            account.terms_accepted = Some(TermsAcceptance {
+                version: TERMS_VERSION,
+                at_ms: now,
+            });
+        })?
+        .ok_or_else(|| auth::forbidden("the account no longer exists"))?;
+    state.store.durable().await?;
+    Ok(Json(account_info(&updated)))
 }
 
 /// An account as the API shows it.
@@ -452,6 +503,8 @@ pub fn account_info(account: &AccountRecord) -> AccountInfo {
         created_ms: account.created_ms,
         suspended: account.suspended,
         keys: account.keys.clone(),
+        trusted: account.trusted,
+        terms_accepted: account.terms_accepted.map(|terms| terms.version),
     }
 }
 

@@ -10,7 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cyclepool_shared::abi::MAX_INPUT_BYTES;
 use cyclepool_shared::distributor::{
-    DeclarationSignature, inputs_digest, job_declaration_message, verify_declaration,
+    DeclarationSignature, Review, TERMS_VERSION, inputs_digest, job_declaration_message,
+    verify_declaration,
 };
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{CreateJob, Inputs, JobCreated, ModuleUploaded};
@@ -21,9 +22,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
 use crate::module_check::check_module;
 use crate::routes::groups::owned_group;
-use crate::routes::openapi::{
-    BAD_JOB_ID, FORBIDDEN, NO_GROUP, NO_JOB, NOT_JSON, TOO_LARGE, UNAUTHORIZED,
-};
+use crate::routes::openapi::{BAD_JOB_ID, FORBIDDEN, NO_GROUP, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::state::AppState;
 use crate::store::NewJob;
 
@@ -93,14 +92,15 @@ pub async fn upload_module(
     security(("bearer" = []), ("session" = [])),
     request_body = CreateJob,
     responses(
-        (status = 201, body = JobCreated, description = "The job, its number of units and its \
-            signed manifest"),
+        (status = 201, body = JobCreated, description = "The job, its number of units, its \
+            signed manifest, and whether it is published or waits for the admin's review"),
         (status = 400, body = ErrorBody, description = "`invalid_value`: a title, description, \
             policy, priority, weight, input or lifetime out of range; `malformed_request`"),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "`forbidden`: the group is another \
             account's, or as for every distributor endpoint; `csrf_rejected`; `bad_signature`: the \
-            declaration's key is not the account's, is revoked, or its signature does not verify"),
+            declaration's key is not the account's, is revoked, or its signature does not verify; \
+            `terms_not_accepted`: the account has not accepted the current terms"),
         (status = 404, description = NO_GROUP, body = ErrorBody),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
         (status = 415, description = NOT_JSON, body = ErrorBody),
@@ -125,6 +125,20 @@ pub async fn create_job(
         )));
     }
     check_policy(&request.policy)?;
+    if let Caller::Distributor(account) = &caller
+        && account
+            .terms_accepted
+            .is_none_or(|terms| terms.version != TERMS_VERSION)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::TermsNotAccepted,
+            format!(
+                "accept the distributor terms (version {TERMS_VERSION}, /terms.html) before \
+                 publishing: POST /api/v1/account/terms"
+            ),
+        ));
+    }
     if request.priority > MAX_PRIORITY || !(1..=MAX_WEIGHT).contains(&request.weight) {
         return Err(ApiError::invalid(format!(
             "priority must be 0 to {MAX_PRIORITY} and weight 1 to {MAX_WEIGHT}"
@@ -185,6 +199,9 @@ pub async fn create_job(
         priority: request.priority,
         weight: request.weight,
         declaration,
+        category: request.category,
+        // Published (and logged) only by approval, below or by the admin.
+        review: Review::Pending,
     };
     let store = state.store.clone();
     let job = tokio::task::spawn_blocking(move || store.create_job(spec, &inputs, now, None))
@@ -194,8 +211,19 @@ pub async fn create_job(
             ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
         })??
         .ok_or_else(|| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
-    state.store.durable().await?;
     state.scheduler.add_job(job.clone());
+    // The portal's own jobs and a trusted distributor's are published at once; the others
+    // wait in the admin's review queue, served to no one.
+    let trusted = match &caller {
+        Caller::Admin => true,
+        Caller::Distributor(account) => account.trusted,
+    };
+    let job = if trusted {
+        crate::review::approve(&state.scheduler, state.keyring.current(), job.id)?.unwrap_or(job)
+    } else {
+        job
+    };
+    state.store.durable().await?;
     crate::validator::reexecute_sample(state.store.clone(), state.scheduler.clone(), job.clone())
         .await;
     let manifest = state.manifest(&job);
@@ -205,6 +233,7 @@ pub async fn create_job(
             job_id: job.id,
             units: job.units,
             manifest,
+            review: job.review.clone(),
         }),
     ))
 }
@@ -294,7 +323,10 @@ async fn check_declaration(
         (status = 200, body = SignedManifest, description = "The manifest's exact JSON text and \
             the portal's signature over it"),
         (status = 400, description = BAD_JOB_ID, body = ErrorBody),
-        (status = 404, description = NO_JOB, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`unknown_job`: no such job, or not \
+            published (waiting for review, or rejected)"),
+        (status = 410, body = ErrorBody, description = "`revoked`: the job was withdrawn (see \
+            the transparency log)"),
     )
 )]
 pub async fn manifest(
@@ -303,7 +335,16 @@ pub async fn manifest(
 ) -> Result<Json<SignedManifest>, ApiError> {
     let id = parse_job_id(&id)?;
     let job = state.scheduler.job(id).ok_or_else(|| unknown_job(id))?;
-    Ok(Json(state.manifest(&job)))
+    match &job.review {
+        Review::Approved => Ok(Json(state.manifest(&job))),
+        // Not published (yet): to the public, no such job.
+        Review::Pending | Review::Rejected { .. } => Err(unknown_job(id)),
+        Review::Withdrawn { reason } => Err(ApiError::new(
+            StatusCode::GONE,
+            ErrorCode::Revoked,
+            format!("job {id} was withdrawn: {reason}"),
+        )),
+    }
 }
 
 /// `GET /api/v1/modules/{sha256}`: a module's bytes. Immutable: the URL names the content.

@@ -313,6 +313,9 @@ pub fn summary(state: &AppState, job: &JobRecord) -> JobSummary {
             .declaration
             .map(|declaration| KeyId::of(&declaration.public_key)),
         progress: state.scheduler.progress(job.id).unwrap_or_default(),
+        review: job.review.clone(),
+        category: job.category,
+        log_seq: job.log_seq,
     }
 }
 

@@ -1,11 +1,14 @@
 //! The HTTP API, one module per resource, and the input checks the handlers share.
 
 pub mod accounts;
+pub mod admin;
 pub mod downloads;
 pub mod groups;
 pub mod jobs;
+pub mod log;
 pub mod manage;
 pub mod openapi;
+pub mod sites;
 pub mod stats;
 pub mod work;
 

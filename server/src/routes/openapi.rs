@@ -40,7 +40,7 @@ pub const NO_GROUP: &str = "`unknown_group`: no such group";
         version = env!("CARGO_PKG_VERSION"),
         description = "The HTTP API of a Cyclepool portal: the volunteer protocol (lease, \
             results, reports) and the distributor API (accounts, tokens, sessions, keys, \
-            modules, jobs, results, groups).\n\n\
+            modules, jobs, results, groups, embedding sites).\n\n\
             docs/PROTOCOL.md in the Cyclepool repository describes the volunteer protocol's \
             exchange, what each side checks, and the signatures. Every error response (4xx and \
             5xx) carries an `ErrorBody`: `{\"error\": {\"code\", \"message\"}}`; clients branch \
@@ -55,6 +55,8 @@ pub const NO_GROUP: &str = "`unknown_group`: no such group";
         (name = "results", description = "Validated results of a job, as downloads"),
         (name = "accounts", description = "Distributor accounts, tokens, sessions, signing keys"),
         (name = "groups", description = "Restricted groups of volunteers"),
+        (name = "sites", description = "Embedding sites: the origins whose pages carry the \
+            `embed.js` widget, and their credit"),
         (name = "portal", description = "Public information about the portal"),
     )
 )]

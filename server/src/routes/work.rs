@@ -39,6 +39,8 @@ const RETRY_WHEN_IDLE_MS: u64 = 5_000;
             is not a usable ed25519 key; `malformed_request`: not JSON of the schema"),
         (status = 403, body = ErrorBody, description = "`volunteer_blacklisted`: this key returned \
             a wrong answer to a check; `bad_signature`: the lease proof does not verify"),
+        (status = 404, body = ErrorBody, description = "`unknown_site`: `site` names no \
+            registered embedding site, or one that was revoked"),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
         (status = 415, description = NOT_JSON, body = ErrorBody),
     )
@@ -63,6 +65,10 @@ pub async fn lease(
             "exclude_jobs may name at most {MAX_EXCLUDED_JOBS} jobs"
         )));
     }
+    if let Some(site) = request.site {
+        // Only a registered site earns credit; a revoked one's widget stops getting work.
+        crate::routes::sites::live_site(&state, site)?;
+    }
     let groups = proven_groups(&state, &request)?;
     let leases = state.scheduler.lease(
         request.volunteer,
@@ -71,6 +77,7 @@ pub async fn lease(
             exclude_jobs: &request.exclude_jobs,
             groups: &groups,
         },
+        request.site,
     )?;
     let retry_after_ms = leases.is_empty().then_some(RETRY_WHEN_IDLE_MS);
     Ok(Json(LeaseResponse {

@@ -23,6 +23,19 @@ pub struct AccountRecord {
     pub suspended: bool,
     #[serde(default)]
     pub keys: Vec<DistributorKeyInfo>,
+    /// The admin's setting: publish this account's jobs without review.
+    #[serde(default)]
+    pub trusted: bool,
+    /// The version of the distributor terms the account accepted, and when.
+    #[serde(default)]
+    pub terms_accepted: Option<TermsAcceptance>,
+}
+
+/// A distributor's acceptance of one version of the terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermsAcceptance {
+    pub version: u32,
+    pub at_ms: u64,
 }
 
 /// An API token as stored, under the SHA-256 of its secret.

@@ -23,10 +23,14 @@ mod accounts;
 mod commit;
 mod listing;
 mod records;
+mod review;
+mod sites;
 mod work;
 
-pub use accounts::{AccountRecord, GroupRecord, SessionRecord, TokenRecord};
+pub use accounts::{AccountRecord, GroupRecord, SessionRecord, TermsAcceptance, TokenRecord};
 pub use records::*;
+pub use review::AbuseRecord;
+pub use sites::{SiteRecord, SiteRegistration};
 
 use commit::GroupCommit;
 
@@ -63,6 +67,13 @@ pub struct Store {
     invites: sled::Tree,
     members: sled::Tree,
     memberships: sled::Tree,
+    sites: sled::Tree,
+    site_origins: sled::Tree,
+    site_credit: sled::Tree,
+    /// The transparency log: entry position (u64 BE) → `LogEntry`.
+    log: sled::Tree,
+    /// Abuse reports for the admin: report id (u64 BE) → `AbuseRecord`.
+    abuse: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -95,6 +106,11 @@ impl Store {
             invites: db.open_tree("invites")?,
             members: db.open_tree("members")?,
             memberships: db.open_tree("memberships")?,
+            log: db.open_tree("log")?,
+            abuse: db.open_tree("abuse")?,
+            sites: db.open_tree("sites")?,
+            site_origins: db.open_tree("site_origins")?,
+            site_credit: db.open_tree("site_credit")?,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -128,6 +144,9 @@ impl Store {
             weight: spec.weight,
             inputs_sha256: Some(inputs_digest(inputs.iter().map(Vec::as_slice))),
             declaration: spec.declaration,
+            review: spec.review,
+            category: spec.category,
+            log_seq: None,
         };
         let encoded_job = encode(&job);
         let encoded_units: Vec<([u8; 16], Vec<u8>)> = inputs
@@ -576,6 +595,8 @@ mod tests {
             priority: 0,
             weight: 1,
             declaration: None,
+            category: cyclepool_shared::distributor::Category::Other,
+            review: cyclepool_shared::distributor::Review::Approved,
         }
     }
 

@@ -1,8 +1,11 @@
 //! The records the store keeps, and the outcomes of its transitions: plain data, no sled.
 
-use cyclepool_shared::distributor::{AccountId, DeclarationSignature, GroupId, JobStatus};
+use cyclepool_shared::distributor::{
+    AccountId, Category, DeclarationSignature, GroupId, JobStatus, Review, SiteId,
+};
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{ReportKind, base64_bytes};
+use cyclepool_shared::transparency::LogEvent;
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +74,34 @@ pub struct JobRecord {
     /// The distributor's signature over the job's declaration.
     #[serde(default)]
     pub declaration: Option<DeclarationSignature>,
+    /// The portal's review: only an approved job is served.
+    #[serde(default)]
+    pub review: Review,
+    #[serde(default)]
+    pub category: Category,
+    /// The job's latest `published` entry in the transparency log.
+    #[serde(default)]
+    pub log_seq: Option<u64>,
+}
+
+impl JobRecord {
+    /// Whether the job hands out work: active and published (approved in review).
+    pub fn is_served(&self) -> bool {
+        self.status == JobStatus::Active && self.review == Review::Approved
+    }
+
+    /// The transparency log's record of this job's publication.
+    pub fn published_event(&self) -> LogEvent {
+        LogEvent::Published {
+            job: self.id,
+            title: self.title.clone(),
+            distributor: self.distributor.clone(),
+            owner: self.owner,
+            module_sha256: self.module_sha256,
+            inputs_sha256: self.inputs_sha256,
+            declared_by: self.declaration.map(|declaration| declaration.public_key),
+        }
+    }
 }
 
 fn default_weight() -> u32 {
@@ -92,6 +123,10 @@ pub struct NewJob {
     pub priority: u8,
     pub weight: u32,
     pub declaration: Option<DeclarationSignature>,
+    pub category: Category,
+    /// Where the job starts in review: `pending` for jobs made through the API, which are
+    /// published (and logged) by approval.
+    pub review: Review,
 }
 
 /// One unit of work as stored.
@@ -160,6 +195,10 @@ pub struct LeaseRecord {
     /// of counting as a replica. Never told to the client.
     #[serde(default)]
     pub spot_check: bool,
+    /// The embedding site the lease was asked for through (`embed.js`): when the result is
+    /// credited, the site is credited too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteId>,
 }
 
 /// Where a lease is in its life.

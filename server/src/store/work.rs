@@ -1,10 +1,12 @@
 //! The transitions of leases and results, each one sled transaction: grant a lease, expire
-//! it, record a result (with spot checks, catching and backtracking, quorum and credit), and
-//! end a lease on a report or a rejected output.
+//! it, record a result (with spot checks, catching and backtracking, quorum, and credit to
+//! volunteers and embedding sites), and end a lease on a report or a rejected output.
 
 use std::collections::HashMap;
 
+use cyclepool_shared::distributor::SiteId;
 use cyclepool_shared::manifest::JobPolicy;
+use cyclepool_shared::protocol::ReportKind;
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, VolunteerId};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
@@ -126,8 +128,10 @@ impl Store {
             &self.credit,
             &self.volunteers,
             &self.known,
+            &self.site_credit,
         )
-            .transaction(|(units, leases, results, credit, volunteers, known)| {
+            .transaction(|trees| {
+                let (units, leases, results, credit, volunteers, known, sites) = trees;
                 let Some(mut lease) =
                     get::<LeaseRecord>(leases, "leases", result.lease.as_bytes())?
                 else {
@@ -196,6 +200,14 @@ impl Store {
                         let Some(mut unit) = get::<UnitRecord>(units, "units", &key)? else {
                             continue;
                         };
+                        // The caught volunteer's credit is void below; the share its
+                        // credited replica gave a site goes too.
+                        let credited = unit.replicas.iter().find(|replica| {
+                            replica.volunteer == result.volunteer && replica.credited
+                        });
+                        if let Some(replica) = credited {
+                            take_back_site_credit(sites, leases, replica)?;
+                        }
                         // Each unit is judged again by its own job's policy.
                         let unit_policy = policy_of(recent.job);
                         let checks = checks_passed(volunteers, &unit, None)?;
@@ -208,7 +220,7 @@ impl Store {
                             _ => {}
                         }
                         for replica in &newly_credited {
-                            grant_credit(credit, replica)?;
+                            grant_credit(credit, sites, leases, replica)?;
                         }
                         units.insert(&key, encode(&unit))?;
                     }
@@ -308,7 +320,7 @@ impl Store {
                 }
                 volunteers.insert(result.volunteer.as_bytes(), encode(&checked))?;
                 for replica in credited {
-                    grant_credit(credit, replica)?;
+                    grant_credit(credit, sites, leases, replica)?;
                 }
                 Ok(SubmitOutcome::Accepted {
                     unit: lease.unit,
@@ -328,9 +340,19 @@ impl Store {
     ) -> Result<ReleaseOutcome, StoreError> {
         let id = self.db.generate_id()?;
         let encoded = encode(report);
-        (&self.units, &self.leases, &self.reports)
-            .transaction(|(units, leases, reports)| {
+        // An abuse report also joins the admin's queue, under the same id.
+        let abuse_record = (report.kind == ReportKind::Abuse).then(|| {
+            encode(&super::AbuseRecord {
+                report: report.clone(),
+                resolution: None,
+            })
+        });
+        (&self.units, &self.leases, &self.reports, &self.abuse)
+            .transaction(|(units, leases, reports, abuse)| {
                 reports.insert(&id.to_be_bytes(), encoded.as_slice())?;
+                if let Some(record) = &abuse_record {
+                    abuse.insert(&id.to_be_bytes(), record.as_slice())?;
+                }
                 let (Some(lease_id), Some(nonce)) = (report.lease, nonce) else {
                     return Ok(ReleaseOutcome::NotReleased);
                 };
@@ -415,12 +437,52 @@ fn credibility_from<'a>(
     }
 }
 
-/// Credits `replica`'s volunteer with one validated result and its compute time.
-fn grant_credit(credit: &TransactionalTree, replica: &Replica) -> TxResult<()> {
+/// Credits `replica`'s volunteer with one validated result and its compute time, and so the
+/// embedding site its lease was asked for through, if any (read from `leases` in the same
+/// transaction, which already holds this submission's own lease).
+fn grant_credit(
+    credit: &TransactionalTree,
+    site_credit: &TransactionalTree,
+    leases: &TransactionalTree,
+    replica: &Replica,
+) -> TxResult<()> {
     let key = replica.volunteer.as_bytes();
     let mut account = get::<CreditRecord>(credit, "credit", key)?.unwrap_or_default();
     account.results += 1;
     account.compute_ms = account.compute_ms.saturating_add(replica.compute_ms);
     credit.insert(key, encode(&account))?;
+    if let Some(site) = site_of(leases, replica)? {
+        let key = site.0.to_be_bytes();
+        let mut account =
+            get::<CreditRecord>(site_credit, "site_credit", &key)?.unwrap_or_default();
+        account.results += 1;
+        account.compute_ms = account.compute_ms.saturating_add(replica.compute_ms);
+        site_credit.insert(&key, encode(&account))?;
+    }
     Ok(())
+}
+
+/// Takes one credited replica's result and compute time back from the site it was credited to.
+fn take_back_site_credit(
+    site_credit: &TransactionalTree,
+    leases: &TransactionalTree,
+    replica: &Replica,
+) -> TxResult<()> {
+    let Some(site) = site_of(leases, replica)? else {
+        return Ok(());
+    };
+    let key = site.0.to_be_bytes();
+    let mut account = get::<CreditRecord>(site_credit, "site_credit", &key)?.unwrap_or_default();
+    account.results = account.results.saturating_sub(1);
+    account.compute_ms = account.compute_ms.saturating_sub(replica.compute_ms);
+    site_credit.insert(&key, encode(&account))?;
+    Ok(())
+}
+
+/// The embedding site `replica`'s lease was asked for through.
+fn site_of(leases: &TransactionalTree, replica: &Replica) -> TxResult<Option<SiteId>> {
+    Ok(
+        get::<LeaseRecord>(leases, "leases", replica.lease.as_bytes())?
+            .and_then(|lease| lease.site),
+    )
 }

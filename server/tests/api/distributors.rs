@@ -3,127 +3,24 @@
 //! signed job declarations, restricted groups, downloads and the live progress stream.
 
 use cyclepool_shared::distributor::{
-    AccountCreated, CSRF_HEADER, DeclarationSignature, GroupCreated, GroupInfo, GroupJoined,
-    JobFailures, JobStatus, JobSummary, JoinGroup, RegisterAccount, SessionInfo, TokenCreated,
-    TokenInfo, inputs_digest, job_declaration_message, join_message, sign_declaration,
+    CSRF_HEADER, DeclarationSignature, GroupCreated, GroupInfo, GroupJoined, JobFailures,
+    JobStatus, JobSummary, JoinGroup, SessionInfo, TokenCreated, TokenInfo, inputs_digest,
+    job_declaration_message, join_message, sign_declaration,
 };
 use cyclepool_shared::protocol::{
-    CreateJob, Inputs, JobCreated, LeaseProof, LeaseRequest, LeaseResponse, PROTOCOL_VERSION,
-    SubmitStatus,
+    CreateJob, JobCreated, LeaseProof, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, SubmitStatus,
 };
 use cyclepool_shared::range::encode_range;
 use cyclepool_shared::signing::{Purpose, SecretKey, lease_proof_message};
-use cyclepool_shared::{ErrorCode, JobId, VolunteerId};
+use cyclepool_shared::{ErrorCode, VolunteerId};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
 
+use crate::distributor::{Distributor, bearer, range_job, register};
 use crate::helpers::{
     ADMIN_TOKEN, START_MS, TestApp, compute, expect_error, module_sha256, secret_for, spawn_app,
-    test_job_request, test_policy, volunteer,
+    test_policy, volunteer,
 };
-use crate::test_module::reverse_module;
-
-/// A registered distributor and its API token.
-struct Distributor {
-    id: u64,
-    token: String,
-}
-
-async fn register(app: &TestApp, name: &str) -> Distributor {
-    let response = app
-        .client
-        .post(app.url("/api/v1/accounts"))
-        .json(&RegisterAccount {
-            name: name.into(),
-            contact: format!("{name}@example.org"),
-            organisation: "A test lab".into(),
-            purpose: "Testing the distributor API end to end".into(),
-        })
-        .send()
-        .await
-        .expect("registering");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let created: AccountCreated = response.json().await.expect("parsing AccountCreated");
-    assert_eq!(created.account.name, name);
-    assert!(created.token.secret.starts_with("cp_token_"));
-    Distributor {
-        id: created.account.account_id.0,
-        token: created.token.secret,
-    }
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-impl Distributor {
-    async fn get(&self, app: &TestApp, path: &str) -> reqwest::Response {
-        app.client
-            .get(app.url(path))
-            .header(AUTHORIZATION, bearer(&self.token))
-            .send()
-            .await
-            .expect("sending a GET")
-    }
-
-    async fn post(&self, app: &TestApp, path: &str, body: serde_json::Value) -> reqwest::Response {
-        app.client
-            .post(app.url(path))
-            .header(AUTHORIZATION, bearer(&self.token))
-            .json(&body)
-            .send()
-            .await
-            .expect("sending a POST")
-    }
-
-    async fn create_job(&self, app: &TestApp, request: &CreateJob) -> reqwest::Response {
-        app.client
-            .post(app.url("/api/v1/jobs"))
-            .header(AUTHORIZATION, bearer(&self.token))
-            .json(request)
-            .send()
-            .await
-            .expect("creating a job")
-    }
-
-    /// Uploads the test module and creates a job of `units` range units; returns its id.
-    async fn job(&self, app: &TestApp, units: u64) -> JobId {
-        let upload = app
-            .client
-            .put(app.url("/api/v1/modules"))
-            .header(AUTHORIZATION, bearer(&self.token))
-            .header(CONTENT_TYPE, "application/wasm")
-            .body(reverse_module())
-            .send()
-            .await
-            .expect("uploading");
-        assert_eq!(upload.status(), StatusCode::CREATED);
-        let response = self.create_job(app, &range_job(units)).await;
-        let status = response.status();
-        let text = response.text().await.expect("reading");
-        assert_eq!(status, StatusCode::CREATED, "{text}");
-        serde_json::from_str::<JobCreated>(&text)
-            .expect("parsing JobCreated")
-            .job_id
-    }
-
-    async fn summary(&self, app: &TestApp, job: JobId) -> JobSummary {
-        let response = self.get(app, &format!("/api/v1/jobs/{job}")).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.expect("parsing JobSummary")
-    }
-}
-
-fn range_job(units: u64) -> CreateJob {
-    test_job_request(
-        Inputs::Range {
-            start: 0,
-            end: units,
-            step: 1,
-        },
-        test_policy(),
-    )
-}
 
 /// Leases with a proof of key possession, as the web client does.
 async fn lease_with_proof(app: &TestApp, volunteer: VolunteerId, max_units: u32) -> LeaseResponse {

@@ -74,6 +74,7 @@ pub fn job_request(units: u64) -> CreateJob {
         priority: 0,
         weight: 1,
         signature: None,
+        category: Default::default(),
     }
 }
 
@@ -90,6 +91,7 @@ pub fn test_job_request(inputs: Inputs, policy: JobPolicy) -> CreateJob {
         priority: 0,
         weight: 1,
         signature: None,
+        category: Default::default(),
     }
 }
 
@@ -132,11 +134,35 @@ pub async fn spawn_app(units: u64) -> TestApp {
     app
 }
 
+/// Starts a server with no job that serves the pages of `static_dir` as well as the API.
+pub async fn spawn_app_with_pages(static_dir: &std::path::Path) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("creating the data directory");
+    let static_dir = static_dir.to_owned();
+    let configure = move |config: &mut Config| {
+        config.api_only = false;
+        config.static_dir = static_dir;
+    };
+    match start_with(data_dir, None, Clock::paused(START_MS), configure).await {
+        Ok(app) => app,
+        Err((_, err)) => panic!("the server did not start: {err}"),
+    }
+}
+
 /// Starts a server on `data_dir`; on failure, gives the directory back with the reason.
 async fn start(
     data_dir: TempDir,
     job: Option<JobCreated>,
     clock: Clock,
+) -> Result<TestApp, (TempDir, ServerError)> {
+    start_with(data_dir, job, clock, |_| {}).await
+}
+
+/// [`start`], with `configure` changing the test configuration first.
+async fn start_with(
+    data_dir: TempDir,
+    job: Option<JobCreated>,
+    clock: Clock,
+    configure: impl FnOnce(&mut Config),
 ) -> Result<TestApp, (TempDir, ServerError)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -146,6 +172,7 @@ async fn start(
     config.demo_units = 0;
     config.admin_token = Some(ADMIN_TOKEN.to_owned());
     config.clock = clock.clone();
+    configure(&mut config);
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(cyclepool_server::run(listener, config, async {
         let _ = stop.await;

@@ -3,6 +3,7 @@
 //! distributor, with the admin token) would.
 
 mod auth;
+mod distributor;
 mod distributors;
 mod durability;
 mod expiry;
@@ -18,8 +19,10 @@ mod rejections;
 mod replication;
 mod reports;
 mod results;
+mod review;
 mod security_headers;
 mod signatures;
+mod sites;
 mod spot_checks;
 mod test_module;
 mod validation;

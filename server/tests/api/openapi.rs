@@ -48,11 +48,27 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/groups/{id}"),
     ("POST", "/api/v1/groups/{id}/members"),
     ("DELETE", "/api/v1/groups/{id}/members/{volunteer}"),
+    ("GET", "/api/v1/sites"),
+    ("POST", "/api/v1/sites"),
+    ("GET", "/api/v1/sites/{id}"),
+    ("DELETE", "/api/v1/sites/{id}"),
     ("GET", "/api/v1/stats"),
     ("GET", "/api/v1/leaderboard"),
     ("GET", "/api/v1/volunteers/{volunteer}"),
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/log"),
+    ("GET", "/api/v1/log/jobs/{id}"),
+    ("POST", "/api/v1/account/terms"),
+    ("GET", "/api/v1/admin/review"),
+    ("POST", "/api/v1/admin/jobs/{id}/approve"),
+    ("POST", "/api/v1/admin/jobs/{id}/reject"),
+    ("POST", "/api/v1/admin/jobs/{id}/withdraw"),
+    ("GET", "/api/v1/admin/accounts"),
+    ("PATCH", "/api/v1/admin/accounts/{id}"),
+    ("POST", "/api/v1/admin/keys/{key_id}/revoke"),
+    ("GET", "/api/v1/admin/reports"),
+    ("POST", "/api/v1/admin/reports/{id}/resolve"),
 ];
 
 /// The routes anyone may call, without credentials.
@@ -65,11 +81,14 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/api/v1/jobs/{id}/manifest"),
     ("POST", "/api/v1/accounts"),
     ("POST", "/api/v1/groups/join"),
+    ("GET", "/api/v1/sites/{id}"),
     ("GET", "/api/v1/stats"),
     ("GET", "/api/v1/leaderboard"),
     ("GET", "/api/v1/volunteers/{volunteer}"),
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/log"),
+    ("GET", "/api/v1/log/jobs/{id}"),
 ];
 
 const METHODS: &[&str] = &[
@@ -422,6 +441,7 @@ async fn bodies_and_media_types_are_documented() {
         ("/api/v1/groups", "post", "CreateGroup"),
         ("/api/v1/groups/join", "post", "JoinGroup"),
         ("/api/v1/groups/{id}/members", "post", "AddMembers"),
+        ("/api/v1/sites", "post", "RegisterSite"),
     ] {
         assert_eq!(
             request_schema(path, method),

@@ -1,0 +1,71 @@
+// What every volunteer page of the portal does the same way (the volunteer page, app.js, and
+// the embed widget, embed-app.js): load the web client, keep the volunteer's key seed, and pin
+// the portal's keys in IndexedDB.
+
+const KEYS_URL = '/.well-known/cyclepool-keys.json';
+
+// The web client, loaded only after the person agreed to something (Start, Join, consent).
+export async function loadClient() {
+  const client = await import('/pkg/cyclepool_web_client.js');
+  await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
+  return client;
+}
+
+// The portal keys and the volunteer's seed live in one IndexedDB database of this origin (in
+// a frame on another site, the browser keeps a separate copy per top-level site).
+function openKeyStore() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open('cyclepool', 1);
+    request.onupgradeneeded = () => request.result.createObjectStore('trust');
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+export async function keyStore(mode, action) {
+  const db = await openKeyStore();
+  try {
+    return await new Promise((resolve, reject) => {
+      const request = action(db.transaction('trust', mode).objectStore('trust'));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+// The identity this browser gives itself: an ed25519 key pair whose 32-byte seed comes from
+// the browser's CSPRNG once, and is kept in IndexedDB. Results are signed with it; its public
+// half is the volunteer id that credit attaches to.
+export async function volunteerSeed() {
+  let seed = await keyStore('readonly', (store) => store.get('volunteer-seed'));
+  if (!/^[0-9a-f]{64}$/.test(seed ?? '')) {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    seed = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    await keyStore('readwrite', (store) => store.put(seed, 'volunteer-seed'));
+  }
+  return seed;
+}
+
+// The portal keys this browser trusts: trusted on first use, and after that extended only by
+// keys that a trusted key endorsed (`pinPortalKeys`, the web client's check, throws otherwise).
+export async function trustedPortalKeys(pinPortalKeys) {
+  const response = await fetch(KEYS_URL);
+  if (!response.ok) throw new Error(`cannot read the portal's keys (HTTP ${response.status})`);
+  const offered = await response.text();
+  const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
+  const trusted = pinPortalKeys(pinned, offered);
+  await keyStore('readwrite', (store) => store.put(trusted, 'portal-keys'));
+  return trusted;
+}
+
+// Starts one module worker of the volunteer client (static/worker.js) with `start`'s fields
+// (seed, trustedKeys, dutyCycle, paused, excludedJobs, site); `onEvent` gets what it reports.
+export function startWorker(index, start, onEvent, onLoadError) {
+  const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${index}` });
+  worker.addEventListener('message', (message) => onEvent(message.data));
+  worker.addEventListener('error', (error) => onLoadError(error.message ?? 'unknown error'));
+  worker.postMessage({ type: 'start', ...start });
+  return worker;
+}

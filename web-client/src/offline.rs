@@ -1,0 +1,295 @@
+//! The decisions of offline work, as pure functions: when a unit in hand is too late to
+//! compute, which answers to a result end its stay in the queue, and how many units to ask for.
+//!
+//! Kept apart from the browser glue so that they are tested natively (`cargo test -p
+//! cyclepool-web-client`).
+
+use cyclepool_shared::ErrorCode;
+use cyclepool_shared::protocol::{SubmitResponse, SubmitStatus};
+
+use crate::http::HttpError;
+
+/// The fewest and most units a worker may keep in hand (the volunteer's prefetch setting).
+pub const PREFETCH_RANGE: (u32, u32) = (1, 16);
+/// The prefetch before the page says otherwise: enough to ride out a short outage, few enough
+/// that a stopped tab holds back little work.
+pub const DEFAULT_PREFETCH: u32 = 4;
+
+/// A unit with less time than this left before its deadline is not started: its result could
+/// not reach the portal in time, and a late result is refused.
+pub const DEADLINE_MARGIN_MS: f64 = 250.0;
+
+/// When the job's lease time is not known (its manifest could not be loaded), a unit is given
+/// up only this long after its deadline by this browser's clock, which may be wrong by minutes.
+pub const CLOCK_SKEW_ALLOWANCE_MS: f64 = 60.0 * 60.0 * 1_000.0;
+
+/// The prefetch setting from the page, clamped to [`PREFETCH_RANGE`]; anything that is not a
+/// number gives the default.
+pub fn clamp_prefetch(value: f64) -> u32 {
+    if !value.is_finite() {
+        return DEFAULT_PREFETCH;
+    }
+    let (least, most) = PREFETCH_RANGE;
+    value.round().clamp(f64::from(least), f64::from(most)) as u32
+}
+
+/// How many units to ask for, given how many wait in hand (not counting the one computing),
+/// or `None` while there are enough. A worker tops up once half its prefetch is used, so that
+/// it asks for several units at a time rather than one request per unit.
+pub fn refill_wanted(prefetch: u32, in_hand: usize) -> Option<u32> {
+    let prefetch = prefetch.max(1);
+    let low_water = prefetch.div_ceil(2) as usize;
+    (in_hand < low_water).then(|| prefetch - in_hand as u32)
+}
+
+/// Whether a unit in hand can still be computed and returned in time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Freshness {
+    /// Still time: about this many ms before its deadline.
+    Live { remaining_ms: f64 },
+    /// Its deadline has passed (or is too close): drop it without computing.
+    Expired,
+}
+
+/// Decides whether a unit is still worth computing at `now_ms` (this browser's `Date.now()`).
+///
+/// The deadline is by the portal's clock, which this browser's may differ from by minutes. So
+/// when the job's lease time `ttl_ms` is known, only this browser's clock is used: the portal
+/// set the deadline `ttl_ms` after granting the lease, and granted it just before the answer
+/// arrived at `received_ms`, so the deadline falls at `received_ms + ttl_ms` by this clock
+/// (late by the answer's transit time, which [`DEADLINE_MARGIN_MS`] covers). Without it the
+/// deadline is read by this clock with a generous allowance for skew: such a unit is kept
+/// until its job loads and the exact rule can be applied.
+pub fn freshness(
+    now_ms: f64,
+    received_ms: f64,
+    deadline_ms: u64,
+    ttl_ms: Option<u64>,
+) -> Freshness {
+    let remaining_ms = match ttl_ms {
+        Some(ttl_ms) => received_ms + ttl_ms as f64 - now_ms - DEADLINE_MARGIN_MS,
+        None => deadline_ms as f64 + CLOCK_SKEW_ALLOWANCE_MS - now_ms,
+    };
+    if remaining_ms > 0.0 {
+        Freshness::Live { remaining_ms }
+    } else {
+        Freshness::Expired
+    }
+}
+
+/// What the portal's answer to a result means for the stored copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Durable on the portal: remove the stored copy.
+    Acknowledged(SubmitStatus),
+    /// Refused for good (expired, not this volunteer's, wrong, cancelled...): sending it again
+    /// would get the same answer, so remove it and say why.
+    Refused { code: String, message: String },
+    /// No definitive answer (network down, server failing, an answer from something that is
+    /// not the portal): keep it and try again later. A result is never dropped on these.
+    Retry(String),
+}
+
+/// Judges the answer to one result submission.
+pub fn judge(answer: Result<SubmitResponse, HttpError>) -> Verdict {
+    match answer {
+        Ok(response) => Verdict::Acknowledged(response.status),
+        Err(HttpError::Refused {
+            status,
+            code,
+            message,
+        }) if is_final(status, &code) => Verdict::Refused { code, message },
+        Err(err) => Verdict::Retry(err.to_string()),
+    }
+}
+
+/// Whether a 4xx answer to a result is definitive. Only codes the portal gives about the
+/// result itself are: a 4xx with another code (or none, as from a proxy or a captive portal)
+/// says nothing about the result, which is kept.
+fn is_final(status: u16, code: &str) -> bool {
+    let code: ErrorCode = serde_json::from_value(serde_json::Value::String(code.to_owned()))
+        .unwrap_or(ErrorCode::Unknown);
+    (400..500).contains(&status)
+        && matches!(
+            code,
+            ErrorCode::MalformedRequest
+                | ErrorCode::UnsupportedMediaType
+                | ErrorCode::PayloadTooLarge
+                | ErrorCode::UnsupportedProtocol
+                | ErrorCode::InvalidValue
+                | ErrorCode::IntegrityMismatch
+                | ErrorCode::UnknownLease
+                | ErrorCode::LeaseExpired
+                | ErrorCode::LeaseNotYours
+                | ErrorCode::NonceMismatch
+                | ErrorCode::ConflictingResult
+                | ErrorCode::BadSignature
+                | ErrorCode::InvalidResult
+                | ErrorCode::VolunteerBlacklisted
+                | ErrorCode::JobNotActive
+                | ErrorCode::Revoked
+                | ErrorCode::UnknownJob
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use cyclepool_shared::protocol::PROTOCOL_VERSION;
+
+    use super::*;
+
+    fn refused(status: u16, code: &str) -> Result<SubmitResponse, HttpError> {
+        Err(HttpError::Refused {
+            status,
+            code: code.to_owned(),
+            message: format!("{code} says the portal"),
+        })
+    }
+
+    #[test]
+    fn prefetch_is_clamped_and_defaults_on_nonsense() {
+        assert_eq!(clamp_prefetch(0.0), 1);
+        assert_eq!(clamp_prefetch(-3.0), 1);
+        assert_eq!(clamp_prefetch(3.4), 3);
+        assert_eq!(clamp_prefetch(99.0), 16);
+        assert_eq!(clamp_prefetch(f64::NAN), DEFAULT_PREFETCH);
+        assert_eq!(clamp_prefetch(f64::INFINITY), DEFAULT_PREFETCH);
+    }
+
+    #[test]
+    fn refills_once_half_the_prefetch_is_used() {
+        // Two in hand: ask again only when the last one waiting is taken (as before the
+        // setting existed), for two.
+        assert_eq!(refill_wanted(2, 1), None);
+        assert_eq!(refill_wanted(2, 0), Some(2));
+        // Eight: top up at three waiting, to eight.
+        assert_eq!(refill_wanted(8, 4), None);
+        assert_eq!(refill_wanted(8, 3), Some(5));
+        assert_eq!(refill_wanted(1, 0), Some(1));
+        assert_eq!(refill_wanted(1, 1), None);
+        // More in hand than the setting (it was lowered): nothing to ask for.
+        assert_eq!(refill_wanted(2, 9), None);
+    }
+
+    #[test]
+    fn a_known_lease_time_judges_by_this_clock_only() {
+        let received = 1_000_000.0;
+        // The portal's clock is far ahead (deadline in its time); only elapsed time counts.
+        let deadline = 9_000_000_000;
+        assert!(matches!(
+            freshness(received + 1_000.0, received, deadline, Some(5_000)),
+            Freshness::Live { remaining_ms } if (remaining_ms - 3_750.0).abs() < 1e-9
+        ));
+        assert_eq!(
+            freshness(received + 5_000.0, received, deadline, Some(5_000)),
+            Freshness::Expired
+        );
+        // Too close to the deadline to be worth starting.
+        assert_eq!(
+            freshness(received + 4_800.0, received, deadline, Some(5_000)),
+            Freshness::Expired
+        );
+        // The portal's clock far behind: still expired once the time is up here.
+        assert_eq!(
+            freshness(received + 6_000.0, received, 0, Some(5_000)),
+            Freshness::Expired
+        );
+    }
+
+    #[test]
+    fn without_the_lease_time_a_unit_is_kept_until_surely_expired() {
+        let deadline = 2_000_000_u64;
+        let now = deadline as f64 + 10.0 * 60_000.0;
+        // Ten minutes past the deadline by this clock, which may be wrong: kept.
+        assert!(matches!(
+            freshness(now, 0.0, deadline, None),
+            Freshness::Live { .. }
+        ));
+        assert_eq!(
+            freshness(
+                deadline as f64 + CLOCK_SKEW_ALLOWANCE_MS,
+                0.0,
+                deadline,
+                None
+            ),
+            Freshness::Expired
+        );
+    }
+
+    #[test]
+    fn acknowledged_results_are_removed() {
+        let accepted = Ok(SubmitResponse {
+            protocol: PROTOCOL_VERSION,
+            status: SubmitStatus::Accepted,
+        });
+        assert_eq!(
+            judge(accepted),
+            Verdict::Acknowledged(SubmitStatus::Accepted)
+        );
+        let duplicate = Ok(SubmitResponse {
+            protocol: PROTOCOL_VERSION,
+            status: SubmitStatus::Duplicate,
+        });
+        assert_eq!(
+            judge(duplicate),
+            Verdict::Acknowledged(SubmitStatus::Duplicate)
+        );
+    }
+
+    #[test]
+    fn definitive_refusals_end_the_result() {
+        for (status, code) in [
+            (410, "lease_expired"),
+            (404, "unknown_lease"),
+            (403, "lease_not_yours"),
+            (403, "nonce_mismatch"),
+            (409, "conflicting_result"),
+            (409, "job_not_active"),
+            (403, "bad_signature"),
+            (422, "invalid_result"),
+            (403, "volunteer_blacklisted"),
+            (400, "integrity_mismatch"),
+            (413, "payload_too_large"),
+            (422, "malformed_request"),
+        ] {
+            assert!(
+                matches!(judge(refused(status, code)), Verdict::Refused { code: c, .. } if c == code),
+                "{status} {code} should be final"
+            );
+        }
+    }
+
+    #[test]
+    fn anything_else_keeps_the_result() {
+        assert!(matches!(
+            judge(Err(HttpError::Network("offline".into()))),
+            Verdict::Retry(_)
+        ));
+        assert!(matches!(
+            judge(Err(HttpError::Unavailable {
+                status: 503,
+                message: "shedding load".into()
+            })),
+            Verdict::Retry(_)
+        ));
+        // A proxy's 4xx without the portal's error body, a timeout, a route that is not
+        // there, a code this client does not know: none of them judged the result.
+        for (status, code) in [
+            (400, ""),
+            (408, "request_timeout"),
+            (404, "not_found"),
+            (403, "forbidden"),
+            (401, "unauthorized"),
+            (418, "some_future_code"),
+        ] {
+            assert!(
+                matches!(judge(refused(status, code)), Verdict::Retry(_)),
+                "{status} {code} should keep the result"
+            );
+        }
+        assert!(matches!(
+            judge(Err(HttpError::Protocol("not JSON".into()))),
+            Verdict::Retry(_)
+        ));
+    }
+}

@@ -1,0 +1,203 @@
+//! The worker's side of the offline queue (`static/offline-queue.js`): the units in hand and the
+//! results not yet acknowledged, kept in IndexedDB and shared by every worker of the origin.
+//!
+//! The store itself is a small JS module: IndexedDB's request-and-callback API and the Web
+//! Locks that tell live workers from dead ones are far shorter to drive from JS than through
+//! `web-sys`, and a static module file is allowed by the strict CSP (no inline code, no eval).
+//! Records cross as JSON text; this side owns their shape.
+
+use cyclepool_shared::protocol::{Lease, ResultSubmission};
+use cyclepool_shared::{LeaseId, VolunteerId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::sandbox::describe;
+
+// The module sits beside `pkg/`, where the bindings are generated: `../` from the glue file.
+#[wasm_bindgen(raw_module = "../offline-queue.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = openQueue)]
+    fn open_queue() -> js_sys::Promise;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The object `openQueue` resolves to (IndexedDB-backed, or in memory).
+    type JsQueue;
+
+    #[wasm_bindgen(method, getter)]
+    fn persistent(this: &JsQueue) -> bool;
+    #[wasm_bindgen(method, getter)]
+    fn reason(this: &JsQueue) -> Option<String>;
+    #[wasm_bindgen(method, js_name = addUnits)]
+    fn add_units(this: &JsQueue, units: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = claimUnits)]
+    fn claim_units(this: &JsQueue, volunteer: &str, max: u32) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = releaseUnits)]
+    fn release_units(this: &JsQueue, lease_ids: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = dropUnit)]
+    fn drop_unit(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = finishUnit)]
+    fn finish_unit(this: &JsQueue, result: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = claimResult)]
+    fn claim_result(this: &JsQueue) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = releaseResult)]
+    fn release_result(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = removeResult)]
+    fn remove_result(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
+}
+
+/// A unit in hand, as stored: the lease as the portal sent it and when it arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredUnit {
+    /// The store's key.
+    pub lease_id: LeaseId,
+    /// Only this key can sign the unit's result, so only its workers take the unit.
+    pub volunteer: VolunteerId,
+    /// `Date.now()` when the lease arrived: the deadline by this browser's clock is this plus
+    /// the job's lease time (see [`crate::offline::freshness`]).
+    pub received_ms: f64,
+    pub lease: Lease,
+}
+
+/// A result waiting for the portal's acknowledgement: the signed submission, ready to send as
+/// it is, and what the page is told once it is acknowledged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredResult {
+    /// The store's key (the submission's lease).
+    pub lease_id: LeaseId,
+    pub job_id: u64,
+    pub unit: u64,
+    /// The lease's deadline by the portal's clock (for people reading the store).
+    pub deadline_ms: u64,
+    /// `Date.now()` when the computation ended: results are sent oldest first.
+    pub finished_ms: f64,
+    /// The computation's time with sub-millisecond resolution.
+    pub busy_ms: f64,
+    pub submission: ResultSubmission,
+}
+
+/// This worker's handle on the queue.
+pub struct Queue {
+    js: JsQueue,
+}
+
+impl Queue {
+    /// Opens the queue; it falls back to memory (and says why) where IndexedDB is missing.
+    pub async fn open() -> Result<Queue, String> {
+        let js = JsFuture::from(open_queue())
+            .await
+            .map_err(|err| describe(&err))?;
+        Ok(Queue {
+            js: js.unchecked_into(),
+        })
+    }
+
+    /// Whether the queue outlives this worker (IndexedDB) or not (memory).
+    pub fn persistent(&self) -> bool {
+        self.js.persistent()
+    }
+
+    /// Why the queue is in memory only.
+    pub fn reason(&self) -> Option<String> {
+        self.js.reason()
+    }
+
+    /// Stores units just leased, claimed by this worker.
+    pub async fn add_units(&self, units: &[StoredUnit]) -> Result<(), String> {
+        done(self.js.add_units(&to_json(units)?)).await
+    }
+
+    /// Claims up to `max` stored units of `volunteer` that no live worker holds, oldest first.
+    /// A record this version cannot read (written by another version of the client) is
+    /// dropped, and its error returned beside the units that could be read.
+    pub async fn claim_units(
+        &self,
+        volunteer: VolunteerId,
+        max: u32,
+    ) -> Result<(Vec<StoredUnit>, Vec<String>), String> {
+        let json = text(self.js.claim_units(&volunteer.to_string(), max)).await?;
+        let records: Vec<serde_json::Value> = from_json(json.as_deref().unwrap_or("[]"))?;
+        let mut units = Vec::new();
+        let mut unreadable = Vec::new();
+        for record in records {
+            match serde_json::from_value::<StoredUnit>(record.clone()) {
+                Ok(unit) => units.push(unit),
+                Err(err) => {
+                    if let Some(id) = record.get("lease_id").and_then(|id| id.as_str()) {
+                        done(self.js.drop_unit(id)).await?;
+                    }
+                    unreadable.push(format!("offline queue: unreadable unit dropped: {err}"));
+                }
+            }
+        }
+        Ok((units, unreadable))
+    }
+
+    /// Frees units this worker holds but will not compute.
+    pub async fn release_units(&self, lease_ids: &[LeaseId]) -> Result<(), String> {
+        done(self.js.release_units(&to_json(lease_ids)?)).await
+    }
+
+    /// Forgets a unit that will not be computed.
+    pub async fn drop_unit(&self, lease_id: LeaseId) -> Result<(), String> {
+        done(self.js.drop_unit(&lease_id.to_string())).await
+    }
+
+    /// Replaces a computed unit by its result, durably, in one transaction.
+    pub async fn finish_unit(&self, result: &StoredResult) -> Result<(), String> {
+        done(self.js.finish_unit(&to_json(result)?)).await
+    }
+
+    /// Claims the oldest result no live worker is sending, if any. A record this version
+    /// cannot read could never be sent: it is removed, and the error returned.
+    pub async fn claim_result(&self) -> Result<Option<StoredResult>, String> {
+        let Some(json) = text(self.js.claim_result()).await? else {
+            return Ok(None);
+        };
+        let record: serde_json::Value = from_json(&json)?;
+        match serde_json::from_value::<StoredResult>(record.clone()) {
+            Ok(result) => Ok(Some(result)),
+            Err(err) => {
+                if let Some(id) = record.get("lease_id").and_then(|id| id.as_str()) {
+                    done(self.js.remove_result(id)).await?;
+                }
+                Err(format!("offline queue: unreadable result removed: {err}"))
+            }
+        }
+    }
+
+    /// Frees a result for a later try (no definitive answer).
+    pub async fn release_result(&self, lease_id: LeaseId) -> Result<(), String> {
+        done(self.js.release_result(&lease_id.to_string())).await
+    }
+
+    /// Removes a result the portal acknowledged or refused for good.
+    pub async fn remove_result(&self, lease_id: LeaseId) -> Result<(), String> {
+        done(self.js.remove_result(&lease_id.to_string())).await
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|err| format!("offline queue: {err}"))
+}
+
+fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    serde_json::from_str(json).map_err(|err| format!("offline queue: unreadable record: {err}"))
+}
+
+async fn done(promise: js_sys::Promise) -> Result<(), String> {
+    JsFuture::from(promise)
+        .await
+        .map(drop)
+        .map_err(|err| format!("offline queue: {}", describe(&err)))
+}
+
+async fn text(promise: js_sys::Promise) -> Result<Option<String>, String> {
+    JsFuture::from(promise)
+        .await
+        .map(|value| value.as_string())
+        .map_err(|err| format!("offline queue: {}", describe(&err)))
+}

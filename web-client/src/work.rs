@@ -1,0 +1,441 @@
+//! The work loop: keeps units in hand (stored in the offline queue before they are relied on),
+//! computes them one after another, and hands each signed result to the queue, from which the
+//! outbox sends it.
+//!
+//! Units come from the queue first (left by this page before a reload, or by a worker that
+//! stopped), then from the portal. Topping up the hand happens in the background while a unit
+//! computes, so the round trip to the portal hides behind the computation; when the portal is
+//! out of reach the units in hand are still computed, and those whose deadline passed while
+//! they waited are dropped without computing.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use cyclepool_shared::protocol::{
+    Lease, LeaseProof, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ReportKind, ResultSubmission,
+};
+use cyclepool_shared::signing::{Purpose, lease_proof_message, result_message};
+use cyclepool_shared::{LeaseId, Sha256Digest};
+use futures_channel::oneshot;
+use gloo_timers::future::sleep;
+use wasm_bindgen::JsValue;
+
+use crate::events::WorkerEvent;
+use crate::http::{HttpError, post_json};
+use crate::jobs::{Jobs, Load};
+use crate::offline::{self, Freshness};
+use crate::queue::{Queue, StoredResult, StoredUnit};
+use crate::sandbox::{Sandbox, UnitFailure};
+use crate::wake::Signal;
+use crate::{Backoff, Shared, Throttle, now_ms};
+
+const LEASE_URL: &str = "/api/v1/lease";
+/// How often a paused worker looks whether it may go on.
+const PAUSE_POLL_MS: u64 = 250;
+/// How long the loop waits for a top-up in flight before looking again.
+const REFILL_WAIT_MS: u64 = 1_000;
+
+/// The loop's state shared with its background top-ups.
+struct Work {
+    shared: Rc<Shared>,
+    queue: Rc<Queue>,
+    /// Units claimed by this worker and waiting to be computed, oldest lease first.
+    hand: RefCell<VecDeque<StoredUnit>>,
+    /// A top-up is in flight.
+    refilling: Cell<bool>,
+    /// Fired when a top-up ends.
+    refilled: Signal,
+    /// Backs off lease requests that failed.
+    lease_backoff: RefCell<Backoff>,
+}
+
+/// What asking the portal for work gave.
+enum Fetched {
+    Leases(Vec<Lease>),
+    NoWork { retry_ms: u64 },
+    Failed(HttpError),
+}
+
+/// Runs the loop until the worker is stopped. `first_pass` fires once the outbox has sent the
+/// results waiting from before (or found the portal out of reach).
+pub async fn run(shared: &Rc<Shared>, queue: Rc<Queue>, first_pass: oneshot::Receiver<()>) {
+    let mut sandbox = match Sandbox::new() {
+        Ok(sandbox) => sandbox,
+        Err(err) => {
+            shared.emit(&WorkerEvent::error(
+                format!("cannot start the sandbox: {err}"),
+                None,
+            ));
+            return;
+        }
+    };
+    let work = Rc::new(Work {
+        shared: Rc::clone(shared),
+        queue,
+        hand: RefCell::new(VecDeque::new()),
+        refilling: Cell::new(false),
+        refilled: Signal::default(),
+        lease_backoff: RefCell::new(Backoff::default()),
+    });
+    // Results kept from before go out before anything new is leased: they are the closest to
+    // their deadlines.
+    let _ = first_pass.await;
+    let mut jobs = Jobs::default();
+    let mut announced = HashSet::new();
+    let mut job_backoff = Backoff::default();
+    let mut throttle = Throttle::new(shared.duty_cycle.get());
+    while !shared.stopped() {
+        if shared.paused.get() {
+            sleep(Duration::from_millis(PAUSE_POLL_MS)).await;
+            // Time paused is neither busy nor idle.
+            throttle = Throttle::new(shared.duty_cycle.get());
+            continue;
+        }
+        if shared.duty_cycle.get() != throttle.duty_cycle {
+            throttle = Throttle::new(shared.duty_cycle.get());
+        }
+        let Some(stored) = work.next_unit().await else {
+            continue;
+        };
+        // With few units left in hand, fetch more while this one computes.
+        work.top_up();
+        let lease = &stored.lease;
+        match jobs
+            .load(lease.job_id, lease.module_sha256, &shared.trusted)
+            .await
+        {
+            Load::Ready => job_backoff.reset(),
+            Load::Refused(refusal) => {
+                shared.emit(&WorkerEvent::Refused {
+                    job_id: lease.job_id.0,
+                    kind: refusal.kind,
+                    reason: refusal.reason.clone(),
+                });
+                work.drop_unit(lease.lease_id).await;
+                shared
+                    .report(lease.job_id, Some(lease), refusal.kind, refusal.reason)
+                    .await;
+                // The portal may offer the same job again; do not hammer it.
+                sleep(Duration::from_millis(job_backoff.next_ms())).await;
+                continue;
+            }
+            Load::Unavailable(err) => {
+                shared.note_failure(&err);
+                // Without its job the exact deadline is unknown; only a unit surely expired
+                // is given up, the others wait for the job to load.
+                let freshness =
+                    offline::freshness(js_sys::Date::now(), 0.0, lease.deadline_ms, None);
+                if freshness == Freshness::Expired {
+                    work.expire(&stored).await;
+                    continue;
+                }
+                let wait_ms = job_backoff.next_ms();
+                shared.emit(&WorkerEvent::error(
+                    format!("loading job {}: {err}", lease.job_id),
+                    Some(wait_ms),
+                ));
+                work.hand.borrow_mut().push_front(stored);
+                shared.loop_wake.wait(wait_ms).await;
+                continue;
+            }
+        }
+        let Some(job) = jobs.get(lease.job_id) else {
+            continue;
+        };
+        if announced.insert(lease.job_id) {
+            shared.emit(&WorkerEvent::Job {
+                job_id: lease.job_id.0,
+                title: job.manifest.title.clone(),
+                distributor: job.manifest.distributor.clone(),
+                module_sha256: job.manifest.module_sha256.to_string(),
+            });
+        }
+        let policy = &job.manifest.policy;
+        let freshness = offline::freshness(
+            js_sys::Date::now(),
+            stored.received_ms,
+            lease.deadline_ms,
+            Some(policy.lease_ttl_ms),
+        );
+        if freshness == Freshness::Expired {
+            work.expire(&stored).await;
+            continue;
+        }
+        let budget_ms = policy.unit_budget_ms;
+        let module = job.module.clone();
+        let busy_ms = work.compute(&mut sandbox, &module, budget_ms, stored).await;
+        let rest_ms = throttle.rest_after(busy_ms);
+        if rest_ms >= 1.0 {
+            sleep(Duration::from_millis(rest_ms as u64)).await;
+        }
+    }
+    // Stopped: the units still in hand go back to the queue for whichever worker runs next.
+    let held: Vec<LeaseId> = work
+        .hand
+        .borrow_mut()
+        .drain(..)
+        .map(|unit| unit.lease_id)
+        .collect();
+    if !held.is_empty() {
+        if let Err(err) = work.queue.release_units(&held).await {
+            shared.emit(&WorkerEvent::error(err, None));
+        }
+    }
+}
+
+impl Work {
+    /// The next unit to compute, or `None` after waiting (for work, a top-up, or a backoff)
+    /// so that the loop looks at pause and stop again.
+    async fn next_unit(self: &Rc<Self>) -> Option<StoredUnit> {
+        if let Some(unit) = self.hand.borrow_mut().pop_front() {
+            return Some(unit);
+        }
+        if self.refilling.get() {
+            self.refilled.wait(REFILL_WAIT_MS).await;
+            return None;
+        }
+        let prefetch = self.shared.prefetch.get();
+        if self.claim_stored(prefetch).await == 0 {
+            let wait_ms = self.shared.lease_retry_at.get() - now_ms();
+            if wait_ms >= 1.0 {
+                self.shared.loop_wake.wait(wait_ms as u64).await;
+                return None;
+            }
+            self.lease(prefetch).await;
+        }
+        self.hand.borrow_mut().pop_front()
+    }
+
+    /// Tops the hand up in the background when it runs low, unless a top-up is in flight or
+    /// lease requests are backing off.
+    fn top_up(self: &Rc<Self>) {
+        let in_hand = self.hand.borrow().len();
+        let Some(wanted) = offline::refill_wanted(self.shared.prefetch.get(), in_hand) else {
+            return;
+        };
+        if self.refilling.get() || now_ms() < self.shared.lease_retry_at.get() {
+            return;
+        }
+        self.refilling.set(true);
+        let work = Rc::clone(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            let claimed = work.claim_stored(wanted).await;
+            if claimed < wanted {
+                work.lease(wanted - claimed).await;
+            }
+            work.refilling.set(false);
+            work.refilled.notify();
+        });
+    }
+
+    /// Claims up to `max` units left in the queue by earlier workers; returns how many.
+    async fn claim_stored(&self, max: u32) -> u32 {
+        let shared = &self.shared;
+        match self.queue.claim_units(shared.volunteer, max).await {
+            Ok((units, unreadable)) => {
+                for err in unreadable {
+                    shared.emit(&WorkerEvent::error(err, None));
+                }
+                let claimed = units.len() as u32;
+                self.hand.borrow_mut().extend(units);
+                claimed
+            }
+            Err(err) => {
+                shared.emit(&WorkerEvent::error(err, None));
+                0
+            }
+        }
+    }
+
+    /// Asks the portal for up to `max` units; stores what it gives before putting it in hand.
+    async fn lease(&self, max: u32) {
+        let shared = &self.shared;
+        match fetch_leases(shared, max).await {
+            Fetched::Leases(leases) => {
+                self.lease_backoff.borrow_mut().reset();
+                shared.set_reachable(true);
+                let received_ms = js_sys::Date::now();
+                let units: Vec<StoredUnit> = leases
+                    .into_iter()
+                    .map(|lease| StoredUnit {
+                        lease_id: lease.lease_id,
+                        volunteer: shared.volunteer,
+                        received_ms,
+                        lease,
+                    })
+                    .collect();
+                if let Err(err) = self.queue.add_units(&units).await {
+                    // They are still computed; only a reload now would lose them (and then
+                    // their leases simply expire).
+                    shared.emit(&WorkerEvent::error(
+                        format!("units in hand not stored: {err}"),
+                        None,
+                    ));
+                }
+                self.hand.borrow_mut().extend(units);
+            }
+            Fetched::NoWork { retry_ms } => {
+                self.lease_backoff.borrow_mut().reset();
+                shared.set_reachable(true);
+                shared.lease_retry_at.set(now_ms() + retry_ms as f64);
+                // Only worth saying when there is nothing else to do.
+                if self.hand.borrow().is_empty() {
+                    shared.emit(&WorkerEvent::Idle { retry_ms });
+                }
+            }
+            Fetched::Failed(err) => {
+                shared.note_failure(&err);
+                let wait_ms = self.lease_backoff.borrow_mut().next_ms();
+                shared.lease_retry_at.set(now_ms() + wait_ms as f64);
+                shared.emit(&WorkerEvent::error(
+                    format!("asking for work: {err}"),
+                    Some(wait_ms),
+                ));
+            }
+        }
+    }
+
+    /// Forgets a unit that will not be computed.
+    async fn drop_unit(&self, lease_id: LeaseId) {
+        if let Err(err) = self.queue.drop_unit(lease_id).await {
+            self.shared.emit(&WorkerEvent::error(err, None));
+        }
+    }
+
+    /// Drops a unit whose deadline passed while it waited, and says so.
+    async fn expire(&self, stored: &StoredUnit) {
+        self.drop_unit(stored.lease_id).await;
+        self.shared.emit(&WorkerEvent::UnitExpired {
+            job_id: stored.lease.job_id.0,
+            unit: stored.lease.unit,
+        });
+    }
+
+    /// Computes one unit and stores its signed result in the queue in the background (the
+    /// next unit need not wait for the write, nor for the portal); returns how long the
+    /// computation took (the time the processor was busy), also when the unit failed.
+    async fn compute(
+        &self,
+        sandbox: &mut Sandbox,
+        module: &JsValue,
+        budget_ms: u64,
+        stored: StoredUnit,
+    ) -> f64 {
+        let shared = &self.shared;
+        let lease = &stored.lease;
+        let unit = format!("unit {} of job {}", lease.unit, lease.job_id);
+        if Sha256Digest::of(&lease.input) != lease.input_sha256 {
+            // Corrupted in transit (or in the store): do not compute on it; release it to be
+            // sent again.
+            let reason = format!("{unit}: input does not match its sha-256; skipped");
+            shared.emit(&WorkerEvent::error(reason.clone(), None));
+            self.drop_unit(lease.lease_id).await;
+            shared
+                .report(lease.job_id, Some(lease), ReportKind::InputCorrupt, reason)
+                .await;
+            return 0.0;
+        }
+        let started = now_ms();
+        let key = lease.module_sha256.to_string();
+        let output = match sandbox.run(module, &key, &lease.input, budget_ms).await {
+            Ok(output) => output,
+            Err(failure) => {
+                let busy_ms = (now_ms() - started).max(0.0);
+                let kind = match failure {
+                    UnitFailure::Timeout { .. } => ReportKind::UnitTimeout,
+                    UnitFailure::JobError(_) => ReportKind::UnitJobError,
+                    UnitFailure::Trap(_) | UnitFailure::Sandbox(_) => ReportKind::UnitTrap,
+                };
+                let reason = format!("{unit}: {failure}");
+                shared.emit(&WorkerEvent::UnitFailed {
+                    job_id: lease.job_id.0,
+                    unit: lease.unit,
+                    reason: reason.clone(),
+                });
+                self.drop_unit(lease.lease_id).await;
+                shared.report(lease.job_id, Some(lease), kind, reason).await;
+                return busy_ms;
+            }
+        };
+        let busy_ms = (now_ms() - started).max(0.0);
+        let compute_ms = busy_ms.round() as u64;
+        let output_sha256 = Sha256Digest::of(&output);
+        // The signature binds this output to this lease and its nonce, under the volunteer's
+        // key: stored as it is, it stays valid to send later.
+        let signature = shared.secret.sign(
+            Purpose::Result,
+            &result_message(&lease.lease_id, &lease.nonce, &output_sha256),
+        );
+        let result = StoredResult {
+            lease_id: lease.lease_id,
+            job_id: lease.job_id.0,
+            unit: lease.unit,
+            deadline_ms: lease.deadline_ms,
+            finished_ms: js_sys::Date::now(),
+            busy_ms,
+            submission: ResultSubmission {
+                protocol: PROTOCOL_VERSION,
+                volunteer: shared.volunteer,
+                lease_id: lease.lease_id,
+                nonce: lease.nonce,
+                output_sha256,
+                output,
+                signature,
+                compute_ms,
+            },
+        };
+        shared.emit(&WorkerEvent::UnitComputed {
+            job_id: result.job_id,
+            unit: result.unit,
+            compute_ms,
+            busy_ms,
+        });
+        let queue = Rc::clone(&self.queue);
+        let shared = Rc::clone(shared);
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(err) = queue.finish_unit(&result).await {
+                shared.emit(&WorkerEvent::error(
+                    format!(
+                        "unit {} of job {}: result not stored ({err}); it is sent from memory",
+                        result.unit, result.job_id
+                    ),
+                    None,
+                ));
+                shared.unsaved.borrow_mut().push_back(result);
+            }
+            shared.outbox_wake.notify();
+        });
+        busy_ms
+    }
+}
+
+/// Asks the portal for up to `max` units.
+async fn fetch_leases(shared: &Shared, max: u32) -> Fetched {
+    // The proof lets the portal hand out restricted jobs of groups this key joined; it costs
+    // one signature per request (a request fetches several units).
+    let at_ms = js_sys::Date::now() as u64;
+    let proof = LeaseProof {
+        at_ms,
+        signature: shared.secret.sign(
+            Purpose::LeaseProof,
+            &lease_proof_message(&shared.volunteer, at_ms),
+        ),
+    };
+    let request = LeaseRequest {
+        proof: Some(proof),
+        protocol: PROTOCOL_VERSION,
+        volunteer: shared.volunteer,
+        max_units: max.max(1),
+        exclude_jobs: shared.excluded_jobs.borrow().clone(),
+        site: shared.site.get(),
+    };
+    match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
+        Ok(response) if response.leases.is_empty() => Fetched::NoWork {
+            retry_ms: response.retry_after_ms.unwrap_or(5_000),
+        },
+        Ok(response) => Fetched::Leases(response.leases),
+        Err(err) => Fetched::Failed(err),
+    }
+}
