@@ -1,6 +1,8 @@
 // The volunteer page: starts module workers only after the person presses Start,
 // aggregates what they report, and stops every one of them on Stop.
 
+import { waitingWork } from '/offline-queue.js';
+
 const KEYS_URL = '/.well-known/cyclepool-keys.json';
 const RATE_WINDOW_MS = 10_000;
 const LOG_LIMIT = 50;
@@ -8,8 +10,22 @@ const LOG_LIMIT = 50;
 const CREDIT_POLL_MS = 10_000;
 // localStorage: the ids of the jobs the volunteer unchecked (so that new jobs start checked).
 const EXCLUDED_JOBS_KEY = 'cyclepool-excluded-jobs';
+// localStorage: the job categories the volunteer unchecked.
+const EXCLUDED_CATEGORIES_KEY = 'cyclepool-excluded-categories';
+// The portal's job categories (shared::distributor::Category), in the order they are listed.
+const CATEGORIES = [
+  ['mathematics', 'Mathematics'], ['physics', 'Physics'], ['astronomy', 'Astronomy'],
+  ['biology', 'Biology'], ['medicine', 'Medicine'], ['climate', 'Climate'],
+  ['cryptography', 'Cryptography'], ['computer_science', 'Computer science'], ['art', 'Art'],
+  ['other', 'Other'],
+];
 // The protocol's limit on `exclude_jobs` in one lease request.
 const MAX_EXCLUDED_JOBS = 256;
+// localStorage: how many units each worker keeps in hand (the prefetch setting).
+const PREFETCH_KEY = 'cyclepool-prefetch';
+const PREFETCH_MIN = 1;
+const PREFETCH_MAX = 16;
+const PREFETCH_DEFAULT = 4;
 // The throughput chart: the last ten minutes in 15-second bars.
 const CHART_WINDOW_MS = 10 * 60_000;
 const CHART_BUCKET_MS = 15_000;
@@ -29,11 +45,16 @@ const elements = {
   runningTitle: document.getElementById('running-title'),
   runningDistributor: document.getElementById('running-distributor'),
   runningModule: document.getElementById('running-module'),
+  runningLog: document.getElementById('running-log'),
+  categoryList: document.getElementById('category-list'),
   volunteerId: document.getElementById('volunteer-id'),
   cpu: document.getElementById('cpu'),
   cpuValue: document.getElementById('cpu-value'),
   pauseHidden: document.getElementById('pause-hidden'),
   pauseBattery: document.getElementById('pause-battery'),
+  prefetch: document.getElementById('prefetch'),
+  resultsWaiting: document.getElementById('results-waiting'),
+  unitsExpired: document.getElementById('units-expired'),
   busy: document.getElementById('busy'),
   reportOpen: document.getElementById('report-open'),
   reportForm: document.getElementById('report-form'),
@@ -60,7 +81,13 @@ const session = {
   busyTotalMs: 0, // compute time of every unit this page finished, for "time donated"
   throughput: new Map(), // 15-second bar (performance.now() / CHART_BUCKET_MS) → units done
   excludedJobs: loadExcludedJobs(), // ids of the jobs the volunteer chose not to compute
+  excludedCategories: loadExcludedCategories(), // names of the categories left to others
   jobChoices: new Map(), // job id → its list item, checkbox, title and progress elements
+  unreachable: new Set(), // indexes of the workers that cannot reach the portal right now
+  idle: false, // the last word from the workers was "no work right now"
+  waiting: { units: 0, results: 0 }, // what the offline queue (IndexedDB) holds
+  unitsExpired: 0, // units dropped without computing because their deadline passed
+  portalAnswered: true, // whether the page's own last request to the portal got an answer
 };
 
 const BUSY_WINDOW_MS = 5_000;
@@ -112,10 +139,19 @@ async function keyStore(mode, action) {
 }
 
 async function trustedPortalKeys(pinPortalKeys) {
-  const response = await fetch(KEYS_URL);
+  const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
+  let response;
+  try {
+    response = await fetch(KEYS_URL);
+  } catch (error) {
+    // Offline: the keys pinned before are all this browser would trust anyway, so the work
+    // in hand can go on; without them there is nothing to check a job against.
+    if (!pinned) throw new Error(`cannot reach the portal to read its keys: ${error?.message ?? error}`);
+    log('the portal cannot be reached; using the keys this browser pinned before', 'error');
+    return pinned;
+  }
   if (!response.ok) throw new Error(`cannot read the portal's keys (HTTP ${response.status})`);
   const offered = await response.text();
-  const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
   // Throws if the portal offers a key that no key trusted before has endorsed.
   const trusted = pinPortalKeys(pinned, offered);
   await keyStore('readwrite', (store) => store.put(trusted, 'portal-keys'));
@@ -130,6 +166,9 @@ function render() {
   elements.unitsDone.textContent = String(session.unitsDone);
   elements.rate.textContent = `${rate.toFixed(1)} units/s`;
   elements.activeWorkers.textContent = String(session.workers.length);
+  elements.resultsWaiting.textContent = String(session.waiting.results);
+  elements.unitsExpired.textContent = String(session.unitsExpired);
+  showState();
   elements.sessionTime.textContent = `this page: ${formatDuration(session.busyTotalMs)} computing`;
   // Processor use: time the workers spent computing over the last few seconds, per worker.
   session.busy = session.busy.filter(([t]) => now - t <= BUSY_WINDOW_MS);
@@ -141,6 +180,65 @@ function render() {
   } else {
     elements.busy.textContent = isPaused() && session.workers.length ? 'paused' : '–';
   }
+}
+
+// What the workers are doing, in a word or two (while they run; Stop writes "stopped").
+function showState() {
+  if (!session.workers.length || session.starting) return;
+  let state = 'computing';
+  if (isPaused()) {
+    state = 'paused';
+  } else if (session.unreachable.size) {
+    const { results } = session.waiting;
+    const where = navigator.onLine === false ? 'offline' : 'portal unreachable';
+    state = `${where}: ${results} result${results === 1 ? '' : 's'} waiting`;
+  } else if (session.idle) {
+    state = 'waiting for work';
+  }
+  elements.state.textContent = state;
+}
+
+// Reads how much work the offline queue holds (shared by every worker of this browser).
+async function refreshWaiting() {
+  if (session.countingWaiting) return;
+  session.countingWaiting = true;
+  try {
+    const waiting = await waitingWork();
+    session.waiting = waiting ?? { units: 0, results: 0 };
+  } finally {
+    session.countingWaiting = false;
+  }
+  render();
+}
+
+function prefetch() {
+  const value = Number.parseInt(elements.prefetch.value, 10);
+  return Number.isFinite(value) ? Math.max(PREFETCH_MIN, Math.min(value, PREFETCH_MAX)) : PREFETCH_DEFAULT;
+}
+
+function loadPrefetch() {
+  try {
+    const stored = Number.parseInt(localStorage.getItem(PREFETCH_KEY) ?? '', 10);
+    return Number.isFinite(stored) ? Math.max(PREFETCH_MIN, Math.min(stored, PREFETCH_MAX)) : PREFETCH_DEFAULT;
+  } catch {
+    return PREFETCH_DEFAULT;
+  }
+}
+
+function choosePrefetch() {
+  const units = prefetch();
+  try {
+    localStorage.setItem(PREFETCH_KEY, String(units));
+  } catch {
+    // Storage is off or full: the choice still holds for this visit.
+  }
+  broadcast({ type: 'prefetch', value: units });
+}
+
+// The network (or the portal) is back: workers send what waits now rather than at the end of
+// their backoff.
+function networkBack() {
+  broadcast({ type: 'online' });
 }
 
 function dutyCycle() {
@@ -161,10 +259,7 @@ function applyPause() {
   if (paused !== session.paused) {
     session.paused = paused;
     broadcast({ type: 'paused', value: paused });
-    if (session.workers.length) {
-      elements.state.textContent = paused ? 'paused' : 'computing';
-      log(paused ? 'paused' : 'resumed');
-    }
+    if (session.workers.length) log(paused ? 'paused' : 'resumed');
     // The busy window restarts, so that time paused does not count as idle.
     session.busy = [];
     session.startedAt = performance.now();
@@ -172,12 +267,14 @@ function applyPause() {
   render();
 }
 
-function onWorkerEvent(event) {
+function onWorkerEvent(event, index) {
   switch (event.type) {
-    case 'unit-done': {
+    case 'unit-computed': {
+      // Computed (and stored): the rate, processor use and chart count computation, which goes
+      // on without the network; "units done" waits for the portal's acknowledgement.
       const now = performance.now();
       const busyMs = event.busy_ms ?? event.compute_ms;
-      session.unitsDone += 1;
+      session.idle = false;
       session.completions.push(now);
       session.busy.push([now, busyMs]);
       session.busyTotalMs += busyMs;
@@ -185,12 +282,33 @@ function onWorkerEvent(event) {
       session.throughput.set(bar, (session.throughput.get(bar) ?? 0) + 1);
       break;
     }
+    case 'unit-done':
+      // Acknowledged by the portal as durable (possibly computed before a reload).
+      session.unitsDone += 1;
+      break;
+    case 'unit-expired':
+      session.unitsExpired += 1;
+      log(`unit ${event.unit} of job ${event.job_id} skipped: its deadline passed before it could be computed`);
+      break;
+    case 'result-refused':
+      log(`the portal refused the result of unit ${event.unit} of job ${event.job_id}: ${event.message}; it is dropped`, 'error');
+      break;
+    case 'connection':
+      if (event.reachable) session.unreachable.delete(index);
+      else session.unreachable.add(index);
+      refreshWaiting();
+      break;
+    case 'queue':
+      if (!event.persistent) log(`finished results are kept in memory only (${event.reason}): a reload loses those not yet sent`, 'error');
+      break;
     case 'job':
       session.currentJob = event.job_id;
       elements.runningJob.hidden = false;
       elements.runningTitle.textContent = event.title;
       elements.runningDistributor.textContent = event.distributor;
       elements.runningModule.textContent = event.module_sha256;
+      elements.runningLog.href = `/log.html#entry-${event.log_seq}`;
+      elements.runningLog.textContent = `entry #${event.log_seq}`;
       break;
     case 'refused':
       log(`refused job ${event.job_id}: ${event.reason} (reported to the portal)`, 'error');
@@ -199,7 +317,7 @@ function onWorkerEvent(event) {
       log(`${event.reason} (reported to the portal)`, 'error');
       break;
     case 'idle':
-      elements.state.textContent = 'waiting for work';
+      session.idle = true;
       break;
     case 'error':
       log(event.message + (event.retry_ms ? ` (retrying in ${(event.retry_ms / 1000).toFixed(1)} s)` : ''), 'error');
@@ -278,13 +396,16 @@ async function start() {
   elements.workers.value = String(count);
   session.startedAt = performance.now();
   session.completions = [];
+  session.unreachable = new Set();
+  session.idle = false;
   for (let i = 0; i < count; i += 1) {
     const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${i}` });
-    worker.addEventListener('message', (message) => onWorkerEvent(message.data));
+    worker.addEventListener('message', (message) => onWorkerEvent(message.data, i));
     worker.addEventListener('error', (error) => log(`worker failed to load: ${error.message ?? 'unknown error'}`, 'error'));
     worker.postMessage({
       type: 'start', seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused(),
-      excludedJobs: [...session.excludedJobs],
+      excludedJobs: [...session.excludedJobs], prefetch: prefetch(),
+      excludedCategories: [...session.excludedCategories],
     });
     session.workers.push(worker);
   }
@@ -292,8 +413,7 @@ async function start() {
   elements.stop.disabled = false;
   elements.workers.disabled = true;
   session.paused = isPaused();
-  elements.state.textContent = session.paused ? 'paused' : 'computing';
-  log(`started ${count} worker${count === 1 ? '' : 's'} at ${Math.round(dutyCycle() * 100)} % processor use`);
+  log(`started ${count} worker${count === 1 ? '' : 's'} at ${Math.round(dutyCycle() * 100)} % processor use, ${prefetch()} unit${prefetch() === 1 ? '' : 's'} in hand each`);
   render();
   refreshCredit();
 }
@@ -303,12 +423,15 @@ function stop() {
   for (const worker of session.workers) worker.terminate();
   const count = session.workers.length;
   session.workers = [];
+  session.unreachable = new Set();
   elements.start.disabled = false;
   elements.stop.disabled = true;
   elements.workers.disabled = false;
   elements.state.textContent = 'stopped';
   if (count) log('stopped all workers');
   render();
+  // Units in hand and results not yet sent stay in this browser for the next Start.
+  refreshWaiting();
   // The last results acknowledged before Stop count too.
   refreshCredit();
 }
@@ -318,6 +441,10 @@ async function refreshJobs() {
     const response = await fetch('/api/v1/stats');
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const stats = await response.json();
+    if (!session.portalAnswered) {
+      session.portalAnswered = true;
+      networkBack();
+    }
     renderJobChoice(stats.jobs);
     const unfinished = stats.jobs.filter((j) => j.done < j.units);
     const job = unfinished.find((j) => !session.excludedJobs.has(j.job_id)) ?? unfinished[0]
@@ -325,6 +452,7 @@ async function refreshJobs() {
     elements.jobTitle.textContent = job ? job.title : 'nothing at the moment';
     elements.jobProgress.textContent = job ? `${job.done} of ${job.units} units done` : '–';
   } catch (error) {
+    session.portalAnswered = false;
     elements.jobProgress.textContent = `progress unavailable: ${error.message}`;
   }
 }
@@ -385,9 +513,14 @@ function jobChoiceItem(jobId) {
   title.className = 'job-name';
   const progress = document.createElement('span');
   progress.className = 'job-progress';
+  // Who distributes it, its category, and its entry in the public record.
+  const about = document.createElement('span');
+  about.className = 'job-about';
+  const record = document.createElement('a');
+  record.className = 'job-record';
   label.append(checkbox, ' Compute ', title);
-  item.append(label, ' ', progress);
-  return { item, checkbox, title, progress };
+  item.append(label, ' ', progress, ' ', about, ' ', record);
+  return { item, checkbox, title, progress, about, record };
 }
 
 // Keeps one list item per public job, updated in place (rebuilding it every refresh would
@@ -409,6 +542,13 @@ function renderJobChoice(jobs) {
       elements.jobList.append(choice.item);
     }
     choice.title.textContent = job.title;
+    const category = CATEGORIES.find(([name]) => name === job.category)?.[1] ?? job.category;
+    choice.about.textContent = `by ${job.distributor} · ${category}`
+      + (session.excludedCategories.has(job.category) ? ' (category left to others)' : '');
+    if (job.log_seq !== null && job.log_seq !== undefined) {
+      choice.record.href = `/log.html#entry-${job.log_seq}`;
+      choice.record.textContent = `public record #${job.log_seq}`;
+    }
     choice.progress.textContent = job.done >= job.units
       ? `finished (${job.units} units)`
       : `${job.done} of ${job.units} units done`;
@@ -423,6 +563,47 @@ function renderJobChoice(jobs) {
     sendExcludedJobs();
   }
 }
+
+// The categories the volunteer unchecked, as remembered in this browser.
+function loadExcludedCategories() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(EXCLUDED_CATEGORIES_KEY) ?? '[]');
+    const known = new Set(CATEGORIES.map(([name]) => name));
+    return new Set(Array.isArray(stored) ? stored.filter((name) => known.has(name)) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+// One checkbox per category; the portal leaves out the unchecked ones' jobs in every lease,
+// jobs published later included.
+function renderCategoryChoice() {
+  for (const [name, label] of CATEGORIES) {
+    const item = document.createElement('li');
+    const choice = document.createElement('label');
+    const checkbox = document.createElement('input');
+    checkbox.type = 'checkbox';
+    checkbox.dataset.category = name;
+    checkbox.checked = !session.excludedCategories.has(name);
+    checkbox.addEventListener('change', () => {
+      if (checkbox.checked) session.excludedCategories.delete(name);
+      else session.excludedCategories.add(name);
+      try {
+        localStorage.setItem(EXCLUDED_CATEGORIES_KEY, JSON.stringify([...session.excludedCategories]));
+      } catch {
+        // Storage is off or full: the choice still holds for this visit.
+      }
+      broadcast({ type: 'exclude-categories', categories: [...session.excludedCategories] });
+      const when = session.workers.length ? ' from the next request for work' : '';
+      log(checkbox.checked ? `computing ${label} jobs again${when}` : `leaving ${label} jobs to others${when}`);
+      refreshJobs();
+    });
+    choice.append(checkbox, ` ${label}`);
+    item.append(choice);
+    elements.categoryList.append(item);
+  }
+}
+renderCategoryChoice();
 
 // Another tab of this portal changed the choice: follow it here too.
 window.addEventListener('storage', (change) => {
@@ -544,6 +725,15 @@ elements.cpu.addEventListener('input', () => {
   session.busy = [];
   session.startedAt = performance.now();
 });
+elements.prefetch.value = String(loadPrefetch());
+// Applied while typing; the field shows the clamped value once the person leaves it.
+elements.prefetch.addEventListener('input', choosePrefetch);
+elements.prefetch.addEventListener('change', () => {
+  elements.prefetch.value = String(prefetch());
+  choosePrefetch();
+});
+window.addEventListener('online', networkBack);
+window.addEventListener('offline', render);
 elements.pauseHidden.addEventListener('change', applyPause);
 elements.pauseBattery.addEventListener('change', applyPause);
 document.addEventListener('visibilitychange', applyPause);
@@ -566,8 +756,18 @@ if (!('Worker' in window) || typeof WebAssembly !== 'object') {
   elements.start.disabled = true;
   log('this browser lacks Web Workers or WebAssembly, which computing here needs', 'error');
 }
-setInterval(render, 1000);
+setInterval(() => { if (session.workers.length) refreshWaiting(); else render(); }, 1000);
 setInterval(drawThroughput, 1000);
 setInterval(refreshJobs, 2000);
 setInterval(() => { if (session.workers.length) refreshCredit(); }, CREDIT_POLL_MS);
 refreshJobs();
+// Work kept from an earlier visit (results not yet sent, units in hand) waits for Start.
+waitingWork().then((waiting) => {
+  if (!waiting || (!waiting.results && !waiting.units)) return;
+  session.waiting = waiting;
+  const parts = [];
+  if (waiting.results) parts.push(`${waiting.results} finished result${waiting.results === 1 ? '' : 's'}`);
+  if (waiting.units) parts.push(`${waiting.units} unit${waiting.units === 1 ? '' : 's'} in hand`);
+  log(`${parts.join(' and ')} from an earlier visit ${waiting.results + waiting.units === 1 ? 'is' : 'are'} kept in this browser; Start sends and computes them`);
+  render();
+});

@@ -31,6 +31,11 @@ const elements = {
   accountSecret: $('account-secret'),
   accountName: $('account-name'),
   accountOrganisation: $('account-organisation'),
+  reviewPolicy: $('review-policy'),
+  termsNeeded: $('terms-needed'),
+  acceptTerms: $('accept-terms'),
+  termsError: $('terms-error'),
+  category: $('job-category'),
   accountId: $('account-id'),
   signout: $('signout'),
   jobForm: $('job-form'),
@@ -246,6 +251,7 @@ function signedIn(info) {
   elements.accountName.textContent = info.account.name;
   elements.accountOrganisation.textContent = info.account.organisation;
   elements.accountId.textContent = String(info.account.account_id);
+  showAccountStanding(info.account);
   elements.loading.hidden = true;
   elements.signedOut.hidden = true;
   elements.signedIn.hidden = false;
@@ -255,6 +261,28 @@ function signedIn(info) {
   loadTokens();
   loadGroups();
 }
+
+// The version of the distributor terms at /terms.html (shared::distributor::TERMS_VERSION).
+const TERMS_VERSION = 1;
+
+/** Whether the account may publish (terms) and whether its jobs wait for review. */
+function showAccountStanding(account) {
+  elements.termsNeeded.hidden = account.terms_accepted === TERMS_VERSION;
+  elements.reviewPolicy.textContent = account.trusted
+    ? 'The portal trusts this account: its jobs are published as soon as they are created.'
+    : 'New jobs wait for the portal\'s review before volunteers see them.';
+}
+
+elements.acceptTerms.addEventListener('click', async () => {
+  elements.termsError.textContent = '';
+  try {
+    const account = await api('POST', '/account/terms', { json: { version: TERMS_VERSION } });
+    session.account = account;
+    showAccountStanding(account);
+  } catch (error) {
+    showError(elements.termsError, error);
+  }
+});
 
 /** Forgets everything about the account: the page is as if freshly loaded, signed out. */
 function sessionEnded(message = '') {
@@ -311,6 +339,7 @@ elements.registerForm.addEventListener('submit', async (submitted) => {
         contact: form.elements.contact.value.trim(),
         organisation: form.elements.organisation.value.trim(),
         purpose: form.elements.purpose.value.trim(),
+        accept_terms: form.elements.terms.checked,
       },
     });
     form.reset();
@@ -514,6 +543,7 @@ async function jobRequestBody() {
     priority: optionalNumber(elements.priority),
     weight: optionalNumber(elements.weight),
     group: elements.group.value === '' ? undefined : Number(elements.group.value),
+    category: elements.category.value,
   };
   let inputs;
   if (inputsKind() === 'range') {
@@ -540,7 +570,8 @@ elements.jobForm.addEventListener('submit', async (submitted) => {
     const body = await jobRequestBody();
     const created = await api('POST', '/jobs', { body, contentType: 'application/json' });
     elements.jobCreated.textContent = `Job ${created.job_id} created with `
-      + `${created.units.toLocaleString()} unit${created.units === 1 ? '' : 's'}.`;
+      + `${created.units.toLocaleString()} unit${created.units === 1 ? '' : 's'}`
+      + (created.review.state === 'approved' ? '; it is published.' : '; it waits for the portal\'s review.');
     elements.jobTitle.value = '';
     elements.jobDescription.value = '';
     // Shown at once; the progress stream keeps it current from its next tick.
@@ -666,6 +697,7 @@ function jobCard(jobId) {
   const [rateBox, rate] = figure('Units / minute', 'rate');
   const title = el('h3', { class: 'job-title', id: `job-${jobId}-title` });
   const status = el('span', { class: 'status' });
+  const review = el('p', { class: 'job-review', role: 'status' });
   const description = el('p', { class: 'job-description' });
   const progressText = el('span', { class: 'job-progress-text', id: `job-${jobId}-progress-text` });
   const progress = el('progress', { 'aria-labelledby': `job-${jobId}-progress-text`, max: '1', value: '0' });
@@ -685,6 +717,7 @@ function jobCard(jobId) {
   }, label);
   const card = el('article', { class: 'job-card', 'data-job-id': String(jobId) },
     el('header', { class: 'job-head' }, title, status),
+    review,
     description,
     el('div', { class: 'job-progress' }, progress, progressText),
     el('div', { class: 'job-body' },
@@ -704,7 +737,7 @@ function jobCard(jobId) {
     control.setAttribute('aria-describedby', title.id);
   }
   const view = {
-    card, title, status, description, progress, progressText, chart, meta, error, failures,
+    card, title, status, review, description, progress, progressText, chart, meta, error, failures,
     failuresToggle, pause, resume, cancel, units, results, validated, failed, leased, volunteers, rate,
   };
   pause.addEventListener('click', () => changeStatus(jobId, 'pause'));
@@ -740,6 +773,7 @@ function updateJobCard(job) {
   const percent = progress.units ? Math.floor((100 * progress.validated) / progress.units) : 0;
   view.progressText.textContent = `${progress.validated.toLocaleString()} of `
     + `${progress.units.toLocaleString()} units validated (${percent} %)`;
+  showReview(view, summary);
   view.pause.disabled = summary.status !== 'active';
   view.resume.disabled = summary.status !== 'paused';
   view.cancel.disabled = summary.status === 'cancelled';
@@ -748,6 +782,7 @@ function updateJobCard(job) {
     `created ${formatTime(summary.created_ms)}`,
     `expires ${formatTime(summary.expires_ms)}`,
     `priority ${summary.priority}, weight ${summary.weight}`,
+    `category ${summary.category.replace('_', ' ')}`,
     summary.group === null || summary.group === undefined ? 'open to everyone' : `group ${summary.group}`,
     `${summary.policy.initial_replicas} replica${summary.policy.initial_replicas === 1 ? '' : 's'}, quorum ${summary.policy.min_quorum}`,
     summary.signed_by ? `declaration signed by key ${summary.signed_by}` : 'declaration not signed',
@@ -759,6 +794,25 @@ function updateJobCard(job) {
   view.rate.textContent = formatRate(perMinute);
   view.chart.setAttribute('aria-label', `Throughput chart: now ${formatRate(perMinute)} units per minute`);
   drawChart(view.chart, samples);
+}
+
+/** Where the job stands in the portal's review, and its entry in the public record. */
+function showReview(view, summary) {
+  const { review } = summary;
+  view.card.dataset.review = review.state;
+  const texts = {
+    approved: 'Published',
+    pending: 'Waiting for the portal\'s review: volunteers do not see it yet.',
+    rejected: `Rejected by the portal: ${review.reason}`,
+    withdrawn: `Withdrawn by the portal: ${review.reason}`,
+  };
+  const parts = [texts[review.state] ?? review.state];
+  view.review.replaceChildren(parts[0]);
+  if (summary.log_seq !== null && summary.log_seq !== undefined) {
+    view.review.append(' · ', el('a', { href: `/log.html#entry-${summary.log_seq}` },
+      `public record #${summary.log_seq}`));
+  }
+  view.review.className = `job-review review-${review.state}`;
 }
 
 async function changeStatus(jobId, action) {

@@ -3,7 +3,9 @@
 // origin, so the page around it can neither click it nor read it), runs volunteer workers as
 // the volunteer page does, crediting the site, and tells the page around it only what happened:
 // consent given or withdrawn, started, stopped, units done, errors. Never a key or a secret.
-import { loadClient, startWorker, trustedPortalKeys, volunteerSeed } from '/volunteer-common.js';
+import {
+  loadClient, startWorker, storageAvailable, trustedPortalKeys, visitIdentity, volunteerSeed,
+} from '/volunteer-common.js';
 
 // The protocol's limit on `exclude_jobs` in one lease request.
 const MAX_EXCLUDED_JOBS = 256;
@@ -31,6 +33,7 @@ const session = {
   excludedJobs: [],
   distributors: new Map(), // job id → distributor, from its manifest
   siteCheckedAt: 0,
+  persistent: false, // whether the key and pinned portal keys are kept (IndexedDB works here)
 };
 
 function readConfig(params) {
@@ -169,9 +172,12 @@ async function start() {
   try {
     // The client is loaded only now, after the visitor said yes.
     const client = await loadClient();
+    session.persistent = await storageAvailable();
+    const identity = session.persistent
+      ? { trustedKeys: await trustedPortalKeys(client.pin_portal_keys), seed: await volunteerSeed() }
+      : await visitIdentity(client.pin_portal_keys);
     start = {
-      trustedKeys: await trustedPortalKeys(client.pin_portal_keys),
-      seed: await volunteerSeed(),
+      ...identity,
       dutyCycle: config.throttle,
       paused: isPaused(),
       excludedJobs: [...session.excludedJobs],
@@ -195,7 +201,8 @@ async function start() {
     }));
   }
   elements.state.textContent = isPaused() ? 'paused' : 'computing';
-  say('');
+  // Without storage (third-party storage blocked), nothing outlives this visit: say so.
+  say(session.persistent ? '' : 'This browser keeps nothing for this widget here: it will ask again next visit.');
   tell('started', { workers: config.workers });
 }
 

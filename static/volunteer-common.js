@@ -51,13 +51,39 @@ export async function volunteerSeed() {
 // The portal keys this browser trusts: trusted on first use, and after that extended only by
 // keys that a trusted key endorsed (`pinPortalKeys`, the web client's check, throws otherwise).
 export async function trustedPortalKeys(pinPortalKeys) {
-  const response = await fetch(KEYS_URL);
-  if (!response.ok) throw new Error(`cannot read the portal's keys (HTTP ${response.status})`);
-  const offered = await response.text();
+  const offered = await offeredPortalKeys();
   const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
   const trusted = pinPortalKeys(pinned, offered);
   await keyStore('readwrite', (store) => store.put(trusted, 'portal-keys'));
   return trusted;
+}
+
+async function offeredPortalKeys() {
+  const response = await fetch(KEYS_URL);
+  if (!response.ok) throw new Error(`cannot read the portal's keys (HTTP ${response.status})`);
+  return response.text();
+}
+
+// Whether this document may use IndexedDB. A frame on another site often may not (browsers
+// that block third-party storage, or keep it only with third-party cookies).
+export async function storageAvailable() {
+  try {
+    await keyStore('readonly', (store) => store.count());
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The identity and trusted keys for a visit where nothing can be stored: a key pair made for
+// this visit only, and the portal's keys as offered now (the same trust as the page's own code,
+// which came from the portal just now; without storage there is nothing to pin them against).
+export async function visitIdentity(pinPortalKeys) {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return {
+    seed: Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(''),
+    trustedKeys: pinPortalKeys('', await offeredPortalKeys()),
+  };
 }
 
 // Starts one module worker of the volunteer client (static/worker.js) with `start`'s fields

@@ -5,6 +5,8 @@ let volunteer = null;
 // The jobs the volunteer chose not to compute; kept here too, so that a choice made while the
 // client is still loading is not lost.
 let excludedJobs = [];
+// The job categories the volunteer opted out of (names), kept for the same reason.
+let excludedCategories = [];
 
 function applyExcludedJobs() {
   try {
@@ -14,19 +16,31 @@ function applyExcludedJobs() {
   }
 }
 
+function applyExcludedCategories() {
+  try {
+    volunteer.set_excluded_categories(excludedCategories);
+  } catch (error) {
+    self.postMessage({ type: 'error', message: `category choice not applied: ${error?.message ?? error}` });
+  }
+}
+
 self.addEventListener('message', async (message) => {
   const command = message.data;
   if (command.type === 'start' && volunteer === null) {
     excludedJobs = command.excludedJobs ?? excludedJobs;
+    excludedCategories = command.excludedCategories ?? excludedCategories;
     try {
       await init({ module_or_path: new URL('./pkg/cyclepool_web_client_bg.wasm', import.meta.url) });
       volunteer = new VolunteerWorker(command.seed, command.trustedKeys, (event) => self.postMessage(event));
       volunteer.set_duty_cycle(command.dutyCycle ?? 1);
+      // Units kept in hand (for work without the network); the client's default if not given.
+      if (command.prefetch !== undefined) volunteer.set_prefetch(command.prefetch);
       volunteer.set_paused(Boolean(command.paused));
       // The embedding site (embed.js) this worker computes for, if any.
       volunteer.set_site(command.site ?? undefined);
       // Before the loop's first lease request, so that no excluded job is ever leased.
       applyExcludedJobs();
+      applyExcludedCategories();
       await volunteer.run();
     } catch (error) {
       self.postMessage({ type: 'error', message: `worker stopped: ${error?.message ?? error}` });
@@ -37,8 +51,16 @@ self.addEventListener('message', async (message) => {
     volunteer.set_duty_cycle(command.value);
   } else if (command.type === 'paused' && volunteer !== null) {
     volunteer.set_paused(command.value);
+  } else if (command.type === 'prefetch' && volunteer !== null) {
+    volunteer.set_prefetch(command.value);
+  } else if (command.type === 'online' && volunteer !== null) {
+    // The page saw the network come back: send waiting results now, not after the backoff.
+    volunteer.network_online();
   } else if (command.type === 'exclude-jobs') {
     excludedJobs = command.jobs;
     if (volunteer !== null) applyExcludedJobs();
+  } else if (command.type === 'exclude-categories') {
+    excludedCategories = command.categories;
+    if (volunteer !== null) applyExcludedCategories();
   }
 });

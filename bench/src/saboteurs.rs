@@ -575,6 +575,7 @@ impl Volunteer {
             volunteer: self.id,
             max_units: 1,
             exclude_jobs: Vec::new(),
+            exclude_categories: Vec::new(),
             site: None,
         };
         let response = shared

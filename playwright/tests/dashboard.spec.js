@@ -6,7 +6,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const {
-  test, expect, createJobAs, randomVolunteerKey, jobsDir,
+  test, expect, createJobAs, randomVolunteerKey, jobsDir, trustAccount, adminApi,
 } = require('./server');
 
 const FACTOR_MODULE = path.join(jobsDir, 'factor.wasm');
@@ -43,13 +43,18 @@ async function registerInDashboard(page, server, name = 'Ada Lovelace') {
   await form.getByLabel('Contact').fill('ada@example.org');
   await form.getByLabel('Organisation').fill('Analytical Engines Ltd');
   await form.getByLabel('Purpose').fill('Factoring numbers for a test of the dashboard.');
+  await form.getByLabel('I accept the').check();
   await form.getByRole('button', { name: 'Register' }).click();
   const secret = page.locator('#account-secret .secret-value');
   await expect(secret).toHaveValue(/^cp_token_[0-9a-f]{64}$/);
   await expect(page.locator('#account-secret')).toContainText('shown only this once');
-  // Signed in with it at once.
+  // Signed in with it at once; the terms were accepted with the registration.
   await expect(page.locator('#account-name')).toHaveText(name);
   await expect(page.locator('#stream-state')).toHaveText('live');
+  await expect(page.locator('#terms-needed')).toBeHidden();
+  // The portal's admin trusts the account, so that its jobs are published at once (the
+  // review queue has its own tests in review.spec.js).
+  await trustAccount(server, Number(await page.locator('#account-id').textContent()));
   return secret.inputValue();
 }
 
@@ -66,7 +71,9 @@ async function signInInDashboard(page, server, token) {
  * Fills and submits the job form: a module from jobs/dist, inputs as lines of a file or a
  * range, and optional settings. Answers the new job's id.
  */
-async function createJobInForm(page, { title, description = '', module = FACTOR_MODULE, lines, range, settings = {} }) {
+async function createJobInForm(page, {
+  title, description = '', module = FACTOR_MODULE, lines, range, settings = {}, published = true,
+}) {
   const form = page.locator('#job-form');
   await form.getByLabel('Title').fill(title);
   await form.getByLabel('Description').fill(description);
@@ -98,7 +105,8 @@ async function createJobInForm(page, { title, description = '', module = FACTOR_
   }
   await form.getByRole('button', { name: 'Create job' }).click();
   const created = page.locator('#job-created');
-  await expect(created).toHaveText(new RegExp(`^Job \\d+ created with ${units} units?\\.$`));
+  const outcome = published ? 'it is published' : 'it waits for the portal\'s review';
+  await expect(created).toHaveText(new RegExp(`^Job \\d+ created with ${units} units?; ${outcome}\\.$`));
   return Number((await created.textContent()).match(/^Job (\d+)/)[1]);
 }
 
@@ -545,4 +553,35 @@ test('the server stops promptly while a dashboard is streaming progress', async 
   const stopped = server.stop().then(() => true);
   const exited = await Promise.race([stopped, new Promise((resolve) => setTimeout(() => resolve(false), 10_000))]);
   expect(exited, 'the server was still running 10 s after SIGTERM').toBe(true);
+});
+
+test('terms are accepted before publishing; a job waits for review and shows the admin\'s decision', async ({ server, page }) => {
+  // Registered through the API without accepting the terms (as an older CLI would).
+  const response = await fetch(`${server.url}/api/v1/accounts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: 'Careful Lab', contact: 'careful@example.org', organisation: 'Careful',
+      purpose: 'Reading the terms before publishing anything.',
+    }),
+  });
+  expect(response.status).toBe(201);
+  const { token } = await response.json();
+  await signInInDashboard(page, server, token.secret);
+  await expect(page.locator('#review-policy')).toContainText('wait for the portal');
+  const terms = page.locator('#terms-needed');
+  await expect(terms).toBeVisible();
+  await expect(terms.getByRole('link', { name: 'distributor terms' })).toHaveAttribute('href', '/terms.html');
+  await terms.getByRole('button', { name: 'I accept the terms' }).click();
+  await expect(terms).toBeHidden();
+
+  const first = await createJobInForm(page, { title: 'Needs a look', lines: ['12345'], published: false });
+  const second = await createJobInForm(page, { title: 'Looks fine', lines: ['67890'], published: false });
+  await expect(jobCard(page, first).locator('.job-review')).toHaveText(/Waiting for the portal's review/);
+  // The admin rejects one with a reason and approves the other; the live stream shows both.
+  await adminApi(server, 'POST', `/api/v1/admin/jobs/${first}/reject`, { reason: 'Say what the <b>results</b> are for.' });
+  const approved = await adminApi(server, 'POST', `/api/v1/admin/jobs/${second}/approve`);
+  await expect(jobCard(page, first).locator('.job-review')).toHaveText('Rejected by the portal: Say what the <b>results</b> are for.');
+  await expect(jobCard(page, second).locator('.job-review')).toContainText(`Published · public record #${approved.log_seq}`);
+  await expect(jobCard(page, second).locator('.job-review a')).toHaveAttribute('href', `/log.html#entry-${approved.log_seq}`);
 });

@@ -134,3 +134,50 @@ function randomVolunteerKey() {
 module.exports.createJobAs = createJobAs;
 module.exports.randomVolunteerKey = randomVolunteerKey;
 module.exports.jobsDir = jobsDir;
+
+/** Calls the portal's API as its admin; throws on a non-2xx answer. */
+async function adminApi(server, method, route, body) {
+  const response = await fetch(`${server.url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${server.adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body && JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${route}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/**
+ * Registers a distributor through the API, accepting the terms. Trusted (the default), the
+ * admin publishes its jobs without review; untrusted, they wait in the review queue.
+ * Returns its account id, token and bearer headers.
+ */
+async function registerDistributor(server, name, { trusted = true } = {}) {
+  const response = await fetch(`${server.url}/api/v1/accounts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name, contact: `${name.replace(/\W+/g, '.')}@example.org`, organisation: 'A lab',
+      purpose: 'Computations for a browser test', accept_terms: true,
+    }),
+  });
+  if (response.status !== 201) throw new Error(`registration failed: ${response.status} ${await response.text()}`);
+  const created = await response.json();
+  const accountId = created.account.account_id;
+  if (trusted) await trustAccount(server, accountId);
+  const token = created.token.secret;
+  return { accountId, token, authorization: { authorization: `Bearer ${token}` } };
+}
+
+/** The admin trusts an account: its jobs are published as soon as they are created. */
+async function trustAccount(server, accountId) {
+  return adminApi(server, 'PATCH', `/api/v1/admin/accounts/${accountId}`, { trusted: true });
+}
+
+/** The distributor CLI built beside the server binary (`cargo build` builds both). */
+const cliBin = path.join(path.dirname(serverBin), 'cyclepool');
+
+module.exports.adminApi = adminApi;
+module.exports.registerDistributor = registerDistributor;
+module.exports.trustAccount = trustAccount;
+module.exports.cliBin = cliBin;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cyclepool_shared::distributor::{
-    GroupId, JobProgress, JobStatus, ProgressSample, Review, SiteId,
+    Category, GroupId, JobProgress, JobStatus, ProgressSample, Review, SiteId,
 };
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{JobStats, Lease, StatsResponse};
@@ -80,6 +80,8 @@ pub struct LeaseFilter<'a> {
     pub exclude_jobs: &'a [JobId],
     /// Restricted groups the volunteer belongs to.
     pub groups: &'a [GroupId],
+    /// Categories the volunteer opted out of.
+    pub exclude_categories: &'a [Category],
 }
 
 impl LeaseFilter<'_> {
@@ -88,6 +90,7 @@ impl LeaseFilter<'_> {
         job.is_served()
             && job.expires_ms > now_ms
             && !self.exclude_jobs.contains(&job.id)
+            && !self.exclude_categories.contains(&job.category)
             && job.group.is_none_or(|group| self.groups.contains(&group))
     }
 }
@@ -939,6 +942,7 @@ mod tests {
     const EVERYONE: LeaseFilter<'static> = LeaseFilter {
         exclude_jobs: &[],
         groups: &[],
+        exclude_categories: &[],
     };
 
     fn lease(scheduler: &Scheduler, who: u32, max: u32, filter: &LeaseFilter<'_>) -> Vec<Lease> {
@@ -1054,6 +1058,7 @@ mod tests {
         let excluding = LeaseFilter {
             exclude_jobs: &[big.id],
             groups: &[],
+            exclude_categories: &[],
         };
         assert_eq!(
             jobs_of(&lease(&scheduler, 1, 1, &excluding)),
@@ -1179,6 +1184,7 @@ mod tests {
         let outsiders = LeaseFilter {
             exclude_jobs: &[],
             groups: &[GroupId(8)],
+            exclude_categories: &[],
         };
         assert_eq!(
             jobs_of(&lease(&scheduler, 1, 10, &EVERYONE)),
@@ -1190,6 +1196,7 @@ mod tests {
         let members = LeaseFilter {
             exclude_jobs: &[],
             groups: &[GroupId(8), group],
+            exclude_categories: &[],
         };
         let member_leases = lease(&scheduler, 4, 10, &members);
         assert!(!member_leases.is_empty());

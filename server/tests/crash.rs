@@ -406,6 +406,7 @@ impl Volunteer {
                 volunteer: self.id,
                 max_units: 2,
                 exclude_jobs: Vec::new(),
+                exclude_categories: Vec::new(),
                 site: None,
             };
             let response = self

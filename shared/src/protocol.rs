@@ -33,6 +33,9 @@ pub struct LeaseRequest {
     /// Proof that the sender holds the volunteer key; without it, restricted jobs are skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<LeaseProof>,
+    /// Categories of jobs this volunteer chose not to compute (at most every category).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_categories: Vec<crate::distributor::Category>,
     /// The embedding site whose visitor computes (through `embed.js`); its leases' accepted
     /// results are credited to that site too.
     #[serde(default, skip_serializing_if = "Option::is_none")]

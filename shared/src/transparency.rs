@@ -107,7 +107,9 @@ pub enum LogError {
         seq: u64,
         reason: String,
     },
-    #[error("the key that declared job {job} was revoked in the public log (entry {seq}): {reason}")]
+    #[error(
+        "the key that declared job {job} was revoked in the public log (entry {seq}): {reason}"
+    )]
     DeclarationKeyRevoked {
         job: JobId,
         seq: u64,
@@ -334,7 +336,13 @@ mod tests {
             let prev = entries
                 .last()
                 .map_or(Sha256Digest::from_bytes([0; 32]), LogEntry::digest);
-            entries.push(LogEntry::sign(seq as u64, prev, 1_000 + seq as u64, event, key));
+            entries.push(LogEntry::sign(
+                seq as u64,
+                prev,
+                1_000 + seq as u64,
+                event,
+                key,
+            ));
         }
         entries
     }
@@ -366,7 +374,10 @@ mod tests {
         let head = verify_chain(&entries, None, &keys).unwrap().unwrap();
         assert_eq!(head, entries[1].head());
         let first = verify_chain(&entries[..1], None, &keys).unwrap();
-        assert_eq!(verify_chain(&entries[1..], first, &keys).unwrap(), Some(head));
+        assert_eq!(
+            verify_chain(&entries[1..], first, &keys).unwrap(),
+            Some(head)
+        );
         assert_eq!(verify_chain(&[], first, &keys).unwrap(), first);
     }
 
@@ -440,10 +451,7 @@ mod tests {
     fn a_job_must_match_its_publication_and_not_be_revoked_since() {
         let (key, _) = portal();
         let declarer = SecretKey::from_seed(&[9; 32]).public_key();
-        let entries = chain(
-            &key,
-            vec![published(1, Some(declarer)), published(2, None)],
-        );
+        let entries = chain(&key, vec![published(1, Some(declarer)), published(2, None)]);
         assert_eq!(check_job(&manifest(1, Some(declarer)), &entries), Ok(0));
         assert_eq!(check_job(&manifest(2, None), &entries[1..]), Ok(1));
         // The wrong entry, a different module, a different declaring key.
@@ -455,7 +463,10 @@ mod tests {
         swapped.module_sha256 = Sha256Digest::of(b"other");
         assert!(matches!(
             check_job(&swapped, &entries),
-            Err(LogError::Mismatch { field: "module", .. })
+            Err(LogError::Mismatch {
+                field: "module",
+                ..
+            })
         ));
         assert!(matches!(
             check_job(&manifest(1, None), &entries),

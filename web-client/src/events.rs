@@ -32,6 +32,8 @@ pub enum WorkerEvent {
         title: String,
         distributor: String,
         module_sha256: String,
+        /// The job's publication entry in the transparency log (`/log.html#entry-N`).
+        log_seq: u64,
     },
     /// A job was refused (manifest or module failed its checks) and reported to the portal.
     Refused {

@@ -1,6 +1,7 @@
 //! Loads a job before anything of it runs: its signed manifest, checked against the pinned
-//! portal keys (signature, revocation, expiry), then its module, checked against the
-//! manifest's SHA-256, then compiled. Nothing is instantiated until all of that holds.
+//! portal keys (signature, revocation, expiry) and the public transparency log (published,
+//! not revoked since), then its module, checked against the manifest's SHA-256, then
+//! compiled. Nothing is instantiated until all of that holds.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,10 +13,13 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::http::{self, HttpError};
+use crate::transparency::LogCheck;
 
 /// A job ready to run.
 pub struct LoadedJob {
     pub manifest: Manifest,
+    /// The job's publication entry in the portal's transparency log.
+    pub log_seq: u64,
     /// The compiled `WebAssembly.Module`.
     pub module: JsValue,
 }
@@ -103,6 +107,11 @@ async fn fetch_and_check(
             manifest.module_sha256
         )));
     }
+    let log_seq = match crate::transparency::check(&manifest, trusted).await {
+        Ok(seq) => seq,
+        Err(LogCheck::Refused(reason)) => return Err(refuse_manifest(reason)),
+        Err(LogCheck::Unavailable(err)) => return Err(Load::Unavailable(err)),
+    };
     let bytes = http::get_bytes(&format!("/api/v1/modules/{}", manifest.module_sha256))
         .await
         .map_err(Load::Unavailable)?;
@@ -131,6 +140,7 @@ async fn fetch_and_check(
     })?;
     Ok(LoadedJob {
         manifest,
+        log_seq,
         module: compiled,
     })
 }

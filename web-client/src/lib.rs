@@ -17,6 +17,7 @@ mod offline;
 mod outbox;
 mod queue;
 mod sandbox;
+mod transparency;
 mod wake;
 mod work;
 
@@ -24,7 +25,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use cyclepool_shared::distributor::SiteId;
+use cyclepool_shared::distributor::{Category, SiteId};
 use cyclepool_shared::distributor::{JoinGroup, join_message};
 use cyclepool_shared::manifest::PortalKeys;
 use cyclepool_shared::protocol::{
@@ -59,6 +60,15 @@ pub fn pin_portal_keys(pinned: &str, offered: &str) -> Result<String, JsError> {
     let trusted =
         PortalKeys::pin(&pinned, &offered).map_err(|err| JsError::new(&err.to_string()))?;
     serde_json::to_string(&trusted).map_err(|err| JsError::new(&err.to_string()))
+}
+
+/// Verifies a run of transparency log entries (JSON array, as `GET /api/v1/log` serves them)
+/// with the pinned portal keys (JSON); `after` is the head (JSON `{seq, sha256}`) the run
+/// continues, or empty for a run taken on its own. Returns the new head as JSON (`null` for an
+/// empty run without `after`); throws, naming the entry, if the chain is broken.
+#[wasm_bindgen]
+pub fn verify_log(entries: &str, trusted_keys: &str, after: &str) -> Result<String, JsError> {
+    transparency::verify_entries(entries, trusted_keys, after).map_err(|err| JsError::new(&err))
 }
 
 /// The volunteer id (public key, 64 hex digits) of the key with this seed, for the page to show.
@@ -111,6 +121,8 @@ struct Shared {
     prefetch: Cell<u32>,
     /// Jobs the volunteer chose not to compute, sent with every lease request.
     excluded_jobs: RefCell<Vec<JobId>>,
+    /// Categories of jobs the volunteer chose not to compute, sent with every lease request.
+    excluded_categories: RefCell<Vec<Category>>,
     /// The embedding site this worker computes for (`embed.js`), sent with every lease request.
     site: Cell<Option<SiteId>>,
     /// Whether the portal answered this worker's last request (told to the page on change).
@@ -118,6 +130,9 @@ struct Shared {
     /// No lease request before this time (`now_ms()`): backing off after a failure, or waiting
     /// as the portal asked when it had no work.
     lease_retry_at: Cell<f64>,
+    /// Results this worker just computed, stored in the queue claimed by it: sent straight
+    /// away, without a trip through the queue's backlog.
+    fresh: RefCell<VecDeque<StoredResult>>,
     /// Results the queue could not store (IndexedDB failed): sent from memory.
     unsaved: RefCell<VecDeque<StoredResult>>,
     /// Wakes the task that sends results: a result was stored, or the portal is back.
@@ -154,9 +169,11 @@ impl VolunteerWorker {
                 duty_cycle: Cell::new(1.0),
                 prefetch: Cell::new(offline::DEFAULT_PREFETCH),
                 excluded_jobs: RefCell::new(Vec::new()),
+                excluded_categories: RefCell::new(Vec::new()),
                 site: Cell::new(None),
                 reachable: Cell::new(true),
                 lease_retry_at: Cell::new(0.0),
+                fresh: RefCell::new(VecDeque::new()),
                 unsaved: RefCell::new(VecDeque::new()),
                 outbox_wake: Signal::default(),
                 outbox_nudged: Cell::new(false),
@@ -264,6 +281,24 @@ impl VolunteerWorker {
             }
         }
         *self.shared.excluded_jobs.borrow_mut() = excluded;
+        Ok(())
+    }
+
+    /// Sets the job categories this volunteer chose not to compute: an array of category names
+    /// (`mathematics`, `computer_science`, …). Takes effect from the next lease request.
+    /// Throws, keeping the previous choice, if a name is not a category.
+    pub fn set_excluded_categories(&self, names: &js_sys::Array) -> Result<(), JsError> {
+        let mut excluded = Vec::new();
+        for value in names.iter() {
+            let name = value.as_string().unwrap_or_default();
+            let category: Category =
+                serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .map_err(|_| JsError::new(&format!("{name:?} is not a job category")))?;
+            if !excluded.contains(&category) {
+                excluded.push(category);
+            }
+        }
+        *self.shared.excluded_categories.borrow_mut() = excluded;
         Ok(())
     }
 

@@ -1,12 +1,14 @@
-//! Sends finished results to the portal from the offline queue, oldest first, one at a time,
-//! until each is acknowledged or refused for good.
+//! Sends finished results to the portal from the offline queue until each is acknowledged or
+//! refused for good, a few at a time.
 //!
-//! Every worker runs one of these beside its work loop. They share the queue: each claims the
-//! oldest result no live worker is sending, so a result computed before a reload, or by a
-//! worker that stopped, is sent by whichever worker is free. A result leaves the queue only on
-//! a definitive answer ([`offline::judge`]); without one it is released for a later try and
-//! the sender backs off, which is what keeps it from hammering a portal that is down.
+//! Every worker runs one of these beside its work loop. A result this worker just computed is
+//! stored claimed by it and sent straight away. Results left free in the queue (computed
+//! before a reload, by a worker that stopped, or given back after a failed try) form the
+//! backlog, which is claimed oldest first and goes before fresh results. A result leaves the
+//! queue only on a definitive answer ([`offline::judge`]); without one it is given back to the
+//! queue and the sender backs off, which keeps it from hammering a portal that is down.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use cyclepool_shared::protocol::SubmitResponse;
@@ -20,6 +22,11 @@ use crate::{Backoff, Shared, now_ms};
 
 const RESULTS_URL: &str = "/api/v1/results";
 
+/// Results in flight at once per worker. The portal acknowledges a result only once it is on
+/// disk, and makes concurrent results durable together (group commit), so a few in flight
+/// keep up with small units where one at a time would fall behind.
+const MAX_IN_FLIGHT: usize = 4;
+
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
 const IDLE_LOOK_MS: u64 = 30_000;
@@ -32,39 +39,106 @@ enum Source {
     Memory,
 }
 
+struct Outbox {
+    shared: Rc<Shared>,
+    queue: Rc<Queue>,
+    in_flight: Cell<usize>,
+    backoff: RefCell<Backoff>,
+    /// No sending before this time (`now_ms()`): backing off after a try without an answer.
+    retry_at: Cell<f64>,
+    /// The queue may hold free results: at start, after a result was given back, and now and
+    /// then in case a worker that died left some.
+    backlog: Cell<bool>,
+}
+
 /// Sends results until the worker stops. `first_pass_done` fires once the results waiting at
 /// start are sent (or the portal cannot be reached), so that the work loop leases nothing new
 /// before the old results had their chance.
 pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot::Sender<()>) {
+    let outbox = Rc::new(Outbox {
+        shared: Rc::clone(&shared),
+        queue,
+        in_flight: Cell::new(0),
+        backoff: RefCell::new(Backoff::default()),
+        retry_at: Cell::new(0.0),
+        backlog: Cell::new(true),
+    });
     let mut first_pass_done = Some(first_pass_done);
-    let mut backoff = Backoff::default();
     while !shared.stopped() {
-        let unsaved = shared.unsaved.borrow_mut().pop_front();
-        let next = match unsaved {
-            Some(result) => Some((result, Source::Memory)),
-            None => match queue.claim_result().await {
-                Ok(found) => found.map(|result| (result, Source::Queue)),
-                Err(err) => {
-                    shared.emit(&WorkerEvent::error(err, None));
-                    None
-                }
-            },
-        };
-        let Some((result, source)) = next else {
+        if outbox.in_flight.get() >= MAX_IN_FLIGHT {
+            // Woken when one of them is answered.
+            shared.outbox_wake.wait(IDLE_LOOK_MS).await;
+            continue;
+        }
+        let wait_ms = outbox.retry_at.get() - now_ms();
+        if wait_ms >= 1.0 {
             if let Some(done) = first_pass_done.take() {
                 let _ = done.send(());
             }
-            shared.outbox_wake.wait(IDLE_LOOK_MS).await;
-            shared.outbox_nudged.set(false);
+            if back_off(&shared, wait_ms).await {
+                outbox.retry_at.set(0.0);
+            }
+            continue;
+        }
+        let Some((result, source)) = outbox.next().await else {
+            if outbox.in_flight.get() == 0 {
+                if let Some(done) = first_pass_done.take() {
+                    let _ = done.send(());
+                }
+            }
+            if !shared.outbox_wake.wait(IDLE_LOOK_MS).await {
+                outbox.backlog.set(true);
+            }
+            if shared.outbox_nudged.replace(false) {
+                outbox.backlog.set(true);
+            }
             continue;
         };
-        let unit = format!("unit {} of job {}", result.unit, result.job_id);
+        outbox.in_flight.set(outbox.in_flight.get() + 1);
+        wasm_bindgen_futures::spawn_local(Rc::clone(&outbox).send(result, source));
+    }
+    if let Some(done) = first_pass_done.take() {
+        let _ = done.send(());
+    }
+    // Stopped: fresh results not yet sent go back to the queue for the next worker (sends in
+    // flight finish by themselves).
+    let fresh: Vec<StoredResult> = shared.fresh.borrow_mut().drain(..).collect();
+    for result in fresh {
+        if let Err(err) = outbox.queue.release_result(result.lease_id).await {
+            shared.emit(&WorkerEvent::error(err, None));
+        }
+    }
+}
+
+impl Outbox {
+    /// The next result to send: one the queue could not store (most at risk), then the
+    /// backlog oldest first, then fresh results.
+    async fn next(&self) -> Option<(StoredResult, Source)> {
+        let shared = &self.shared;
+        let unsaved = shared.unsaved.borrow_mut().pop_front();
+        if let Some(result) = unsaved {
+            return Some((result, Source::Memory));
+        }
+        if self.backlog.get() {
+            match self.queue.claim_result().await {
+                Ok(Some(result)) => return Some((result, Source::Queue)),
+                Ok(None) => self.backlog.set(false),
+                Err(err) => shared.emit(&WorkerEvent::error(err, None)),
+            }
+        }
+        let fresh = shared.fresh.borrow_mut().pop_front();
+        fresh.map(|result| (result, Source::Queue))
+    }
+
+    /// Offers one result and deals with the answer.
+    async fn send(self: Rc<Self>, result: StoredResult, source: Source) {
+        let shared = &self.shared;
         let answer = post_json::<_, SubmitResponse>(RESULTS_URL, &result.submission).await;
         match offline::judge(answer) {
             Verdict::Acknowledged(status) => {
-                backoff.reset();
+                self.backoff.borrow_mut().reset();
                 shared.set_reachable(true);
-                forget(&shared, &queue, &result, &source).await;
+                self.forget(&result, &source).await;
                 shared.emit(&WorkerEvent::UnitDone {
                     job_id: result.job_id,
                     unit: result.unit,
@@ -74,9 +148,9 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
                 });
             }
             Verdict::Refused { code, message } => {
-                backoff.reset();
+                self.backoff.borrow_mut().reset();
                 shared.set_reachable(true);
-                forget(&shared, &queue, &result, &source).await;
+                self.forget(&result, &source).await;
                 shared.emit(&WorkerEvent::ResultRefused {
                     job_id: result.job_id,
                     unit: result.unit,
@@ -85,57 +159,57 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
                 });
             }
             Verdict::Retry(err) => {
-                let wait_ms = backoff.next_ms();
                 shared.set_reachable(false);
-                let lease_id = result.lease_id;
+                let unit = format!("unit {} of job {}", result.unit, result.job_id);
+                // Given back: free in the queue, for whichever worker tries next.
                 match source {
                     Source::Queue => {
-                        if let Err(err) = queue.release_result(lease_id).await {
+                        if let Err(err) = self.queue.release_result(result.lease_id).await {
                             shared.emit(&WorkerEvent::error(err, None));
                         }
                     }
                     Source::Memory => shared.unsaved.borrow_mut().push_front(result),
                 }
-                if let Some(done) = first_pass_done.take() {
-                    let _ = done.send(());
+                self.backlog.set(true);
+                // Several sends fail together when the portal goes away: one backoff for all.
+                if now_ms() >= self.retry_at.get() {
+                    let wait_ms = self.backoff.borrow_mut().next_ms();
+                    self.retry_at.set(now_ms() + wait_ms as f64);
+                    shared.emit(&WorkerEvent::error(
+                        format!("sending {unit}: {err}; the result is kept and sent later"),
+                        Some(wait_ms),
+                    ));
                 }
-                shared.emit(&WorkerEvent::error(
-                    format!("sending {unit}: {err}; the result is kept and sent later"),
-                    Some(wait_ms),
-                ));
-                back_off(&shared, wait_ms).await;
+            }
+        }
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        shared.outbox_wake.notify();
+    }
+
+    /// Removes a result that got a definitive answer.
+    async fn forget(&self, result: &StoredResult, source: &Source) {
+        if let Source::Queue = source {
+            // If this fails the result is sent again later and answered `duplicate`: harmless.
+            if let Err(err) = self.queue.remove_result(result.lease_id).await {
+                self.shared.emit(&WorkerEvent::error(err, None));
             }
         }
     }
-    // Stopped: any result claimed is either sent or released above; unsaved ones die with the
-    // worker (the queue could not keep them).
-    if let Some(done) = first_pass_done.take() {
-        let _ = done.send(());
-    }
 }
 
-/// Removes a result that got a definitive answer.
-async fn forget(shared: &Shared, queue: &Queue, result: &StoredResult, source: &Source) {
-    if let Source::Queue = source {
-        // If this fails the result is sent again later and answered `duplicate`: harmless.
-        if let Err(err) = queue.remove_result(result.lease_id).await {
-            shared.emit(&WorkerEvent::error(err, None));
-        }
-    }
-}
-
-/// Waits `wait_ms`, or less if the portal is known to be back (a nudge). New results arriving
-/// meanwhile do not cut the wait short: while the portal is out of reach they just pile up.
-async fn back_off(shared: &Shared, wait_ms: u64) {
-    let until = now_ms() + wait_ms as f64;
+/// Waits `wait_ms`, or less if the portal is known to be back (a nudge: returns true). New
+/// results and answers arriving meanwhile do not cut the wait short: while the portal is out
+/// of reach, results just pile up in the queue.
+async fn back_off(shared: &Shared, wait_ms: f64) -> bool {
+    let until = now_ms() + wait_ms;
     loop {
         let left = until - now_ms();
         if left < 1.0 || shared.stopped() {
-            return;
+            return false;
         }
         shared.outbox_wake.wait(left as u64).await;
         if shared.outbox_nudged.replace(false) {
-            return;
+            return true;
         }
     }
 }

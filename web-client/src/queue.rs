@@ -146,7 +146,8 @@ impl Queue {
         done(self.js.drop_unit(&lease_id.to_string())).await
     }
 
-    /// Replaces a computed unit by its result, durably, in one transaction.
+    /// Replaces a computed unit by its result in one transaction; the result stays claimed
+    /// by this worker, which sends it next.
     pub async fn finish_unit(&self, result: &StoredResult) -> Result<(), String> {
         done(self.js.finish_unit(&to_json(result)?)).await
     }

@@ -150,6 +150,7 @@ pub async fn run(shared: &Rc<Shared>, queue: Rc<Queue>, first_pass: oneshot::Rec
                 title: job.manifest.title.clone(),
                 distributor: job.manifest.distributor.clone(),
                 module_sha256: job.manifest.module_sha256.to_string(),
+                log_seq: job.log_seq,
             });
         }
         let policy = &job.manifest.policy;
@@ -395,15 +396,18 @@ impl Work {
         let queue = Rc::clone(&self.queue);
         let shared = Rc::clone(shared);
         wasm_bindgen_futures::spawn_local(async move {
-            if let Err(err) = queue.finish_unit(&result).await {
-                shared.emit(&WorkerEvent::error(
-                    format!(
-                        "unit {} of job {}: result not stored ({err}); it is sent from memory",
-                        result.unit, result.job_id
-                    ),
-                    None,
-                ));
-                shared.unsaved.borrow_mut().push_back(result);
+            match queue.finish_unit(&result).await {
+                Ok(()) => shared.fresh.borrow_mut().push_back(result),
+                Err(err) => {
+                    shared.emit(&WorkerEvent::error(
+                        format!(
+                            "unit {} of job {}: result not stored ({err}); it is sent from memory",
+                            result.unit, result.job_id
+                        ),
+                        None,
+                    ));
+                    shared.unsaved.borrow_mut().push_back(result);
+                }
             }
             shared.outbox_wake.notify();
         });
@@ -429,6 +433,7 @@ async fn fetch_leases(shared: &Shared, max: u32) -> Fetched {
         volunteer: shared.volunteer,
         max_units: max.max(1),
         exclude_jobs: shared.excluded_jobs.borrow().clone(),
+        exclude_categories: shared.excluded_categories.borrow().clone(),
         site: shared.site.get(),
     };
     match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use cyclepool_shared::ErrorCode;
-use cyclepool_shared::distributor::{GroupId, JobStatus};
+use cyclepool_shared::distributor::{Category, GroupId, JobStatus};
 use cyclepool_shared::manifest::CLOCK_SKEW_MS;
 use cyclepool_shared::protocol::{
     LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST,
@@ -60,6 +60,12 @@ pub async fn lease(
             request.max_units
         )));
     }
+    if request.exclude_categories.len() > Category::ALL.len() {
+        return Err(ApiError::invalid(format!(
+            "exclude_categories may name at most the {} categories",
+            Category::ALL.len()
+        )));
+    }
     if request.exclude_jobs.len() > MAX_EXCLUDED_JOBS {
         return Err(ApiError::invalid(format!(
             "exclude_jobs may name at most {MAX_EXCLUDED_JOBS} jobs"
@@ -76,6 +82,7 @@ pub async fn lease(
         &LeaseFilter {
             exclude_jobs: &request.exclude_jobs,
             groups: &groups,
+            exclude_categories: &request.exclude_categories,
         },
         request.site,
     )?;

@@ -30,6 +30,7 @@ async fn lease_with_proof(app: &TestApp, volunteer: VolunteerId, max_units: u32)
         volunteer,
         max_units,
         exclude_jobs: Vec::new(),
+        exclude_categories: Vec::new(),
         site: None,
         proof: Some(LeaseProof {
             at_ms,

@@ -469,6 +469,7 @@ impl TestApp {
             volunteer,
             max_units,
             exclude_jobs: Vec::new(),
+            exclude_categories: Vec::new(),
             site: None,
         };
         self.client

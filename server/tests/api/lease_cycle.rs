@@ -165,6 +165,7 @@ async fn a_volunteer_never_gets_units_of_jobs_it_opted_out_of() {
             volunteer,
             max_units: 10,
             exclude_jobs: exclude,
+            exclude_categories: Vec::new(),
             site: None,
         };
         app.client

@@ -1,0 +1,207 @@
+// Offline work: workers keep computing the units in hand when the network drops, keep every
+// finished result in IndexedDB (through a reload of the tab), and send them all when the
+// network returns; a unit whose deadline passed while offline is skipped, not computed; a
+// result that reaches the portal after its deadline is refused once and dropped.
+const { test, expect, createJob } = require('./server');
+
+/** What the offline queue holds (IndexedDB `cyclepool-offline`). */
+function storedWork(page) {
+  return page.evaluate(async () => {
+    // Opening a database that does not exist would create it empty, without the workers' stores.
+    if (!(await indexedDB.databases()).some((db) => db.name === 'cyclepool-offline')) return { units: [], results: [] };
+    const db = await new Promise((resolve, reject) => {
+      const request = indexedDB.open('cyclepool-offline');
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    const all = (name) => new Promise((resolve, reject) => {
+      const request = db.transaction(name).objectStore(name).getAll();
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    const units = await all('units');
+    const results = await all('results');
+    db.close();
+    return {
+      units: units.map((u) => ({ leaseId: u.lease_id, unit: u.lease.unit, owner: u.owner })),
+      results: results.map((r) => ({ leaseId: r.lease_id, unit: r.unit, jobId: r.job_id })),
+    };
+  });
+}
+
+/** The lease ids of the results the portal holds for `job` (admin download, JSON lines). */
+async function acknowledgedLeases(server, job) {
+  const response = await fetch(`${server.url}/api/v1/jobs/${job}/results`, {
+    headers: { authorization: `Bearer ${server.adminToken}` },
+  });
+  const text = (await response.text()).trim();
+  return new Set(text ? text.split('\n').map((line) => JSON.parse(line).lease_id) : []);
+}
+
+const figure = async (page, id) => Number(await page.locator(`#${id}`).textContent());
+
+test.describe('with the demo job (ten-minute leases)', () => {
+  test.use({ serverArgs: ['--demo-units', '1024'] });
+
+  test('results finished offline survive a reload and all reach the portal when it is back', async ({ page, context, server }) => {
+    const leaseRequests = [];
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/api/v1/lease') leaseRequests.push(request.postDataJSON());
+    });
+    await page.goto(server.url);
+    // The prefetch setting is remembered in this browser.
+    await expect(page.locator('#prefetch')).toHaveValue('4');
+    await page.locator('#prefetch').fill('8');
+    await page.locator('#prefetch').blur();
+    await page.reload();
+    await expect(page.locator('#prefetch')).toHaveValue('8');
+
+    await page.fill('#workers', '2');
+    await page.click('#start');
+    await expect.poll(() => figure(page, 'units-done'), { timeout: 30_000 }).toBeGreaterThanOrEqual(10);
+    // Workers ask for up to their prefetch at once.
+    expect(Math.max(...leaseRequests.map((r) => r.max_units))).toBe(8);
+
+    // The network drops mid-run: the units in hand are still computed, and their results
+    // wait in IndexedDB.
+    await context.setOffline(true);
+    await expect(page.locator('#state')).toHaveText(/^offline: \d+ results? waiting$/, { timeout: 20_000 });
+    await expect(page.locator('#log')).toContainText('the result is kept and sent later');
+    await expect.poll(async () => (await storedWork(page)).units.length, { timeout: 20_000 }).toBe(0);
+    const offline = await storedWork(page);
+    expect(offline.results.length).toBeGreaterThan(0);
+    const finishedOffline = offline.results.map((r) => r.leaseId);
+    // (A result in flight when the network dropped may have reached the portal with its
+    // answer lost: it stays queued, and sending it again is answered "duplicate".)
+    await expect(page.locator('#results-waiting')).toHaveText(String(finishedOffline.length));
+
+    // The tab is reloaded while the portal is still out of reach. Without a service worker a
+    // fully offline browser cannot load the page at all, so the static files are let through
+    // and only the API stays cut off.
+    const portal = (url) => url.pathname.startsWith('/api/') || url.pathname.startsWith('/.well-known/');
+    await context.route(portal, (route) => route.abort('internetdisconnected'));
+    await context.setOffline(false);
+    await page.reload();
+    await expect(page.locator('#log')).toContainText(`${finishedOffline.length} finished result`);
+    expect((await storedWork(page)).results.map((r) => r.leaseId).sort()).toEqual([...finishedOffline].sort());
+
+    // Start while the portal is unreachable: the keys pinned before are used, nothing is lost.
+    await page.click('#start');
+    await expect(page.locator('#log')).toContainText('using the keys this browser pinned before');
+    await expect(page.locator('#state')).toHaveText(/^portal unreachable: \d+ results? waiting$/, { timeout: 20_000 });
+    expect((await storedWork(page)).results.length).toBeGreaterThanOrEqual(finishedOffline.length);
+
+    // The portal is back: every result finished offline is acknowledged, none lost.
+    await context.unroute(portal);
+    await expect.poll(async () => {
+      const acknowledged = await acknowledgedLeases(server, 0);
+      return finishedOffline.filter((id) => !acknowledged.has(id)).length;
+    }, { timeout: 30_000 }).toBe(0);
+    await expect(page.locator('#state')).toHaveText('computing');
+    await expect.poll(() => figure(page, 'units-done')).toBeGreaterThanOrEqual(finishedOffline.length);
+    await page.click('#stop');
+    // What stays in the queue after Stop is only work the portal has not answered yet.
+    const left = await storedWork(page);
+    expect(left.results.filter((r) => finishedOffline.includes(r.leaseId))).toEqual([]);
+  });
+});
+
+test.describe('with short leases', () => {
+  test.use({ serverArgs: ['--demo-units', '0'] });
+
+  // The hostile job: input byte 0 loops until the watchdog stops it, 9 is echoed.
+  const [ENDLESS_LOOP, ECHO] = [0, 9];
+  const input = (byte) => Buffer.from([byte]).toString('base64');
+
+  /**
+   * Cuts the worker off from the portal as soon as it has loaded its job (manifest and module
+   * fetched), so that it computes offline. Returns what the first lease request gave.
+   */
+  async function cutOffAfterJobLoads(context) {
+    const state = { offline: false, leases: null };
+    await context.route('**/api/**', async (route) => {
+      if (state.offline) return route.abort('internetdisconnected');
+      const path = new URL(route.request().url()).pathname;
+      try {
+        const response = await route.fetch();
+        if (path === '/api/v1/lease' && !state.leases) state.leases = (await response.json()).leases;
+        if (path.startsWith('/api/v1/modules/')) state.offline = true;
+        return await route.fulfill({ response });
+      } catch {
+        // The test ended (server stopped, page closed) while this request was in flight.
+        return undefined;
+      }
+    });
+    return state;
+  }
+
+  test('a unit whose deadline passed while offline is skipped, not computed', async ({ page, context, server }) => {
+    // The first unit runs until the watchdog stops it at the job's budget, which equals the
+    // lease time: by then every other unit in hand has run out of time.
+    await createJob(server, 'hostile', {
+      title: 'Short leases',
+      policy: { lease_ttl_ms: 1_500, unit_budget_ms: 1_500 },
+      inputs: { list: [ENDLESS_LOOP, ...Array(7).fill(ECHO)].map(input) },
+    });
+    const cut = await cutOffAfterJobLoads(context);
+    await page.goto(server.url);
+    await page.fill('#workers', '1');
+    await page.locator('#prefetch').fill('8');
+    await page.click('#start');
+    await expect.poll(() => cut.leases?.length ?? 0).toBe(8);
+    await expect.poll(() => cut.offline).toBe(true);
+
+    // Units leased before the endless one are computed (offline: their results wait in the
+    // queue); those after it expire while it runs and are dropped without computing.
+    const endless = cut.leases.findIndex((lease) => lease.unit === 0);
+    const skipped = cut.leases.slice(endless + 1);
+    expect(skipped.length).toBeGreaterThan(0);
+    await expect(page.locator('#log')).toContainText('stopped by the watchdog after its budget of 1500 ms', { timeout: 20_000 });
+    await expect.poll(() => figure(page, 'units-expired')).toBe(skipped.length);
+    await expect(page.locator('#log')).toContainText('skipped: its deadline passed before it could be computed');
+    const stored = await storedWork(page);
+    expect(stored.units).toEqual([]);
+    expect(stored.results.map((r) => r.unit).sort()).toEqual(cut.leases.slice(0, endless).map((l) => l.unit).sort());
+
+    // Back online: the units are leased again (their leases expired) and computed in time;
+    // the skipped leases never produced a result.
+    await context.unroute('**/api/**');
+    await expect.poll(async () => (await server.stats()).jobs[0].done, { timeout: 30_000 }).toBeGreaterThanOrEqual(7);
+    const acknowledged = await acknowledgedLeases(server, 0);
+    expect(skipped.filter((lease) => acknowledged.has(lease.lease_id))).toEqual([]);
+    await page.click('#stop');
+  });
+
+  test('a result that reaches the portal after its deadline is refused once and dropped', async ({ page, context, server }) => {
+    await createJob(server, 'hostile', {
+      title: 'Short leases',
+      policy: { lease_ttl_ms: 1_000, unit_budget_ms: 1_000 },
+      inputs: { list: Array(3).fill(ECHO).map(input) },
+    });
+    const cut = await cutOffAfterJobLoads(context);
+    await page.goto(server.url);
+    await page.fill('#workers', '1');
+    await page.locator('#prefetch').fill('4');
+    await page.click('#start');
+    // Computed offline, in time; the results wait.
+    await expect.poll(async () => (await storedWork(page)).results.length, { timeout: 20_000 }).toBe(3);
+    // The network comes back only after the deadlines have passed.
+    await page.waitForTimeout(1_500);
+    // Submissions the portal answered (those cut off while offline never reach it).
+    const submissions = [];
+    page.on('response', (response) => {
+      const request = response.request();
+      if (new URL(request.url()).pathname === '/api/v1/results') submissions.push(request.postDataJSON().lease_id);
+    });
+    await context.unroute('**/api/**');
+    await expect.poll(async () => (await storedWork(page)).results.length, { timeout: 30_000 }).toBe(0);
+    await expect(page.locator('#log')).toContainText('the portal refused the result');
+    await expect(page.locator('#log')).toContainText('expired');
+    // Each late result was offered once: a definitive refusal is not retried.
+    const late = cut.leases.map((lease) => lease.lease_id);
+    await page.waitForTimeout(1_000);
+    for (const id of late) expect(submissions.filter((s) => s === id)).toHaveLength(1);
+    expect([...(await acknowledgedLeases(server, 0))].filter((id) => late.includes(id))).toEqual([]);
+    await page.click('#stop');
+  });
+});
