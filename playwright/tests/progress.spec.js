@@ -143,3 +143,37 @@ test('unchecking a job while running stops new leases of it from the next reques
   expect(await page.evaluate(() => localStorage.getItem('cyclepool-excluded-jobs'))).toBe('[]');
   await page.click('#stop');
 });
+
+test('a category left to others covers its jobs, those published later included', async ({ page, server }) => {
+  const category = (name) => page.locator('#category-list').getByRole('checkbox', { name });
+  await createJob(server, 'factor', {
+    title: FACTOR_TITLE, category: 'cryptography',
+    inputs: { list: Array.from({ length: 500 }, (_, i) => le.u64(1_000_000_007n + BigInt(i)).toString('base64')) },
+  });
+  const exchanges = recordLeases(page);
+  await page.goto(server.url);
+  await category('Cryptography').uncheck();
+  await expect(page.locator('#job-list')).toContainText('Cryptography (category left to others)');
+  await expect(page.locator('#job-list')).toContainText('by portal-demo · Mathematics');
+  await page.fill('#workers', '1');
+  await page.click('#start');
+  await expect.poll(() => leasedJobs(exchanges).length, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+  // A job of that category published while the page runs is left out too, by the portal.
+  const later = await createJob(server, 'factor', {
+    title: 'More cryptography', category: 'cryptography',
+    inputs: { list: [le.u64(1_000_003n).toString('base64')] },
+  });
+  const atPublish = exchanges.length;
+  await expect.poll(() => answered(exchanges.slice(atPublish)).length, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+  expect(exchanges.every((e) => JSON.stringify(e.request.postDataJSON().exclude_categories) === '["cryptography"]')).toBe(true);
+  expect(leasedJobs(exchanges)).not.toContain(FACTOR_JOB);
+  expect(leasedJobs(exchanges)).not.toContain(later.job_id);
+  expect(leasedJobs(exchanges)).toContain(DEMO_JOB);
+  expect(await page.evaluate(() => localStorage.getItem('cyclepool-excluded-categories'))).toBe('["cryptography"]');
+
+  // Checked again: the category's jobs come back.
+  await category('Cryptography').check();
+  const atCheck = exchanges.length;
+  await expect.poll(() => leasedJobs(exchanges.slice(atCheck)).some((job) => job === FACTOR_JOB || job === later.job_id), { timeout: 20_000 }).toBe(true);
+  await page.click('#stop');
+});
