@@ -1,12 +1,13 @@
 //! Account commands: keys (`keygen`, `key register|revoke`), registration and the API token
-//! it stores, `token create|list|revoke`, and restricted groups.
+//! it stores, the portal's terms, `token create|list|revoke`, and restricted groups.
 
 use std::path::PathBuf;
 
 use anyhow::bail;
 use cyclepool_shared::distributor::{
-    AccountCreated, AccountInfo, AddMembers, CreateGroup, CreateToken, DistributorKeyInfo,
-    GroupCreated, GroupId, GroupInfo, RegisterAccount, RegisterKey, TokenCreated, TokenInfo,
+    AcceptTerms, AccountCreated, AccountInfo, AddMembers, CreateGroup, CreateToken,
+    DistributorKeyInfo, GroupCreated, GroupId, GroupInfo, RegisterAccount, RegisterKey,
+    TERMS_VERSION, TokenCreated, TokenInfo,
 };
 use cyclepool_shared::{KeyId, VolunteerId};
 use reqwest::Method;
@@ -41,7 +42,7 @@ fn stored_token(context: &Context) -> anyhow::Result<String> {
 }
 
 /// Tokens sent over plain http can be read on the way; that is fine only on this machine.
-fn warn_if_cleartext(portal_url: &str) {
+pub fn warn_if_cleartext(portal_url: &str) {
     let Ok(url) = reqwest::Url::parse(portal_url) else {
         return;
     };
@@ -112,6 +113,7 @@ pub fn register(context: &Context, args: &RegisterArgs) -> anyhow::Result<()> {
         contact: args.contact.clone(),
         organisation: args.organisation.clone(),
         purpose: args.purpose.clone(),
+        accept_terms: args.accept_terms,
     };
     let answer = portal.send_json(Method::POST, "/accounts", &request)?;
     let created: AccountCreated = answer.parse()?;
@@ -132,7 +134,13 @@ pub fn register(context: &Context, args: &RegisterArgs) -> anyhow::Result<()> {
         );
         return Err(err);
     }
+    let terms_note = (created.account.terms_accepted != Some(TERMS_VERSION))
+        .then(|| terms_needed(&context.portal_url));
     if context.json {
+        // On standard error, so that standard output stays one JSON document.
+        if let Some(note) = &terms_note {
+            eprintln!("note: {note}");
+        }
         let mut value = answer.value()?;
         if !args.show_token {
             value["token"]["secret"] = serde_json::Value::Null;
@@ -151,6 +159,49 @@ pub fn register(context: &Context, args: &RegisterArgs) -> anyhow::Result<()> {
     if args.show_token {
         println!("token: {}", created.token.secret);
     }
+    match terms_note {
+        Some(note) => println!("note: {note}"),
+        None => println!(
+            "accepted the portal's terms (version {TERMS_VERSION}, {})",
+            terms_url(&context.portal_url)
+        ),
+    }
+    if !created.account.trusted {
+        println!(
+            "the portal's admin reviews your jobs before volunteers get them, until it trusts your account"
+        );
+    }
+    Ok(())
+}
+
+/// Where the portal's distributor terms are.
+pub fn terms_url(portal_url: &str) -> String {
+    format!("{portal_url}/terms.html")
+}
+
+/// What to do before publishing when the current terms are not accepted.
+pub fn terms_needed(portal_url: &str) -> String {
+    format!(
+        "publishing jobs needs the portal's terms: read {}, then run `cyclepool terms accept`",
+        terms_url(portal_url)
+    )
+}
+
+/// `cyclepool terms accept`.
+pub fn accept_terms(context: &Context) -> anyhow::Result<()> {
+    let request = AcceptTerms {
+        version: TERMS_VERSION,
+    };
+    let answer = portal_with_token(context)?.send_json(Method::POST, "/account/terms", &request)?;
+    if context.json {
+        return print_answer(&answer);
+    }
+    let account: AccountInfo = answer.parse()?;
+    println!(
+        "account {} accepted the portal's terms (version {TERMS_VERSION}, {})",
+        account.account_id,
+        terms_url(&context.portal_url)
+    );
     Ok(())
 }
 
@@ -167,6 +218,25 @@ pub fn show(context: &Context) -> anyhow::Result<()> {
     println!("organisation {}", account.organisation);
     println!("purpose      {}", account.purpose);
     println!("created      {}", utc(account.created_ms));
+    println!(
+        "trusted      {}",
+        if account.trusted {
+            "yes: your jobs are published without review"
+        } else {
+            "no: the portal's admin reviews each job before volunteers get it"
+        }
+    );
+    match account.terms_accepted {
+        Some(TERMS_VERSION) => println!("terms        version {TERMS_VERSION} accepted"),
+        Some(older) => println!(
+            "terms        version {older} accepted, but the current terms are version {TERMS_VERSION}: {}",
+            terms_needed(&context.portal_url)
+        ),
+        None => println!(
+            "terms        not accepted: {}",
+            terms_needed(&context.portal_url)
+        ),
+    }
     if account.suspended {
         println!("SUSPENDED by the portal");
     }

@@ -1,5 +1,6 @@
-//! The CLI's files: the distributor's signing key and the credentials (API tokens per
-//! portal), both private to the user (mode 0600 in a 0700 directory on Unix).
+//! The CLI's files: the distributor's signing key, the credentials (API tokens per portal),
+//! and what `log verify` trusts (each portal's pinned keys and the log head it verified), all
+//! private to the user (mode 0600 in a 0700 directory on Unix).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -11,6 +12,7 @@ use cyclepool_shared::distributor::AccountId;
 use cyclepool_shared::signing::{SecretKey, is_usable_key};
 use cyclepool_shared::{PublicKey, hex};
 use rand::TryRngCore as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The CLI's directory: `$XDG_CONFIG_HOME/cyclepool`, else `~/.config/cyclepool`.
@@ -36,6 +38,16 @@ pub fn default_key_path() -> anyhow::Result<PathBuf> {
 /// Where API tokens are kept, one per portal.
 pub fn credentials_path() -> anyhow::Result<PathBuf> {
     Ok(config_dir()?.join("credentials.json"))
+}
+
+/// Where `log verify` pins each portal's keys (as a volunteer's browser does).
+pub fn pinned_keys_path() -> anyhow::Result<PathBuf> {
+    Ok(config_dir()?.join("portal-keys.json"))
+}
+
+/// Where `log verify` remembers the head of each portal's log it last verified.
+pub fn log_heads_path() -> anyhow::Result<PathBuf> {
+    Ok(config_dir()?.join("log-heads.json"))
 }
 
 /// A key file: the ed25519 seed and, to catch a damaged file, its public key.
@@ -108,6 +120,10 @@ pub fn load_key(path: &Path) -> anyhow::Result<SecretKey> {
 pub struct Credentials {
     #[serde(default)]
     pub portals: BTreeMap<String, PortalCredentials>,
+    /// The portal admin's token per portal URL (`cyclepool admin login`), kept apart from the
+    /// distributor's so that neither command ever sends the other's token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub admin_tokens: BTreeMap<String, String>,
 }
 
 /// What the CLI keeps for one portal.
@@ -125,43 +141,59 @@ pub struct PortalCredentials {
 impl Credentials {
     /// Reads the credentials file; an absent file is empty credentials.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(err) => {
-                return Err(err).with_context(|| format!("reading {}", path.display()));
-            }
-        };
-        warn_if_readable_by_others(path);
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a Cyclepool credentials file; fix or remove it",
-                path.display()
-            )
-        })
+        load_private_json(path, "credentials file")
     }
 
-    /// Writes the credentials file atomically (a private temporary file, then a rename), so
-    /// an interrupted write never leaves a half-written file holding tokens.
+    /// Writes the credentials file atomically (see [`save_private_json`]), so an interrupted
+    /// write never leaves a half-written file holding tokens.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let mut text = serde_json::to_string_pretty(self).context("encoding the credentials")?;
-        text.push('\n');
-        create_private_dir_for(path)?;
-        let temporary = path.with_extension("json.tmp");
-        // A temporary file left by a crash may have any mode: start afresh.
-        match fs::remove_file(&temporary) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                return Err(err).with_context(|| format!("removing {}", temporary.display()));
-            }
-            _ => {}
-        }
-        let mut out = open_private(&temporary, OpenOptions::new().write(true).create_new(true))
-            .with_context(|| format!("creating {}", temporary.display()))?;
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.sync_all())
-            .with_context(|| format!("writing {}", temporary.display()))?;
-        fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))
+        save_private_json(path, self)
     }
+}
+
+/// Reads a private JSON file of the CLI; an absent file is `T::default()`. `what` names the
+/// file in the message when it does not parse.
+pub fn load_private_json<T: DeserializeOwned + Default>(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<T> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(err) => {
+            return Err(err).with_context(|| format!("reading {}", path.display()));
+        }
+    };
+    warn_if_readable_by_others(path);
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a Cyclepool {what}; fix or remove it",
+            path.display()
+        )
+    })
+}
+
+/// Writes `value` as JSON to `path` atomically: a private (0600) temporary file, synced, then
+/// renamed over `path`, so a reader sees the old file or the new one, never half of one.
+pub fn save_private_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    text.push('\n');
+    create_private_dir_for(path)?;
+    let temporary = path.with_extension("json.tmp");
+    // A temporary file left by a crash may have any mode: start afresh.
+    match fs::remove_file(&temporary) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("removing {}", temporary.display()));
+        }
+        _ => {}
+    }
+    let mut out = open_private(&temporary, OpenOptions::new().write(true).create_new(true))
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.sync_all())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Opens `path` with `options`, created with mode 0600 on Unix.

@@ -1,17 +1,18 @@
 //! Job commands: submit (upload the module, then create the job, optionally signed), list,
-//! status, pause/resume/cancel, failures, and results downloads.
+//! status (with the portal's review), pause/resume/cancel, failures, and results downloads.
 
 use std::io::{self, BufWriter};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use cyclepool_shared::JobId;
-use cyclepool_shared::distributor::{GroupId, JobFailures, JobSummary};
+use cyclepool_shared::distributor::{Category, GroupId, JobFailures, JobSummary, Review};
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{CreateJob, Inputs, JobCreated, ModuleUploaded};
 use reqwest::Method;
 
-use crate::account::portal_with_token;
+use crate::account::{portal_with_token, terms_needed};
 use crate::inputs::{self, Declaration, InputsFormat};
 use crate::output::{print_answer, shorten, utc};
 use crate::results::{self, Written};
@@ -24,6 +25,67 @@ pub enum ResultsFormat {
     Jsonl,
     /// A tar archive of the raw outputs with a SHA256SUMS file, as the portal sends it.
     Tar,
+}
+
+/// The portal's name of a category (its JSON spelling). The match is exhaustive so that a
+/// category added to `shared` cannot be forgotten here.
+pub fn category_name(category: Category) -> &'static str {
+    match category {
+        Category::Mathematics => "mathematics",
+        Category::Physics => "physics",
+        Category::Astronomy => "astronomy",
+        Category::Biology => "biology",
+        Category::Medicine => "medicine",
+        Category::Climate => "climate",
+        Category::Cryptography => "cryptography",
+        Category::ComputerScience => "computer_science",
+        Category::Art => "art",
+        Category::Other => "other",
+    }
+}
+
+/// The category named `name` (the portal's spelling, or with `-` for `_`).
+fn category_named(name: &str) -> Result<Category, String> {
+    let name = name.replace('-', "_");
+    Category::ALL
+        .into_iter()
+        .find(|category| category_name(*category) == name)
+        .ok_or_else(|| format!("{name:?} is not a category"))
+}
+
+/// `--category`: the categories as clap's possible values (listed in `--help` and in the
+/// message for a wrong one).
+pub fn category_parser() -> impl TypedValueParser<Value = Category> {
+    let values = Category::ALL.map(|category| {
+        let value = PossibleValue::new(category_name(category));
+        match category {
+            // Other enumerations on this command line are spelled with `-`.
+            Category::ComputerScience => value.alias("computer-science"),
+            _ => value,
+        }
+    });
+    PossibleValuesParser::new(values).try_map(|name: String| category_named(&name))
+}
+
+/// A job's review in a word, for listings.
+pub fn review_word(review: &Review) -> &'static str {
+    match review {
+        Review::Approved => "published",
+        Review::Pending => "pending",
+        Review::Rejected { .. } => "rejected",
+        Review::Withdrawn { .. } => "withdrawn",
+    }
+}
+
+/// A job's review in a sentence, with the portal's reason and the job's log entry.
+pub fn review_text(review: &Review, log_seq: Option<u64>) -> String {
+    match (review, log_seq) {
+        (Review::Approved, Some(seq)) => format!("published (public log entry {seq})"),
+        (Review::Approved, None) => "published".to_owned(),
+        (Review::Pending, _) => "waiting for the portal's review".to_owned(),
+        (Review::Rejected { reason }, _) => format!("rejected by the portal: {reason}"),
+        (Review::Withdrawn { reason }, _) => format!("withdrawn by the portal: {reason}"),
+    }
 }
 
 /// `cyclepool job submit`.
@@ -99,13 +161,28 @@ pub fn submit(context: &Context, args: &SubmitArgs) -> anyhow::Result<()> {
         priority: args.priority,
         weight: args.weight,
         signature,
+        category: args.category.unwrap_or_default(),
     };
-    let answer = portal.send_json(Method::POST, "/jobs", &request)?;
+    let answer = portal
+        .send_json(Method::POST, "/jobs", &request)
+        .map_err(|err| match err.code() {
+            Some("terms_not_accepted") => err.with_hint(terms_needed(&context.portal_url)),
+            _ => err.into(),
+        })?;
     if context.json {
         return print_answer(&answer);
     }
     let created: JobCreated = answer.parse()?;
     println!("job {}: {} units", created.job_id, created.units);
+    match &created.review {
+        Review::Approved => println!("published: volunteers can compute it now"),
+        Review::Pending => println!(
+            "waiting for review: volunteers get its units once the portal's admin approves it \
+             (`cyclepool job status {}` shows the decision)",
+            created.job_id
+        ),
+        other => println!("{}", review_text(other, None)),
+    }
     println!(
         "module {} ({} bytes{})",
         uploaded.module_sha256,
@@ -137,18 +214,25 @@ pub fn list(context: &Context) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:>6}  {:<9}  {:>15}  {:>6}  TITLE",
-        "ID", "STATUS", "VALIDATED/UNITS", "FAILED"
+        "{:>6}  {:<9}  {:<9}  {:>6}  {:>15}  {:>6}  TITLE",
+        "ID", "STATUS", "REVIEW", "LOG", "VALIDATED/UNITS", "FAILED"
     );
     for job in jobs {
         println!(
-            "{:>6}  {:<9}  {:>15}  {:>6}  {}",
+            "{:>6}  {:<9}  {:<9}  {:>6}  {:>15}  {:>6}  {}",
             job.job_id,
             status_name(&job),
+            review_word(&job.review),
+            job.log_seq
+                .map_or_else(|| "-".to_owned(), |seq| seq.to_string()),
             format!("{}/{}", job.progress.validated, job.progress.units),
             job.progress.failed,
             shorten(&job.title, 60)
         );
+        // The portal's reason on a line of its own: it is what the distributor must act on.
+        if let Review::Rejected { reason } | Review::Withdrawn { reason } = &job.review {
+            println!("{:>6}  {}: {reason}", "", review_word(&job.review));
+        }
     }
     Ok(())
 }
@@ -175,6 +259,11 @@ fn print_summary(job: &JobSummary) {
     let progress = &job.progress;
     println!("job {}: {}", job.job_id, job.title);
     println!("  status             {}", status_name(job));
+    println!(
+        "  review             {}",
+        review_text(&job.review, job.log_seq)
+    );
+    println!("  category           {}", category_name(job.category));
     println!("  units              {}", progress.units);
     println!("  results            {}", progress.results);
     println!(
@@ -293,4 +382,46 @@ pub fn results(
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_names_are_the_portal_s() {
+        for category in Category::ALL {
+            assert_eq!(
+                serde_json::to_value(category).unwrap(),
+                category_name(category),
+                "{category:?}"
+            );
+            assert_eq!(category_named(category_name(category)), Ok(category));
+        }
+        assert_eq!(
+            category_named("computer-science"),
+            Ok(Category::ComputerScience)
+        );
+        assert!(category_named("alchemy").is_err());
+    }
+
+    #[test]
+    fn a_review_reads_as_a_sentence_with_its_reason_and_log_entry() {
+        assert_eq!(
+            review_text(&Review::Approved, Some(7)),
+            "published (public log entry 7)"
+        );
+        assert_eq!(
+            review_text(&Review::Pending, None),
+            "waiting for the portal's review"
+        );
+        let rejected = Review::Rejected {
+            reason: "no contact address".into(),
+        };
+        assert_eq!(
+            review_text(&rejected, None),
+            "rejected by the portal: no contact address"
+        );
+        assert_eq!(review_word(&rejected), "rejected");
+    }
 }

@@ -2,21 +2,25 @@
 //!
 //! Every command talks to `--portal` (env `CYCLEPOOL_PORTAL`). The API token comes from the
 //! environment (`CYCLEPOOL_TOKEN`) or the credentials file that `register` fills, never from
-//! an argument, where `ps` would show it to every user of the machine.
+//! an argument, where `ps` would show it to every user of the machine; so does the admin
+//! token of `cyclepool admin` (stored apart by `admin login`). `cyclepool log` needs no token.
 
 mod account;
+mod admin;
 mod files;
 mod inputs;
 mod jobs;
+mod log;
 mod output;
 mod portal;
 mod results;
+mod sites;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use cyclepool_shared::distributor::GroupId;
+use cyclepool_shared::distributor::{Category, GroupId};
 use cyclepool_shared::{JobId, KeyId, VolunteerId};
 
 use crate::inputs::{InputsFormat, UnitRange};
@@ -32,7 +36,8 @@ pub const TOKEN_ENV: &str = "CYCLEPOOL_TOKEN";
     about = "Distribute work to Cyclepool volunteers: accounts, keys, jobs and verified results",
     after_help = "The API token is read from CYCLEPOOL_TOKEN, else from the credentials file \
                   that `cyclepool register` writes (under $XDG_CONFIG_HOME/cyclepool or \
-                  ~/.config/cyclepool)."
+                  ~/.config/cyclepool); for `cyclepool admin`, the admin token from \
+                  CYCLEPOOL_TOKEN or from `cyclepool admin login`."
 )]
 struct Cli {
     /// The portal's address.
@@ -76,6 +81,18 @@ enum Command {
     /// Restricted groups of volunteers.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// The portal's distributor terms, which publishing needs.
+    #[command(subcommand)]
+    Terms(TermsCommand),
+    /// The portal's public transparency log: verify it, show it.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+    /// The portal admin's review queue, accounts, keys and abuse reports (admin token).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Embedding sites: the origins whose pages carry the portal's widget (embed.js).
+    #[command(subcommand)]
+    Site(sites::SiteCommand),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +115,16 @@ pub struct RegisterArgs {
     /// Replace credentials already stored for this portal.
     #[arg(long)]
     pub replace: bool,
+    /// Accept the portal's distributor terms (read them first at <portal>/terms.html);
+    /// publishing needs them. Later: `cyclepool terms accept`.
+    #[arg(long)]
+    pub accept_terms: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TermsCommand {
+    /// Accept the current version of the portal's terms (read them at <portal>/terms.html).
+    Accept,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +231,9 @@ pub struct SubmitArgs {
     /// How long the job stays on offer, in seconds [default: the portal's].
     #[arg(long)]
     pub expires_in: Option<u64>,
+    /// The field the job serves; volunteers may leave out whole categories [default: other].
+    #[arg(long, value_parser = jobs::category_parser())]
+    pub category: Option<Category>,
     /// Sign the job's declaration with your registered key, so volunteers can check it.
     #[arg(long)]
     pub sign: bool,
@@ -280,6 +310,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(GroupCommand::Add { id, volunteers }) => {
             account::add_members(&context, GroupId(id), volunteers)
         }
+        Command::Terms(TermsCommand::Accept) => account::accept_terms(&context),
+        Command::Log(command) => log::run(&context, command),
+        Command::Admin(command) => admin::run(&context, command),
+        Command::Site(command) => sites::run(&context, command),
     }
 }
 
@@ -327,5 +361,46 @@ mod tests {
             ]))
             .is_err()
         );
+    }
+
+    #[test]
+    fn categories_and_report_actions_are_parsed_by_name() {
+        let base = [
+            "cyclepool",
+            "job",
+            "submit",
+            "--module",
+            "m.wasm",
+            "--title",
+            "t",
+            "--range",
+            "0..1",
+        ];
+        for (name, expected) in [
+            ("mathematics", Category::Mathematics),
+            ("computer_science", Category::ComputerScience),
+            ("computer-science", Category::ComputerScience),
+        ] {
+            let cli = Cli::try_parse_from(base.iter().chain(&["--category", name])).unwrap();
+            let Command::Job(JobCommand::Submit(args)) = cli.command else {
+                panic!("parsed as another command");
+            };
+            assert_eq!(args.category, Some(expected));
+        }
+        let wrong = Cli::try_parse_from(base.iter().chain(&["--category", "alchemy"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong.contains("mathematics"),
+            "lists the categories: {wrong}"
+        );
+
+        let resolve = ["cyclepool", "admin", "resolve", "3", "--action"];
+        assert!(Cli::try_parse_from(resolve.iter().chain(&["withdraw-job"])).is_ok());
+        assert!(Cli::try_parse_from(resolve.iter().chain(&["suspend_distributor"])).is_ok());
+        assert!(Cli::try_parse_from(resolve.iter().chain(&["ignore"])).is_err());
+        // Reasons are required where the portal requires them.
+        assert!(Cli::try_parse_from(["cyclepool", "admin", "suspend", "2"]).is_err());
+        assert!(Cli::try_parse_from(["cyclepool", "admin", "reject", "2"]).is_err());
     }
 }

@@ -51,6 +51,44 @@ pub enum PortalError {
     },
 }
 
+impl PortalError {
+    /// The portal's error code (`forbidden`, `terms_not_accepted`, …), when it sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            PortalError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the portal answered with an error status.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            PortalError::Api { status, .. } | PortalError::Unexpected { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    /// This error followed by advice on what to do about it, on the same line, so that the
+    /// message still starts with the portal's code.
+    pub fn with_hint(self, hint: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Hinted {
+            error: self,
+            hint: hint.into(),
+        })
+    }
+}
+
+/// A [`PortalError`] with advice. The error is not its `source`, so that `{:#}` does not
+/// print it twice.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}; {hint}")]
+struct Hinted {
+    error: PortalError,
+    hint: String,
+}
+
 /// The error body of the API, read with the code as text (see [`PortalError::Api`]).
 #[derive(serde::Deserialize)]
 struct RawErrorBody {
@@ -146,7 +184,15 @@ impl Portal {
 
     /// `GET` a JSON answer.
     pub fn get(&self, path: &str) -> Result<Answer, PortalError> {
-        self.answer(Method::GET, path, |request| request)
+        self.answer(Method::GET, self.url(path), |request| request)
+    }
+
+    /// `GET` a JSON document outside the API, by its path from the portal's root (such as
+    /// `/.well-known/cyclepool-keys.json`).
+    pub fn get_document(&self, path: &str) -> Result<Answer, PortalError> {
+        self.answer(Method::GET, format!("{}{path}", self.base), |request| {
+            request
+        })
     }
 
     /// Sends `body` as JSON.
@@ -156,12 +202,12 @@ impl Portal {
         path: &str,
         body: &impl Serialize,
     ) -> Result<Answer, PortalError> {
-        self.answer(method, path, |request| request.json(body))
+        self.answer(method, self.url(path), |request| request.json(body))
     }
 
     /// Sends a request without a body (`POST /jobs/{id}/pause`, `DELETE /tokens/{id}`).
     pub fn send_empty(&self, method: Method, path: &str) -> Result<Answer, PortalError> {
-        self.answer(method, path, |request| request)
+        self.answer(method, self.url(path), |request| request)
     }
 
     /// Sends raw bytes with `content_type`.
@@ -172,7 +218,7 @@ impl Portal {
         content_type: &'static str,
         bytes: Vec<u8>,
     ) -> Result<Answer, PortalError> {
-        self.answer(method, path, |request| {
+        self.answer(method, self.url(path), |request| {
             request
                 .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
                 .body(bytes)
@@ -190,10 +236,9 @@ impl Portal {
     fn answer(
         &self,
         method: Method,
-        path: &str,
+        url: String,
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Answer, PortalError> {
-        let url = self.url(path);
         let response = build(self.request(method.clone(), &url).timeout(REQUEST_TIMEOUT)).send();
         let response = self.checked(method.clone(), &url, response)?;
         let body = response.text().map_err(|err| PortalError::Network {

@@ -1,18 +1,20 @@
-//! The `cyclepool` binary against the real server over real HTTP: keys, registration,
-//! signed and unsigned jobs, volunteers computing them, verified downloads, job control,
-//! tokens, groups, and the errors a distributor sees.
+//! The `cyclepool` binary against the real server over real HTTP: keys, registration and
+//! terms, signed and unsigned jobs, volunteers computing them, verified downloads, job
+//! control, tokens, groups, the errors a distributor sees, the admin's review and due
+//! diligence, and the public log verified and checked against a rewritten history.
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use cyclepool_shared::distributor::JobSummary;
-use cyclepool_shared::manifest::{Manifest, SignedManifest};
+use cyclepool_shared::distributor::{JobSummary, Review};
+use cyclepool_shared::manifest::{Manifest, PortalKey, PortalKeys, SignedManifest};
 use cyclepool_shared::range::encode_range;
 use cyclepool_shared::signing::SecretKey;
+use cyclepool_shared::transparency::LogPage;
 use cyclepool_shared::{KeyId, PublicKey, Sha256Digest, hex};
 use reqwest::StatusCode;
 
@@ -94,8 +96,10 @@ fn a_distributor_submits_jobs_and_downloads_verified_results() {
         "Example University",
         "--purpose",
         "Reversing bytes for science.",
+        "--accept-terms",
     ]);
     assert!(stdout.contains("registered account"), "{stdout}");
+    assert!(stdout.contains("accepted the portal's terms"), "{stdout}");
     assert!(
         !stdout.contains("cp_token_"),
         "the token is not printed: {stdout}"
@@ -114,6 +118,14 @@ fn a_distributor_submits_jobs_and_downloads_verified_results() {
     );
     let account = alice.ok(&["account"]);
     assert!(account.contains("Alice's Lab"), "{account}");
+    assert!(account.contains("trusted      no"), "{account}");
+    // The portal's admin trusts Alice, so her jobs are published without review.
+    let account_id = alice.json(&["account"])["account_id"]
+        .as_u64()
+        .expect("the account's id");
+    alice.admin(&["admin", "trust", &account_id.to_string()]);
+    let account = alice.ok(&["account"]);
+    assert!(account.contains("trusted      yes"), "{account}");
 
     // A signing key, registered.
     alice.ok(&["keygen"]);
@@ -619,6 +631,533 @@ fn the_portal_s_errors_are_printed_with_their_code_and_exit_status_1() {
         stderr.contains(&format!("GET http://{address}/api/v1/jobs failed")),
         "{stderr}"
     );
+}
+
+#[test]
+fn terms_must_be_accepted_before_publishing() {
+    let server = Server::start();
+    let alice = server.distributor();
+    let args = [
+        "register",
+        "--name",
+        "Alice",
+        "--contact",
+        "alice@example.org",
+        "--organisation",
+        "Example Lab",
+        "--purpose",
+        "Reversing bytes for science.",
+    ];
+    let stdout = alice.ok(&args);
+    assert!(
+        stdout.contains(&format!("read {}/terms.html", server.url)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("`cyclepool terms accept`"), "{stdout}");
+    let account = alice.ok(&["account"]);
+    assert!(account.contains("terms        not accepted"), "{account}");
+
+    // The portal refuses the job, and the CLI says what to do.
+    let module = alice.module_file();
+    let submit = [
+        "job",
+        "submit",
+        "--module",
+        module.to_str().expect("a UTF-8 path"),
+        "--title",
+        "Too early",
+        "--range",
+        "0..1",
+    ];
+    let stderr = alice.fails(&submit);
+    assert!(
+        stderr.starts_with("error: terms_not_accepted: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("HTTP 403"), "{stderr}");
+    assert!(stderr.contains("`cyclepool terms accept`"), "{stderr}");
+
+    let stdout = alice.ok(&["terms", "accept"]);
+    assert!(
+        stdout.contains("accepted the portal's terms (version 1, "),
+        "{stdout}"
+    );
+    let account = alice.ok(&["account"]);
+    assert!(
+        account.contains("terms        version 1 accepted"),
+        "{account}"
+    );
+    assert_eq!(alice.json(&["account"])["terms_accepted"], 1);
+    // Now the job is created; untrusted, it waits for review.
+    let stdout = alice.ok(&submit);
+    assert!(stdout.contains("waiting for review"), "{stdout}");
+}
+
+#[test]
+fn a_job_of_an_untrusted_distributor_waits_for_review_until_the_admin_approves_it() {
+    let server = Server::start();
+    let lab = server.distributor();
+    let (_, account) = lab.register_untrusted("Unknown Lab");
+    let module = lab.module_file();
+    let stdout = lab.ok(&[
+        "job",
+        "submit",
+        "--module",
+        module.to_str().expect("a UTF-8 path"),
+        "--title",
+        "Reverse for review",
+        "--range",
+        "0..4",
+        "--category",
+        "mathematics",
+    ]);
+    let job = submitted_job(&stdout);
+    let id = job.to_string();
+    assert!(stdout.contains("waiting for review"), "{stdout}");
+    let status = lab.ok(&["job", "status", &id]);
+    assert!(
+        status.contains("review             waiting for the portal's review"),
+        "{status}"
+    );
+    assert!(
+        status.contains("category           mathematics"),
+        "{status}"
+    );
+    assert!(
+        server.lease(&volunteer(9), 4).is_empty(),
+        "nobody is given a job waiting for review"
+    );
+
+    // The admin's queue names the job, its distributor, its units and its module.
+    let queue = lab.admin(&["admin", "review"]);
+    let module_sha256 = Sha256Digest::of(&support::reverse_module()).to_string();
+    for expected in [
+        format!("job {job}: Reverse for review"),
+        format!("distributor  Unknown Lab (account {account})"),
+        "units        4, category mathematics".to_owned(),
+        format!("module       {module_sha256}"),
+        "declared by  (unsigned)".to_owned(),
+        "1 job(s) waiting".to_owned(),
+    ] {
+        assert!(queue.contains(&expected), "{expected:?} in {queue}");
+    }
+    let queued = lab.admin(&["--json", "admin", "review"]);
+    let queued: Vec<JobSummary> = serde_json::from_str(&queued).expect("the queue as JSON");
+    assert_eq!(
+        queued.iter().map(|job| job.job_id.0).collect::<Vec<_>>(),
+        [job]
+    );
+
+    // Approved: published with a log entry, and computed.
+    let stdout = lab.admin(&["admin", "approve", &id]);
+    assert!(
+        stdout.contains(&format!("job {job} approved: published (public log entry ")),
+        "{stdout}"
+    );
+    let summary: JobSummary =
+        serde_json::from_value(lab.json(&["job", "status", &id])).expect("parsing the job");
+    assert_eq!(summary.review, Review::Approved);
+    let seq = summary.log_seq.expect("a log entry");
+    let status = lab.ok(&["job", "status", &id]);
+    assert!(
+        status.contains(&format!("published (public log entry {seq})")),
+        "{status}"
+    );
+    let list = lab.ok(&["job", "list"]);
+    assert!(list.contains("published"), "{list}");
+    let queue = lab.admin(&["admin", "review"]);
+    assert!(queue.contains("no jobs waiting for review"), "{queue}");
+    assert_eq!(server.compute_everything(&volunteer(9)), 4);
+}
+
+#[test]
+fn rejected_and_withdrawn_jobs_show_the_portal_s_reason() {
+    let server = Server::start();
+    let lab = server.distributor();
+    lab.register_untrusted("Unknown Lab");
+    let (rejected, _) = lab.submit("Unwanted", &["--range", "0..2"]);
+    let rejected = rejected.to_string();
+    let reason = "No contact address on the lab's site";
+    let stdout = lab.admin(&["admin", "reject", &rejected, "--reason", reason]);
+    assert!(
+        stdout.contains(&format!("job {rejected} rejected: {reason}")),
+        "{stdout}"
+    );
+    let status = lab.ok(&["job", "status", &rejected]);
+    assert!(
+        status.contains(&format!(
+            "review             rejected by the portal: {reason}"
+        )),
+        "{status}"
+    );
+    let list = lab.ok(&["job", "list"]);
+    assert!(list.contains(&format!("rejected: {reason}")), "{list}");
+    // It was never published: there is nothing to withdraw, and nothing in the log.
+    let args = [
+        "admin",
+        "withdraw",
+        &rejected,
+        "--reason",
+        "Changed my mind",
+    ];
+    let output = lab
+        .command(&args)
+        .env("CYCLEPOOL_TOKEN", support::ADMIN_TOKEN)
+        .output()
+        .expect("running cyclepool");
+    let stderr = support::expect_failure(output, &args);
+    assert!(stderr.starts_with("error: conflict: "), "{stderr}");
+    let stderr = lab.fails(&["log", "show", "--job", &rejected]);
+    assert!(stderr.contains("not in the public log"), "{stderr}");
+
+    let (withdrawn, _) = lab.submit("Approved, then withdrawn", &["--range", "0..2"]);
+    let withdrawn = withdrawn.to_string();
+    lab.admin(&["admin", "approve", &withdrawn]);
+    let shown = lab.ok(&["log", "show", "--job", &withdrawn]);
+    assert!(
+        shown.contains("manifest matches its publication"),
+        "{shown}"
+    );
+    let reason = "It computes something else than it declares";
+    let stdout = lab.admin(&["admin", "withdraw", &withdrawn, "--reason", reason]);
+    assert!(stdout.contains("withdrawn"), "{stdout}");
+    let status = lab.ok(&["job", "status", &withdrawn]);
+    assert!(
+        status.contains(&format!("withdrawn by the portal: {reason}")),
+        "{status}"
+    );
+    // The withdrawal is public, with its reason.
+    let shown = lab.ok(&["log", "show", "--job", &withdrawn]);
+    for expected in [
+        format!("published job {withdrawn} \"Approved, then withdrawn\" by Unknown Lab (account"),
+        format!("revoked job {withdrawn}: {reason}"),
+        format!("job {withdrawn}'s manifest is not served now"),
+    ] {
+        assert!(shown.contains(&expected), "{expected:?} in {shown}");
+    }
+    let entries = lab.json(&["log", "show", "--job", &withdrawn]);
+    assert_eq!(entries.as_array().map(Vec::len), Some(2), "{entries}");
+}
+
+#[test]
+fn log_verify_pins_the_keys_remembers_the_head_and_detects_a_rewritten_log() {
+    let server = Server::start();
+    let alice = server.distributor();
+    alice.register("Alice");
+
+    // The log is public: no account needed. The first use pins the portal's keys.
+    let carol = server.distributor();
+    let stdout = carol.ok(&["log", "verify"]);
+    assert!(
+        stdout.contains(&format!("first use of {}", server.url)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("is empty"), "{stdout}");
+    let keys_path = carol.cli_dir().join("portal-keys.json");
+    assert_eq!(mode(&keys_path), 0o600);
+
+    for n in 0..3 {
+        alice.submit(&format!("Job {n}"), &["--range", "0..1"]);
+    }
+    let stdout = carol.ok(&["log", "verify"]);
+    assert!(!stdout.contains("first use"), "{stdout}");
+    assert!(stdout.contains("3 entries, all checked"), "{stdout}");
+    let log: LogPage = serde_json::from_value(server.get_json("/log")).expect("the log");
+    let head = log.entries[2].head();
+    assert!(
+        stdout.contains(&format!("head: entry 2, sha256 {}", head.sha256)),
+        "{stdout}"
+    );
+    let heads_path = carol.cli_dir().join("log-heads.json");
+    assert_eq!(mode(&heads_path), 0o600);
+    let read_heads = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&heads_path).expect("reading the heads"))
+            .expect("the heads are JSON")
+    };
+    assert_eq!(
+        read_heads()["portals"][&server.url],
+        serde_json::to_value(head).expect("a head as JSON")
+    );
+
+    // Later runs check the head verified before, then what follows it.
+    alice.submit("Job 3", &["--range", "0..1"]);
+    let stdout = carol.ok(&["log", "verify"]);
+    assert!(
+        stdout.contains("4 entries (1 checked now); it still holds entry 2 as verified before"),
+        "{stdout}"
+    );
+    let stdout = carol.ok(&["log", "verify", "--from-start"]);
+    assert!(stdout.contains("4 entries (4 checked now)"), "{stdout}");
+    let answer = carol.json(&["log", "verify"]);
+    assert_eq!(answer["entries"], 4);
+    assert_eq!(answer["checked"], 0);
+    assert_eq!(answer["head"]["seq"], 3);
+    let shown = carol.ok(&["log", "show"]);
+    assert!(shown.contains("\"Job 0\" by Alice (account"), "{shown}");
+    assert!(shown.contains("4 entries, verified"), "{shown}");
+
+    // A head this machine verified that the portal's log no longer has at its place: the
+    // portal forked or rewrote its history.
+    let mut heads = read_heads();
+    let genuine = heads["portals"][&server.url].clone();
+    heads["portals"][&server.url]["sha256"] =
+        serde_json::Value::String(Sha256Digest::of(b"another history").to_string());
+    let tampered = serde_json::to_string(&heads).expect("encoding");
+    std::fs::write(&heads_path, &tampered).expect("writing the heads");
+    for args in [
+        &["log", "verify"][..],
+        &["log", "verify", "--from-start"],
+        &["log", "show"],
+    ] {
+        let stderr = carol.fails(args);
+        assert!(
+            stderr.contains("log entry 3 now has digest"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("the portal forked or rewrote its log"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("log-heads.json"), "{stderr}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&heads_path).expect("reading the heads"),
+        tampered,
+        "the head verified before is kept, so the alarm does not go away by itself"
+    );
+    // A head beyond the log's end: entries were dropped.
+    heads["portals"][&server.url] = genuine;
+    heads["portals"][&server.url]["seq"] = 9.into();
+    std::fs::write(&heads_path, heads.to_string()).expect("writing the heads");
+    let stderr = carol.fails(&["log", "verify"]);
+    assert!(
+        stderr.contains("the log now holds 4 entries, but this machine verified entry 9"),
+        "{stderr}"
+    );
+
+    // Keys the portal serves that the pinned keys do not endorse are refused.
+    let stranger = SecretKey::from_seed(&[0x55; 32]);
+    let pinned = serde_json::json!({"portals": {&server.url: PortalKeys {
+        keys: vec![PortalKey::new(&stranger, 0, u64::MAX, None)],
+        revoked: Vec::new(),
+    }}});
+    std::fs::write(&keys_path, pinned.to_string()).expect("writing the pinned keys");
+    let stderr = carol.fails(&["log", "verify"]);
+    assert!(stderr.contains("are not the ones pinned"), "{stderr}");
+    assert!(stderr.contains("portal-keys.json"), "{stderr}");
+}
+
+#[test]
+fn admin_commands_need_the_admin_token() {
+    let server = Server::start();
+    let alice = server.distributor();
+    let token = alice.register("Alice");
+
+    // Alice's stored token is never sent as the admin's.
+    let stderr = alice.fails(&["admin", "review"]);
+    assert!(stderr.contains("no admin token for"), "{stderr}");
+    assert!(stderr.contains("cyclepool admin login"), "{stderr}");
+    // Given as CYCLEPOOL_TOKEN, a distributor's token is refused, and the CLI says why.
+    let output = alice
+        .command(&["admin", "review"])
+        .env("CYCLEPOOL_TOKEN", &token)
+        .output()
+        .expect("running cyclepool");
+    let stderr = support::expect_failure(output, &["admin", "review"]);
+    assert!(stderr.starts_with("error: forbidden: "), "{stderr}");
+    assert!(stderr.contains("HTTP 403"), "{stderr}");
+    assert!(stderr.contains("need the portal's admin token"), "{stderr}");
+    assert!(
+        !stderr.contains(&token),
+        "the token never appears in messages"
+    );
+
+    // `admin login` reads the token from standard input, checks it, and stores it apart.
+    let login = |secret: &str| {
+        let mut child = alice
+            .command(&["admin", "login"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running cyclepool");
+        child
+            .stdin
+            .take()
+            .expect("a pipe")
+            .write_all(format!("{secret}\n").as_bytes())
+            .expect("writing the token");
+        child.wait_with_output().expect("waiting for cyclepool")
+    };
+    let stderr = support::expect_failure(login("cp_admin_not_the_right_one"), &["admin", "login"]);
+    assert!(stderr.starts_with("error: unauthorized: "), "{stderr}");
+    let stdout = support::expect_success(login(support::ADMIN_TOKEN), &["admin", "login"]);
+    assert!(stdout.contains("stored the admin token"), "{stdout}");
+    let credentials_path = alice.cli_dir().join("credentials.json");
+    assert_eq!(mode(&credentials_path), 0o600);
+    let accounts = alice.ok(&["admin", "accounts"]);
+    assert!(accounts.contains("Alice"), "{accounts}");
+    // The distributor's commands still use the distributor's token.
+    assert_eq!(
+        alice.json(&["account"])["name"],
+        "Alice",
+        "not the admin's token"
+    );
+    let stdout = alice.ok(&["admin", "logout"]);
+    assert!(stdout.contains("removed the admin token"), "{stdout}");
+    let stderr = alice.fails(&["admin", "review"]);
+    assert!(stderr.contains("no admin token for"), "{stderr}");
+}
+
+#[test]
+fn the_admin_revokes_keys_resolves_reports_and_suspends_and_reinstates_accounts() {
+    let server = Server::start();
+    let alice = server.distributor();
+    alice.register("Alice");
+    let account = alice.json(&["account"])["account_id"]
+        .as_u64()
+        .expect("an account id")
+        .to_string();
+    alice.ok(&["keygen"]);
+    alice.ok(&["key", "register", "--label", "laptop"]);
+    let key_id = alice.json(&["account"])["keys"][0]["key_id"]
+        .as_str()
+        .expect("a key id")
+        .to_owned();
+    let (signed, _) = alice.submit("Signed job", &["--range", "0..2", "--sign"]);
+    let (reported, _) = alice.submit("Reported job", &["--range", "0..2"]);
+
+    let accounts = alice.admin(&["admin", "accounts"]);
+    let line = accounts
+        .lines()
+        .find(|line| line.contains("Alice"))
+        .unwrap_or_else(|| panic!("Alice in {accounts}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        columns[..5],
+        [account.as_str(), "yes", "active", "v1", "1"],
+        "{line}"
+    );
+
+    // Revoking the key withdraws the job it declared, publicly.
+    let stdout = alice.admin(&[
+        "admin",
+        "revoke-key",
+        &key_id,
+        "--reason",
+        "The key was leaked",
+    ]);
+    assert!(
+        stdout.contains(&format!("revoked key {key_id} (laptop)")),
+        "{stdout}"
+    );
+    let status = alice.ok(&["job", "status", &signed.to_string()]);
+    assert!(status.contains("withdrawn by the portal: "), "{status}");
+    let shown = alice.ok(&["log", "show"]);
+    assert!(
+        shown.contains(&format!(
+            "revoked key {key_id} of account {account}: The key was leaked"
+        )),
+        "{shown}"
+    );
+
+    // A volunteer's abuse report, resolved by withdrawing the job.
+    let report = serde_json::json!({
+        "protocol": 1,
+        "volunteer": volunteer_id(&volunteer(3)),
+        "job_id": reported,
+        "lease": null,
+        "kind": "abuse",
+        "message": "It mines coins",
+    });
+    let response = server
+        .http
+        .post(server.api("/reports"))
+        .json(&report)
+        .send()
+        .expect("sending a report");
+    assert_eq!(response.status(), StatusCode::OK);
+    let reports = alice.admin(&["admin", "reports"]);
+    for expected in [
+        format!("job {reported} \"Reported job\" by Alice (account {account})"),
+        ": It mines coins".to_owned(),
+        "  open".to_owned(),
+    ] {
+        assert!(reports.contains(&expected), "{expected:?} in {reports}");
+    }
+    let listed: serde_json::Value =
+        serde_json::from_str(&alice.admin(&["--json", "admin", "reports"])).expect("JSON");
+    let report_id = listed[0]["report_id"]
+        .as_u64()
+        .expect("a report id")
+        .to_string();
+    let stdout = alice.admin(&[
+        "admin",
+        "resolve",
+        &report_id,
+        "--action",
+        "withdraw-job",
+        "--note",
+        "Confirmed",
+    ]);
+    assert!(stdout.contains("job withdrawn (Confirmed)"), "{stdout}");
+    assert!(
+        alice
+            .admin(&["admin", "reports"])
+            .contains("no open reports")
+    );
+    assert!(
+        alice
+            .admin(&["admin", "reports", "--all"])
+            .contains("It mines coins")
+    );
+    let status = alice.ok(&["job", "status", &reported.to_string()]);
+    assert!(
+        status.contains(&format!(
+            "withdrawn by the portal: abuse report {report_id}: Confirmed"
+        )),
+        "{status}"
+    );
+
+    // No longer trusted: a new job waits for review.
+    let stdout = alice.admin(&["admin", "trust", &account, "--off"]);
+    assert!(stdout.contains("no longer trusted"), "{stdout}");
+    let (waiting, _) = alice.submit("Waiting job", &["--range", "0..2"]);
+    assert_eq!(
+        alice.json(&["job", "status", &waiting.to_string()])["review"]["state"],
+        "pending"
+    );
+
+    // Suspended: the account's tokens stop working and its waiting job is rejected.
+    let stdout = alice.admin(&[
+        "admin",
+        "suspend",
+        &account,
+        "--reason",
+        "Repeated abuse reports",
+    ]);
+    assert!(stdout.contains("is suspended"), "{stdout}");
+    let stderr = alice.fails(&["job", "list"]);
+    assert!(stderr.contains("suspended"), "{stderr}");
+    assert!(alice.admin(&["admin", "accounts"]).contains("suspended"));
+    let stdout = alice.admin(&["admin", "reinstate", &account]);
+    assert!(stdout.contains("is reinstated"), "{stdout}");
+    let status = alice.ok(&["job", "status", &waiting.to_string()]);
+    assert!(
+        status.contains(
+            "rejected by the portal: the distributor was suspended: Repeated abuse reports"
+        ),
+        "{status}"
+    );
+}
+
+/// The job id `job submit` prints first (`job 3: 4 units`).
+fn submitted_job(stdout: &str) -> u64 {
+    stdout
+        .strip_prefix("job ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("`job submit` prints the job id first: {stdout}"))
 }
 
 /// Parses JSON lines.

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use tempfile::TempDir;
 
-/// The admin token of every test server (used only to look at the server's side).
+/// The admin token of every test server (given to `cyclepool admin` as `CYCLEPOOL_TOKEN`).
 pub const ADMIN_TOKEN: &str =
     "cp_admin_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -122,6 +122,7 @@ impl Server {
             volunteer: volunteer_id(volunteer),
             max_units,
             exclude_jobs: Vec::new(),
+            exclude_categories: Vec::new(),
             site: None,
             proof: None,
         };
@@ -284,8 +285,18 @@ impl Distributor {
         expect_failure(self.run(args), args)
     }
 
-    /// Registers an account named `name`; returns its first token's secret.
+    /// Registers an account named `name` that accepts the terms, and has the portal's admin
+    /// trust it, so that its jobs are published at once; returns its first token's secret.
     pub fn register(&self, name: &str) -> String {
+        let (token, account) = self.register_untrusted(name);
+        let stdout = self.admin(&["admin", "trust", &account.to_string()]);
+        assert!(stdout.contains("is trusted"), "{stdout}");
+        token
+    }
+
+    /// Registers an account named `name` that accepts the terms but is not trusted: its jobs
+    /// wait for the admin's review. Returns its first token's secret and the account's id.
+    pub fn register_untrusted(&self, name: &str) -> (String, u64) {
         let answer = self.json(&[
             "register",
             "--name",
@@ -297,11 +308,22 @@ impl Distributor {
             "--purpose",
             "Testing the command line end to end.",
             "--show-token",
+            "--accept-terms",
         ]);
-        answer["token"]["secret"]
+        let token = answer["token"]["secret"]
             .as_str()
             .expect("the token's secret with --show-token")
-            .to_owned()
+            .to_owned();
+        let account = answer["account"]["account_id"]
+            .as_u64()
+            .expect("the account's id");
+        (token, account)
+    }
+
+    /// Runs the CLI as the portal's admin (the admin token in `CYCLEPOOL_TOKEN`), expecting
+    /// success; returns standard output.
+    pub fn admin(&self, args: &[&str]) -> String {
+        self.ok_with_token(ADMIN_TOKEN, args)
     }
 
     /// Writes the test module into the home directory; returns its path.
