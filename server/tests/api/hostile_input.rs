@@ -463,6 +463,33 @@ async fn hostile_lease_requests_get_json_client_errors() {
             InvalidValue,
         ),
         post(
+            "an unknown job category",
+            path,
+            JSON,
+            lease_body(r#""exclude_categories":["cryptomining"]"#),
+            unprocessable,
+            MalformedRequest,
+        ),
+        post(
+            "more categories than there are",
+            path,
+            JSON,
+            lease_body(&format!(
+                r#""exclude_categories":[{}]"#,
+                vec![r#""art""#; 11].join(",")
+            )),
+            StatusCode::BAD_REQUEST,
+            InvalidValue,
+        ),
+        post(
+            "a category that is not a string",
+            path,
+            JSON,
+            lease_body(r#""exclude_categories":[{"art":1}]"#),
+            unprocessable,
+            MalformedRequest,
+        ),
+        post(
             "no volunteer",
             path,
             JSON,
