@@ -168,7 +168,7 @@ async function start() {
   session.starting = true;
   const generation = session.generation;
   showRunning(true);
-  let start;
+  let command; // the workers' start command
   try {
     // The client is loaded only now, after the visitor said yes.
     const client = await loadClient();
@@ -176,7 +176,7 @@ async function start() {
     const identity = session.persistent
       ? { trustedKeys: await trustedPortalKeys(client.pin_portal_keys), seed: await volunteerSeed() }
       : await visitIdentity(client.pin_portal_keys);
-    start = {
+    command = {
       ...identity,
       dutyCycle: config.throttle,
       paused: isPaused(),
@@ -195,7 +195,7 @@ async function start() {
   session.starting = false;
   if (generation !== session.generation) return; // stopped while loading
   for (let i = 0; i < config.workers; i += 1) {
-    session.workers.push(startWorker(i, start, onWorkerEvent, (message) => {
+    session.workers.push(startWorker(i, command, onWorkerEvent, (message) => {
       say(`A worker failed to load: ${message}`, 'error');
       tell('error', { message: `a worker failed to load: ${message}` });
     }));

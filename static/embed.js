@@ -136,6 +136,7 @@
     switch (message.type) {
       case 'ready':
         state.ready = true;
+        state.consented = Boolean(message.consented);
         frame.hidden = false;
         hideNotice();
         for (const command of pending.splice(0)) post(command);

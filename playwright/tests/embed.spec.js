@@ -5,7 +5,7 @@
 // consent; loading the script twice gives one widget; and an unregistered origin cannot frame
 // the widget at all (frame-ancestors).
 const http = require('node:http');
-const { test, expect } = require('./server');
+const { test, expect, createJob, le } = require('./server');
 
 test.use({ serverArgs: ['--demo-units', '64'] });
 
@@ -194,6 +194,35 @@ test('consent is remembered where the browser keeps storage, and can be withdraw
   await page.waitForTimeout(1_500);
   expect(leases.length).toBe(leasesAtWithdrawal);
   expect(leases.every((lease) => lease.site === site)).toBe(true);
+});
+
+test('data-jobs limits the widget to the jobs it names', async ({ page, server }) => {
+  const auth = await registerDistributor(server, 'A Blog');
+  const pages = {};
+  const blog = await embedder('127.0.0.2', pages);
+  try {
+    const numbers = Array.from({ length: 40 }, (_, i) => 1_000_003n + BigInt(i));
+    const factor = await createJob(server, 'factor', {
+      title: 'Factor some numbers', inputs: { list: numbers.map((n) => le.u64(n).toString('base64')) },
+    });
+    const site = await registerSite(server, auth, blog.origin);
+    pages['/'] = () => embedderPage(server.url, site).replace('data-site=', `data-jobs="${factor.job_id}" data-site=`);
+    const leases = watchLeases(page);
+    await page.goto(`${blog.origin}/`);
+    const widget = page.frameLocator('iframe.cyclepool-widget');
+    // The widget names only the chosen job.
+    await expect(widget.locator('#jobs')).toContainText('Factor some numbers');
+    await expect(widget.locator('#jobs')).not.toContainText('Mandelbrot');
+    await widget.locator('#consent').click();
+    await expect.poll(async () => Number(await widget.locator('#units').textContent()), { timeout: 30_000 })
+      .toBeGreaterThanOrEqual(3);
+    const stats = await server.stats();
+    const demo = stats.jobs.find((job) => job.job_id !== factor.job_id);
+    expect(demo.done + demo.leased).toBe(0);
+    expect(leases.every((lease) => lease.exclude_jobs.includes(demo.job_id))).toBe(true);
+  } finally {
+    await blog.close();
+  }
 });
 
 test('loading the script twice gives one widget and one API', async ({ page, server }) => {

@@ -441,6 +441,8 @@ pub struct PublicSite {
     pub origin: String,
     /// The name of the distributor account that registered the site.
     pub registered_by: String,
+    /// The site no longer takes part: its account revoked it, or the portal suspended the
+    /// account. Its widget is not served and its leases are refused.
     pub revoked: bool,
     pub credit: SiteCredit,
 }

@@ -132,18 +132,16 @@ pub async fn site(
 ) -> Result<Json<PublicSite>, ApiError> {
     let id = SiteId(parse_number("site id", &id)?);
     let site = state.store.site(id)?.ok_or_else(|| unknown_site(id))?;
-    let registered_by = state
-        .store
-        .account(site.owner)?
-        .map(|account| account.name)
-        .unwrap_or_default();
+    let owner = state.store.account(site.owner)?;
+    // A suspended (or deleted) account's sites do not take part, as `live_site` decides.
+    let revoked = site.revoked || owner.as_ref().is_none_or(|owner| owner.suspended);
     Ok(Json(PublicSite {
         site_id: site.id,
         credit: credit_of(&state, site.id)?,
         name: site.name,
         origin: site.origin,
-        registered_by,
-        revoked: site.revoked,
+        registered_by: owner.map(|owner| owner.name).unwrap_or_default(),
+        revoked,
     }))
 }
 

@@ -476,7 +476,7 @@ async fn hostile_lease_requests_get_json_client_errors() {
             JSON,
             lease_body(&format!(
                 r#""exclude_categories":[{}]"#,
-                vec![r#""art""#; 11].join(",")
+                [r#""art""#; 11].join(",")
             )),
             StatusCode::BAD_REQUEST,
             InvalidValue,

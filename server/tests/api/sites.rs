@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cyclepool_shared::distributor::{PublicSite, SiteId, SiteInfo};
 use cyclepool_shared::manifest::JobPolicy;
-use cyclepool_shared::protocol::{Inputs, LeaseRequest, LeaseResponse, PROTOCOL_VERSION};
+use cyclepool_shared::protocol::{Inputs, LeaseResponse, PROTOCOL_VERSION};
 use cyclepool_shared::{ErrorCode, VolunteerId};
 use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -18,8 +18,8 @@ use crate::helpers::{
     spawn_app_with_pages, volunteer,
 };
 
-/// A distributor account's bearer header value.
-struct Account(String);
+/// A distributor account: its bearer header value and its id.
+struct Account(String, u64);
 
 async fn register_account(app: &TestApp, name: &str) -> Account {
     let response = app
@@ -34,10 +34,15 @@ async fn register_account(app: &TestApp, name: &str) -> Account {
         .expect("registering");
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: Value = response.json().await.expect("parsing the account");
-    Account(format!(
-        "Bearer {}",
-        created["token"]["secret"].as_str().expect("a token")
-    ))
+    Account(
+        format!(
+            "Bearer {}",
+            created["token"]["secret"].as_str().expect("a token")
+        ),
+        created["account"]["account_id"]
+            .as_u64()
+            .expect("an account id"),
+    )
 }
 
 impl Account {
@@ -109,14 +114,12 @@ async fn lease_through(
     volunteer: VolunteerId,
     site: Option<SiteId>,
 ) -> reqwest::Response {
-    let request = LeaseRequest {
-        protocol: PROTOCOL_VERSION,
-        volunteer,
-        max_units: 1,
-        exclude_jobs: Vec::new(),
-        proof: None,
-        site,
-    };
+    let mut request = json!({
+        "protocol": PROTOCOL_VERSION, "volunteer": volunteer.to_string(), "max_units": 1,
+    });
+    if let Some(site) = site {
+        request["site"] = json!(site);
+    }
     app.client
         .post(app.url("/api/v1/lease"))
         .json(&request)
@@ -282,7 +285,7 @@ async fn site_registration_refuses_malformed_hostile_and_oversized_input() {
         .await
         .unwrap();
     expect_error(anonymous, StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized).await;
-    let admin = Account(format!("Bearer {ADMIN_TOKEN}"));
+    let admin = Account(format!("Bearer {ADMIN_TOKEN}"), 0);
     let response = admin
         .register_site_response(&app, "x", "https://a.example")
         .await;
@@ -377,6 +380,26 @@ async fn leases_naming_an_unknown_or_revoked_site_are_refused() {
     // The volunteer itself is not refused: without a site it still gets work.
     let response = lease_through(&app, reader, None).await;
     assert_eq!(response.status(), StatusCode::OK);
+
+    // A suspended account's sites stop taking part too.
+    let other = alice
+        .register_site(&app, "Shop", "https://shop.example")
+        .await;
+    let response = lease_through(&app, volunteer(2), Some(other.site_id)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let admin = Account(format!("Bearer {ADMIN_TOKEN}"), 0);
+    let suspended = admin
+        .request(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/admin/accounts/{}", alice.1),
+            Some(json!({ "suspended": true, "reason": "Its pages mine without asking." })),
+        )
+        .await;
+    assert_eq!(suspended.status(), StatusCode::OK);
+    let response = lease_through(&app, volunteer(2), Some(other.site_id)).await;
+    expect_error(response, StatusCode::NOT_FOUND, ErrorCode::UnknownSite).await;
+    assert!(public_site(&app, other.site_id).await.revoked);
     // Malformed site ids are the schema's business.
     let response = app
         .post_raw(
@@ -475,7 +498,7 @@ async fn a_caught_visitor_s_credit_is_taken_back_from_the_site() {
         .register_site(&app, "Alice's blog", "https://blog.example")
         .await;
     let (honest, cheat) = (volunteer(1), volunteer(2));
-    let mut next_lease = async |volunteer| {
+    let next_lease = async |volunteer| {
         let response = lease_through(&app, volunteer, Some(site.site_id)).await;
         let mut leased: LeaseResponse = response.json().await.unwrap();
         leased.leases.remove(0)
@@ -498,16 +521,17 @@ async fn a_caught_visitor_s_credit_is_taken_back_from_the_site() {
 fn pages_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("creating a static directory");
     let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../static");
-    std::fs::create_dir_all(dir.path().join("pkg")).unwrap();
+    std::fs::create_dir_all(dir.path().join("pkg")).expect("creating pkg/");
     for placeholder in [
         "index.html",
         "worker.js",
         "pkg/cyclepool_web_client_bg.wasm",
     ] {
-        std::fs::write(dir.path().join(placeholder), b"placeholder").unwrap();
+        std::fs::write(dir.path().join(placeholder), b"placeholder")
+            .expect("writing a placeholder");
     }
     for file in ["embed.html", "embed.js"] {
-        std::fs::copy(real.join(file), dir.path().join(file)).unwrap();
+        std::fs::copy(real.join(file), dir.path().join(file)).expect("copying a widget file");
     }
     dir
 }
