@@ -20,6 +20,8 @@ async function otherOrigin() {
 
 test('every page, script, worker script and wasm response carries the CSP', async ({ request, server }) => {
   for (const path of ['/', '/index.html', '/app.js', '/worker.js', '/style.css',
+    '/dashboard.html', '/dashboard.js', '/admin.html', '/admin.js', '/log.html', '/log.js',
+    '/terms.html', '/volunteer-common.js', '/api/v1/log',
     '/pkg/cyclepool_web_client.js', '/pkg/cyclepool_web_client_bg.wasm', '/api/v1/stats', '/no-such-file']) {
     const response = await request.get(server.url + path);
     const csp = response.headers()['content-security-policy'];
