@@ -299,7 +299,11 @@ function onWorkerEvent(event, index) {
       refreshWaiting();
       break;
     case 'queue':
-      if (!event.persistent) log(`finished results are kept in memory only (${event.reason}): a reload loses those not yet sent`, 'error');
+      // Every worker says it; once is enough.
+      if (!event.persistent && !session.queueWarned) {
+        session.queueWarned = true;
+        log(`finished results are kept in memory only (${event.reason}): a reload loses those not yet sent`, 'error');
+      }
       break;
     case 'job':
       session.currentJob = event.job_id;

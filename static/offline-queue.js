@@ -94,22 +94,27 @@ class IndexedDbQueue {
     return record.claimed_ms < since;
   }
 
-  // Claims up to `max` free records of `store`, oldest first, that `accept` admits.
-  async claim(store, max, accept) {
+  // Claims up to `max` free records of `store`, oldest first, that `accept` admits; deletes
+  // the free records that `stale` condemns on the way. Resolves with both lists.
+  async claim(store, max, accept, stale = () => false) {
     const since = Date.now();
     const live = await this.liveOwners();
     return run(this.db, [store], 'readwrite', (transaction, out) => {
       const claimed = [];
+      const dropped = [];
       const now = Date.now();
       const request = transaction.objectStore(store).index(OLDEST).openCursor();
       request.onsuccess = () => {
         const cursor = request.result;
         if (!cursor || claimed.length >= max) {
-          out.value = JSON.stringify(claimed);
+          out.value = { claimed, dropped };
           return;
         }
         const record = cursor.value;
-        if (accept(record) && this.isFree(record, live, since)) {
+        if (stale(record) && this.isFree(record, live, since)) {
+          cursor.delete();
+          dropped.push(record);
+        } else if (accept(record) && this.isFree(record, live, since)) {
           record.owner = this.owner;
           record.claimed_ms = now;
           cursor.update(record);
@@ -131,8 +136,14 @@ class IndexedDbQueue {
   }
 
   // Free units leased to `volunteer` (only its key can sign their results), oldest first.
-  claimUnits(volunteer, max) {
-    return this.claim(UNITS, max, (unit) => unit.volunteer === volunteer);
+  // Free units of any volunteer whose deadline (portal's clock) is before `staleBefore` are
+  // deleted: whatever the clocks, they can no longer be returned in time, and units of a key
+  // this browser no longer uses would otherwise stay forever. Resolves with JSON
+  // `{claimed, dropped}`.
+  async claimUnits(volunteer, max, staleBefore) {
+    const found = await this.claim(UNITS, max, (unit) => unit.volunteer === volunteer,
+      (unit) => unit.lease?.deadline_ms < staleBefore);
+    return JSON.stringify(found);
   }
 
   // Lets go of units this worker holds but will not compute (it was stopped).
@@ -156,19 +167,20 @@ class IndexedDbQueue {
   }
 
   // A unit computed: its result replaces it in one transaction, so that a crash leaves either
-  // the unit (computed again) or the result (sent), never neither. The result stays claimed by
-  // this worker, which sends it at once.
-  finishUnit(json) {
+  // the unit (computed again) or the result (sent), never neither. With `claim` the result
+  // stays claimed by this worker, which sends it at once; without, it is left free.
+  finishUnit(json, claim) {
     const result = JSON.parse(json);
+    const owner = claim ? this.owner : null;
     return run(this.db, [UNITS, RESULTS], 'readwrite', (transaction) => {
       transaction.objectStore(UNITS).delete(result.lease_id);
-      transaction.objectStore(RESULTS).put({ ...result, owner: this.owner, claimed_ms: Date.now() });
+      transaction.objectStore(RESULTS).put({ ...result, owner, claimed_ms: Date.now() });
     });
   }
 
   // The oldest free result (of any volunteer: it is signed already), claimed; or null.
   async claimResult() {
-    const [result] = JSON.parse(await this.claim(RESULTS, 1, () => true));
+    const [result] = (await this.claim(RESULTS, 1, () => true)).claimed;
     return result ? JSON.stringify(result) : null;
   }
 
@@ -207,15 +219,18 @@ class MemoryQueue {
     const claimed = [...map.values()].filter((record) => !record.owner && accept(record))
       .sort((a, b) => a[order] - b[order]).slice(0, max);
     for (const record of claimed) record.owner = 'memory';
-    return JSON.stringify(claimed);
+    return claimed;
   }
 
   async addUnits(json) {
     for (const unit of JSON.parse(json)) this.units.set(unit.lease_id, { ...unit, owner: 'memory' });
   }
 
-  async claimUnits(volunteer, max) {
-    return this.claimFrom(this.units, max, (unit) => unit.volunteer === volunteer, 'received_ms');
+  async claimUnits(volunteer, max, staleBefore) {
+    const dropped = [...this.units.values()].filter((unit) => !unit.owner && unit.lease?.deadline_ms < staleBefore);
+    for (const unit of dropped) this.units.delete(unit.lease_id);
+    const claimed = this.claimFrom(this.units, max, (unit) => unit.volunteer === volunteer, 'received_ms');
+    return JSON.stringify({ claimed, dropped });
   }
 
   async releaseUnits(json) {
@@ -229,14 +244,14 @@ class MemoryQueue {
     this.units.delete(leaseId);
   }
 
-  async finishUnit(json) {
+  async finishUnit(json, claim) {
     const result = JSON.parse(json);
     this.units.delete(result.lease_id);
-    this.results.set(result.lease_id, { ...result, owner: 'memory' });
+    this.results.set(result.lease_id, { ...result, owner: claim ? 'memory' : null });
   }
 
   async claimResult() {
-    const [result] = JSON.parse(this.claimFrom(this.results, 1, () => true, 'finished_ms'));
+    const [result] = this.claimFrom(this.results, 1, () => true, 'finished_ms');
     return result ? JSON.stringify(result) : null;
   }
 

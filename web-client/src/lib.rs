@@ -135,6 +135,10 @@ struct Shared {
     fresh: RefCell<VecDeque<StoredResult>>,
     /// Results the queue could not store (IndexedDB failed): sent from memory.
     unsaved: RefCell<VecDeque<StoredResult>>,
+    /// The queue may hold free results, to be claimed oldest first before fresh ones: at
+    /// start, after a result was given back or stored while the portal was out of reach, and
+    /// now and then in case a worker that died left some.
+    backlog: Cell<bool>,
     /// Wakes the task that sends results: a result was stored, or the portal is back.
     outbox_wake: Signal,
     /// Set with `outbox_wake` when the portal is back: retry at once, not after the backoff.
@@ -175,6 +179,7 @@ impl VolunteerWorker {
                 lease_retry_at: Cell::new(0.0),
                 fresh: RefCell::new(VecDeque::new()),
                 unsaved: RefCell::new(VecDeque::new()),
+                backlog: Cell::new(true),
                 outbox_wake: Signal::default(),
                 outbox_nudged: Cell::new(false),
                 loop_wake: Signal::default(),

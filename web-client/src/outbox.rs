@@ -3,10 +3,11 @@
 //!
 //! Every worker runs one of these beside its work loop. A result this worker just computed is
 //! stored claimed by it and sent straight away. Results left free in the queue (computed
-//! before a reload, by a worker that stopped, or given back after a failed try) form the
-//! backlog, which is claimed oldest first and goes before fresh results. A result leaves the
-//! queue only on a definitive answer ([`offline::judge`]); without one it is given back to the
-//! queue and the sender backs off, which keeps it from hammering a portal that is down.
+//! before a reload, by a worker that stopped, while the portal was out of reach, or given back
+//! after a failed try) form the backlog, which is claimed oldest first and goes before fresh
+//! results. A result leaves the queue only on a definitive answer ([`offline::judge`]);
+//! without one it is given back to the queue and the sender backs off, which keeps it from
+//! hammering a portal that is down.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -23,9 +24,9 @@ use crate::{Backoff, Shared, now_ms};
 const RESULTS_URL: &str = "/api/v1/results";
 
 /// Results in flight at once per worker. The portal acknowledges a result only once it is on
-/// disk, and makes concurrent results durable together (group commit), so a few in flight
+/// disk, and makes concurrent results durable together (group commit), so several in flight
 /// keep up with small units where one at a time would fall behind.
-const MAX_IN_FLIGHT: usize = 4;
+const MAX_IN_FLIGHT: usize = 16;
 
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
@@ -46,9 +47,6 @@ struct Outbox {
     backoff: RefCell<Backoff>,
     /// No sending before this time (`now_ms()`): backing off after a try without an answer.
     retry_at: Cell<f64>,
-    /// The queue may hold free results: at start, after a result was given back, and now and
-    /// then in case a worker that died left some.
-    backlog: Cell<bool>,
 }
 
 /// Sends results until the worker stops. `first_pass_done` fires once the results waiting at
@@ -61,7 +59,6 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
         in_flight: Cell::new(0),
         backoff: RefCell::new(Backoff::default()),
         retry_at: Cell::new(0.0),
-        backlog: Cell::new(true),
     });
     let mut first_pass_done = Some(first_pass_done);
     while !shared.stopped() {
@@ -87,10 +84,10 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
                 }
             }
             if !shared.outbox_wake.wait(IDLE_LOOK_MS).await {
-                outbox.backlog.set(true);
+                shared.backlog.set(true);
             }
             if shared.outbox_nudged.replace(false) {
-                outbox.backlog.set(true);
+                shared.backlog.set(true);
             }
             continue;
         };
@@ -119,10 +116,10 @@ impl Outbox {
         if let Some(result) = unsaved {
             return Some((result, Source::Memory));
         }
-        if self.backlog.get() {
+        if shared.backlog.get() {
             match self.queue.claim_result().await {
                 Ok(Some(result)) => return Some((result, Source::Queue)),
-                Ok(None) => self.backlog.set(false),
+                Ok(None) => shared.backlog.set(false),
                 Err(err) => shared.emit(&WorkerEvent::error(err, None)),
             }
         }
@@ -170,7 +167,7 @@ impl Outbox {
                     }
                     Source::Memory => shared.unsaved.borrow_mut().push_front(result),
                 }
-                self.backlog.set(true);
+                shared.backlog.set(true);
                 // Several sends fail together when the portal goes away: one backoff for all.
                 if now_ms() >= self.retry_at.get() {
                     let wait_ms = self.backoff.borrow_mut().next_ms();

@@ -34,13 +34,18 @@ extern "C" {
     #[wasm_bindgen(method, js_name = addUnits)]
     fn add_units(this: &JsQueue, units: &str) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = claimUnits)]
-    fn claim_units(this: &JsQueue, volunteer: &str, max: u32) -> js_sys::Promise;
+    fn claim_units(
+        this: &JsQueue,
+        volunteer: &str,
+        max: u32,
+        stale_before_ms: f64,
+    ) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = releaseUnits)]
     fn release_units(this: &JsQueue, lease_ids: &str) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = dropUnit)]
     fn drop_unit(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = finishUnit)]
-    fn finish_unit(this: &JsQueue, result: &str) -> js_sys::Promise;
+    fn finish_unit(this: &JsQueue, result: &str, claim: bool) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = claimResult)]
     fn claim_result(this: &JsQueue) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = releaseResult)]
@@ -79,6 +84,17 @@ pub struct StoredResult {
     pub submission: ResultSubmission,
 }
 
+/// What a look for stored units found.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Claimed by this worker, oldest first.
+    pub units: Vec<StoredUnit>,
+    /// Deleted as long expired: (job, unit).
+    pub expired: Vec<(u64, u64)>,
+    /// Records dropped because they could not be read, with why.
+    pub unreadable: Vec<String>,
+}
+
 /// This worker's handle on the queue.
 pub struct Queue {
     js: JsQueue,
@@ -105,35 +121,61 @@ impl Queue {
         self.js.reason()
     }
 
-    /// Stores units just leased, claimed by this worker.
-    pub async fn add_units(&self, units: &[StoredUnit]) -> Result<(), String> {
-        done(self.js.add_units(&to_json(units)?)).await
+    /// Stores units just leased, claimed by this worker. The write is issued at once (not when
+    /// the future is first polled), so any later write about these units, such as the
+    /// transaction that replaces one by its result, is ordered after it by IndexedDB: the
+    /// caller may compute them before this write completes.
+    pub fn add_units(
+        &self,
+        units: &[StoredUnit],
+    ) -> impl Future<Output = Result<(), String>> + use<> {
+        let written = to_json(units).map(|json| self.js.add_units(&json));
+        async move { done(written?).await }
     }
 
     /// Claims up to `max` stored units of `volunteer` that no live worker holds, oldest first.
-    /// A record this version cannot read (written by another version of the client) is
-    /// dropped, and its error returned beside the units that could be read.
+    /// On the way it deletes free units (of any key) whose deadline was `stale_before_ms` or
+    /// earlier by the portal's clock, and a record this version cannot read (written by another
+    /// version of the client).
     pub async fn claim_units(
         &self,
         volunteer: VolunteerId,
         max: u32,
-    ) -> Result<(Vec<StoredUnit>, Vec<String>), String> {
-        let json = text(self.js.claim_units(&volunteer.to_string(), max)).await?;
-        let records: Vec<serde_json::Value> = from_json(json.as_deref().unwrap_or("[]"))?;
-        let mut units = Vec::new();
-        let mut unreadable = Vec::new();
-        for record in records {
+        stale_before_ms: f64,
+    ) -> Result<Claimed, String> {
+        #[derive(Deserialize)]
+        struct Found {
+            claimed: Vec<serde_json::Value>,
+            dropped: Vec<serde_json::Value>,
+        }
+        let json = text(
+            self.js
+                .claim_units(&volunteer.to_string(), max, stale_before_ms),
+        )
+        .await?;
+        let found: Found = from_json(json.as_deref().unwrap_or(r#"{"claimed":[],"dropped":[]}"#))?;
+        let mut claimed = Claimed::default();
+        for record in found.claimed {
             match serde_json::from_value::<StoredUnit>(record.clone()) {
-                Ok(unit) => units.push(unit),
+                Ok(unit) => claimed.units.push(unit),
                 Err(err) => {
                     if let Some(id) = record.get("lease_id").and_then(|id| id.as_str()) {
                         done(self.js.drop_unit(id)).await?;
                     }
-                    unreadable.push(format!("offline queue: unreadable unit dropped: {err}"));
+                    claimed
+                        .unreadable
+                        .push(format!("offline queue: unreadable unit dropped: {err}"));
                 }
             }
         }
-        Ok((units, unreadable))
+        for record in found.dropped {
+            let lease = record.get("lease");
+            let number = |name: &str| lease.and_then(|lease| lease.get(name)?.as_u64());
+            if let (Some(job_id), Some(unit)) = (number("job_id"), number("unit")) {
+                claimed.expired.push((job_id, unit));
+            }
+        }
+        Ok(claimed)
     }
 
     /// Frees units this worker holds but will not compute.
@@ -147,9 +189,9 @@ impl Queue {
     }
 
     /// Replaces a computed unit by its result in one transaction; the result stays claimed
-    /// by this worker, which sends it next.
-    pub async fn finish_unit(&self, result: &StoredResult) -> Result<(), String> {
-        done(self.js.finish_unit(&to_json(result)?)).await
+    /// by this worker (`claim`, to send it next) or is left free for whoever sends next.
+    pub async fn finish_unit(&self, result: &StoredResult, claim: bool) -> Result<(), String> {
+        done(self.js.finish_unit(&to_json(result)?, claim)).await
     }
 
     /// Claims the oldest result no live worker is sending, if any. A record this version

@@ -1,6 +1,6 @@
-//! The work loop: keeps units in hand (stored in the offline queue before they are relied on),
-//! computes them one after another, and hands each signed result to the queue, from which the
-//! outbox sends it.
+//! The work loop: keeps units in hand (written to the offline queue as they arrive, ordered
+//! before any later write about them), computes them one after another, and hands each signed
+//! result to the queue, from which the outbox sends it.
 //!
 //! Units come from the queue first (left by this page before a reload, or by a worker that
 //! stopped), then from the portal. Topping up the hand happens in the background while a unit
@@ -36,6 +36,10 @@ const LEASE_URL: &str = "/api/v1/lease";
 const PAUSE_POLL_MS: u64 = 250;
 /// How long the loop waits for a top-up in flight before looking again.
 const REFILL_WAIT_MS: u64 = 1_000;
+/// Once the queue had no free units, look again only this often: free units appear only when
+/// a worker of this origin stops or dies (a tab closed, another tab reloaded), and a look costs
+/// a transaction that the writes of every unit would otherwise wait behind.
+const STORED_LOOK_MS: f64 = 30_000.0;
 
 /// The loop's state shared with its background top-ups.
 struct Work {
@@ -49,6 +53,8 @@ struct Work {
     refilled: Signal,
     /// Backs off lease requests that failed.
     lease_backoff: RefCell<Backoff>,
+    /// When to look for free units in the queue next (`now_ms()`); at once on start.
+    look_stored_at: Cell<f64>,
 }
 
 /// What asking the portal for work gave.
@@ -78,6 +84,7 @@ pub async fn run(shared: &Rc<Shared>, queue: Rc<Queue>, first_pass: oneshot::Rec
         refilling: Cell::new(false),
         refilled: Signal::default(),
         lease_backoff: RefCell::new(Backoff::default()),
+        look_stored_at: Cell::new(0.0),
     });
     // Results kept from before go out before anything new is leased: they are the closest to
     // their deadlines.
@@ -234,13 +241,29 @@ impl Work {
     /// Claims up to `max` units left in the queue by earlier workers; returns how many.
     async fn claim_stored(&self, max: u32) -> u32 {
         let shared = &self.shared;
-        match self.queue.claim_units(shared.volunteer, max).await {
-            Ok((units, unreadable)) => {
-                for err in unreadable {
+        if now_ms() < self.look_stored_at.get() {
+            return 0;
+        }
+        // Units whose deadline passed this long ago by this clock cannot be in time whatever
+        // the clocks say; they are cleared out, this volunteer's or not.
+        let stale_before_ms = js_sys::Date::now() - offline::CLOCK_SKEW_ALLOWANCE_MS;
+        match self
+            .queue
+            .claim_units(shared.volunteer, max, stale_before_ms)
+            .await
+        {
+            Ok(found) => {
+                for err in found.unreadable {
                     shared.emit(&WorkerEvent::error(err, None));
                 }
-                let claimed = units.len() as u32;
-                self.hand.borrow_mut().extend(units);
+                for (job_id, unit) in found.expired {
+                    shared.emit(&WorkerEvent::UnitExpired { job_id, unit });
+                }
+                let claimed = found.units.len() as u32;
+                if claimed < max {
+                    self.look_stored_at.set(now_ms() + STORED_LOOK_MS);
+                }
+                self.hand.borrow_mut().extend(found.units);
                 claimed
             }
             Err(err) => {
@@ -250,7 +273,7 @@ impl Work {
         }
     }
 
-    /// Asks the portal for up to `max` units; stores what it gives before putting it in hand.
+    /// Asks the portal for up to `max` units; stores what it gives as it puts it in hand.
     async fn lease(&self, max: u32) {
         let shared = &self.shared;
         match fetch_leases(shared, max).await {
@@ -267,15 +290,21 @@ impl Work {
                         lease,
                     })
                     .collect();
-                if let Err(err) = self.queue.add_units(&units).await {
-                    // They are still computed; only a reload now would lose them (and then
-                    // their leases simply expire).
-                    shared.emit(&WorkerEvent::error(
-                        format!("units in hand not stored: {err}"),
-                        None,
-                    ));
-                }
+                // Issued now, awaited in the background: the loop need not wait for the disk,
+                // since IndexedDB orders this write before any later one about these units.
+                let written = self.queue.add_units(&units);
                 self.hand.borrow_mut().extend(units);
+                let shared = Rc::clone(shared);
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Err(err) = written.await {
+                        // They are still computed; only a reload now would lose them (and
+                        // then their leases simply expire).
+                        shared.emit(&WorkerEvent::error(
+                            format!("units in hand not stored: {err}"),
+                            None,
+                        ));
+                    }
+                });
             }
             Fetched::NoWork { retry_ms } => {
                 self.lease_backoff.borrow_mut().reset();
@@ -395,9 +424,13 @@ impl Work {
         });
         let queue = Rc::clone(&self.queue);
         let shared = Rc::clone(shared);
+        // While the portal is out of reach the result joins the backlog in the queue rather
+        // than wait in this worker's memory, which a long outage would fill.
+        let send_now = shared.reachable.get();
         wasm_bindgen_futures::spawn_local(async move {
-            match queue.finish_unit(&result).await {
-                Ok(()) => shared.fresh.borrow_mut().push_back(result),
+            match queue.finish_unit(&result, send_now).await {
+                Ok(()) if send_now => shared.fresh.borrow_mut().push_back(result),
+                Ok(()) => shared.backlog.set(true),
                 Err(err) => {
                     shared.emit(&WorkerEvent::error(
                         format!(
