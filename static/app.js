@@ -2,8 +2,10 @@
 // aggregates what they report, and stops every one of them on Stop.
 
 import { waitingWork } from '/offline-queue.js';
+import {
+  loadClient, startWorker, trustedPortalKeys, volunteerSeed,
+} from '/volunteer-common.js';
 
-const KEYS_URL = '/.well-known/cyclepool-keys.json';
 const RATE_WINDOW_MS = 10_000;
 const LOG_LIMIT = 50;
 // Credit changes only when the portal accepts a result; every ten seconds is fresh enough.
@@ -92,19 +94,6 @@ const session = {
 
 const BUSY_WINDOW_MS = 5_000;
 
-// The identity this browser gives itself: an ed25519 key pair whose 32-byte seed comes from
-// the browser's CSPRNG once, and is kept in IndexedDB. Results are signed with it; its public
-// half is the volunteer id that credit will attach to.
-async function volunteerSeed() {
-  let seed = await keyStore('readonly', (store) => store.get('volunteer-seed'));
-  if (!/^[0-9a-f]{64}$/.test(seed ?? '')) {
-    const bytes = crypto.getRandomValues(new Uint8Array(32));
-    seed = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-    await keyStore('readwrite', (store) => store.put(seed, 'volunteer-seed'));
-  }
-  return seed;
-}
-
 function log(message, kind = 'info') {
   const item = document.createElement('li');
   item.className = kind;
@@ -112,50 +101,6 @@ function log(message, kind = 'info') {
   item.textContent = `${new Date().toLocaleTimeString()} ${message}`;
   elements.log.prepend(item);
   while (elements.log.children.length > LOG_LIMIT) elements.log.lastElementChild.remove();
-}
-
-// The portal keys this browser trusts, kept in IndexedDB: trusted on first use, and after that
-// extended only by keys that a trusted key endorsed (the check runs in the wasm client).
-function openKeyStore() {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.open('cyclepool', 1);
-    request.onupgradeneeded = () => request.result.createObjectStore('trust');
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-}
-
-async function keyStore(mode, action) {
-  const db = await openKeyStore();
-  try {
-    return await new Promise((resolve, reject) => {
-      const request = action(db.transaction('trust', mode).objectStore('trust'));
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-  } finally {
-    db.close();
-  }
-}
-
-async function trustedPortalKeys(pinPortalKeys) {
-  const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
-  let response;
-  try {
-    response = await fetch(KEYS_URL);
-  } catch (error) {
-    // Offline: the keys pinned before are all this browser would trust anyway, so the work
-    // in hand can go on; without them there is nothing to check a job against.
-    if (!pinned) throw new Error(`cannot reach the portal to read its keys: ${error?.message ?? error}`);
-    log('the portal cannot be reached; using the keys this browser pinned before', 'error');
-    return pinned;
-  }
-  if (!response.ok) throw new Error(`cannot read the portal's keys (HTTP ${response.status})`);
-  const offered = await response.text();
-  // Throws if the portal offers a key that no key trusted before has endorsed.
-  const trusted = pinPortalKeys(pinned, offered);
-  await keyStore('readwrite', (store) => store.put(trusted, 'portal-keys'));
-  return trusted;
 }
 
 function render() {
@@ -337,13 +282,6 @@ function onWorkerEvent(event, index) {
   render();
 }
 
-// The web client, loaded once and only after the person agreed to something (Start, Join).
-async function loadClient() {
-  const client = await import('/pkg/cyclepool_web_client.js');
-  await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
-  return client;
-}
-
 // A private group's invitation arrives as `/#join=<invite>`: in the fragment, so it never
 // reaches a server log. It is taken out of the address bar at once, and used only if the
 // person agrees.
@@ -385,7 +323,9 @@ async function start() {
   try {
     // The client is loaded only now, after the person said yes.
     const client = await loadClient();
-    trustedKeys = await trustedPortalKeys(client.pin_portal_keys);
+    trustedKeys = await trustedPortalKeys(client.pin_portal_keys, () => {
+      log('the portal cannot be reached; using the keys this browser pinned before', 'error');
+    });
     session.seed = await volunteerSeed();
     session.volunteerId = client.volunteer_id(session.seed);
     elements.volunteerId.textContent = session.volunteerId;
@@ -403,14 +343,11 @@ async function start() {
   session.unreachable = new Set();
   session.idle = false;
   for (let i = 0; i < count; i += 1) {
-    const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${i}` });
-    worker.addEventListener('message', (message) => onWorkerEvent(message.data, i));
-    worker.addEventListener('error', (error) => log(`worker failed to load: ${error.message ?? 'unknown error'}`, 'error'));
-    worker.postMessage({
-      type: 'start', seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused(),
+    const worker = startWorker(i, {
+      seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused(),
       excludedJobs: [...session.excludedJobs], prefetch: prefetch(),
       excludedCategories: [...session.excludedCategories],
-    });
+    }, (event) => onWorkerEvent(event, i), (message) => log(`worker failed to load: ${message}`, 'error'));
     session.workers.push(worker);
   }
   elements.start.disabled = true;

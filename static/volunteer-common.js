@@ -50,9 +50,21 @@ export async function volunteerSeed() {
 
 // The portal keys this browser trusts: trusted on first use, and after that extended only by
 // keys that a trusted key endorsed (`pinPortalKeys`, the web client's check, throws otherwise).
-export async function trustedPortalKeys(pinPortalKeys) {
-  const offered = await offeredPortalKeys();
+// `onOffline`, if given, is told when the portal cannot be reached and the keys pinned before
+// are used instead (work in hand can go on offline; without pinned keys this throws).
+export async function trustedPortalKeys(pinPortalKeys, onOffline) {
   const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
+  let offered;
+  try {
+    offered = await offeredPortalKeys();
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    if (!onOffline || !pinned) throw new Error(`cannot reach the portal to read its keys: ${error.message}`);
+    // A network failure (fetch rejects with TypeError): the keys pinned before are all this
+    // browser would trust anyway.
+    onOffline(error);
+    return pinned;
+  }
   const trusted = pinPortalKeys(pinned, offered);
   await keyStore('readwrite', (store) => store.put(trusted, 'portal-keys'));
   return trusted;
