@@ -221,7 +221,14 @@ fn test(root: &Path) -> anyhow::Result<()> {
     ]))?;
     step("browser tests");
     build_web_client(root)?;
-    run(cargo(root).args(["build", "--package", "cyclepool-server"]))?;
+    // The server, and the distributor CLI the browser tests use to sign a job's declaration.
+    run(cargo(root).args([
+        "build",
+        "--package",
+        "cyclepool-server",
+        "--package",
+        "cyclepool-cli",
+    ]))?;
     // The distributor's tool that turns a downloaded Mandelbrot job into a picture.
     run(cargo(root).args([
         "build",
