@@ -6,6 +6,8 @@
 // server for it again). Everything that people or the server wrote (titles, names, messages)
 // goes into the page as text, never as markup, so a hostile title stays a string.
 
+import { el } from '/dom.js';
+
 const API = '/api/v1';
 const CSRF_HEADER = 'x-cyclepool-csrf';
 /** The throughput chart shows at most this much of the past. */
@@ -161,19 +163,6 @@ async function api(method, path, { json, body, contentType, bearer } = {}) {
 // ---------------------------------------------------------------------------------------
 // Small DOM helpers (text only: nothing here parses markup)
 
-/** Makes an element; string children become text nodes. */
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'class') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? '' : String(value));
-  }
-  node.append(...children.filter((child) => child !== null && child !== undefined));
-  return node;
-}
 
 function formatTime(ms) {
   return new Date(ms).toLocaleString();
