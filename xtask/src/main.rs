@@ -8,6 +8,7 @@
 //! - `cargo xtask web`: builds only the web client into `static/pkg`.
 //! - `cargo xtask jobs`: builds only the example job modules into `jobs/dist`.
 //! - `cargo xtask bench-jobs`: job throughput in Chromium against the same Rust natively.
+//! - `cargo xtask load [-- FLAGS]`: the distributor's throughput under simulated volunteers.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         "web" => build_web_client(&root),
         "jobs" => build_jobs(&root),
         "bench-jobs" => bench_jobs(&root),
+        "load" => load(&root, &rest),
         "serve" => serve(&root, &rest),
         "test" => test(&root),
         _ => {
@@ -47,7 +49,9 @@ fn main() -> anyhow::Result<()> {
                  build [--debug] build the web client and the server\n  \
                  web             build only the web client into static/pkg\n  \
                  jobs            build only the example job modules into jobs/dist\n  \
-                 bench-jobs      job throughput in Chromium against the same Rust natively"
+                 bench-jobs      job throughput in Chromium against the same Rust natively\n  \
+                 load [-- FLAGS] simulated volunteers against the release server on loopback\n                  \
+                 (`cargo xtask load -- --help` lists the flags)"
             );
             if command.is_empty() || command == "help" || command == "--help" {
                 Ok(())
@@ -170,6 +174,30 @@ fn bench_jobs(root: &Path) -> anyhow::Result<()> {
         .arg(&native_report)
         .arg(root.join("jobs/dist"))
         .env("CHROMIUM_PATH", CHROMIUM))
+}
+
+/// Runs the load generator (`bench/src/load.rs`) against the release server, both built in
+/// release: the server as its own process, so its CPU and memory are measured apart.
+fn load(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    run(cargo(root).args([
+        "build",
+        "--release",
+        "--package",
+        "cyclepool-server",
+        "--package",
+        "cyclepool-bench",
+        "--bin",
+        "cyclepool-server",
+        "--bin",
+        "load",
+    ]))?;
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
+    let release = target_dir(root).join("release");
+    run(Command::new(release.join("load"))
+        .current_dir(root)
+        .arg("--server")
+        .arg(release.join("cyclepool-server"))
+        .args(args))
 }
 
 fn target_dir(root: &Path) -> PathBuf {
