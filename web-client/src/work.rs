@@ -38,8 +38,11 @@ const PAUSE_POLL_MS: u64 = 250;
 const REFILL_WAIT_MS: u64 = 1_000;
 /// Once the queue had no free units, look again only this often: free units appear only when
 /// a worker of this origin stops or dies (a tab closed, another tab reloaded), and a look costs
-/// a transaction that the writes of every unit would otherwise wait behind.
-const STORED_LOOK_MS: f64 = 30_000.0;
+/// a transaction that the writes of every unit would otherwise wait behind. Not much longer,
+/// though: a worker that starts just after a reload or Stop may find the old worker's lock not
+/// yet released, and its units (leased to this volunteer, so no one else gets them until
+/// their deadline) wait for the next look.
+const STORED_LOOK_MS: f64 = 5_000.0;
 
 /// The loop's state shared with its background top-ups.
 struct Work {
