@@ -45,6 +45,13 @@ pub struct Config {
     #[arg(long, env = "CYCLEPOOL_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// The most API requests served at once; beyond it the portal sheds load, answering 503
+    /// with `Retry-After` (volunteers back off and return), so that an overload degrades
+    /// into waiting instead of timeouts and memory growth. The health check and the
+    /// progress stream are exempt.
+    #[arg(long, env = "CYCLEPOOL_MAX_IN_FLIGHT", default_value_t = 2_048)]
+    pub max_in_flight: usize,
+
     /// Where time comes from; tests substitute a paused clock.
     #[arg(skip)]
     pub clock: Clock,
@@ -69,6 +76,7 @@ impl Config {
             lease_ttl_ms: 10 * 60 * 1_000,
             clock: Clock::System,
             secure_cookies: false,
+            max_in_flight: 2_048,
         }
     }
 }

@@ -84,7 +84,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         // The embed widget's files need headers of their own, so they have routes of their own.
         app.merge(embed::routes(&config.static_dir))
     };
-    let app = app.with_state(state);
+    // Load shedding covers the API only (`limits::shed_load` exempts everything else).
+    let app = app
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            limits::LoadShedder::new(config.max_in_flight),
+            limits::shed_load,
+        ));
     let app = if config.api_only {
         app.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
     } else {

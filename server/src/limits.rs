@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::IntoResponse;
 use cyclepool_shared::ErrorCode;
 
 use crate::error::ApiError;
@@ -215,4 +216,48 @@ mod tests {
         assert_eq!(limiter.take(address, 30_000), Err(30));
         assert_eq!(limiter.take(address, 60_000), Ok(()));
     }
+}
+
+/// Sheds load: at most `max_in_flight` API requests are served at once, and one more gets 503
+/// `unavailable` with `Retry-After: 1` at once, before its body is read. The health check and
+/// the endless progress stream do not count (a stream would hold its place for hours).
+#[derive(Clone)]
+pub struct LoadShedder {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl LoadShedder {
+    pub fn new(max_in_flight: usize) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+        }
+    }
+}
+
+/// Seconds a shed client is told to wait.
+const SHED_RETRY_AFTER_S: u64 = 1;
+
+/// The middleware of [`LoadShedder`].
+pub async fn shed_load(
+    axum::extract::State(shedder): axum::extract::State<LoadShedder>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let exempt =
+        !path.starts_with("/api/") || path == "/api/v1/health" || path == "/api/v1/jobs/events";
+    if exempt {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = shedder.permits.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the portal is at capacity; retry after the time in Retry-After",
+        )
+        .with_retry_after(SHED_RETRY_AFTER_S)
+        .into_response();
+    };
+    // Held until the response (headers) is ready; a streamed body finishes on its own.
+    next.run(request).await
 }

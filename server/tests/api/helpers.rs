@@ -136,12 +136,17 @@ pub async fn spawn_app(units: u64) -> TestApp {
 
 /// Starts a server with no job that serves the pages of `static_dir` as well as the API.
 pub async fn spawn_app_with_pages(static_dir: &std::path::Path) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("creating the data directory");
     let static_dir = static_dir.to_owned();
-    let configure = move |config: &mut Config| {
+    spawn_app_with(move |config: &mut Config| {
         config.api_only = false;
         config.static_dir = static_dir;
-    };
+    })
+    .await
+}
+
+/// Starts a server with no job, its test configuration changed by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("creating the data directory");
     match start_with(data_dir, None, Clock::paused(START_MS), configure).await {
         Ok(app) => app,
         Err((_, err)) => panic!("the server did not start: {err}"),

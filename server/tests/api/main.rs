@@ -15,6 +15,7 @@ mod keys;
 mod lease_cycle;
 mod modules;
 mod openapi;
+mod overload;
 mod rejections;
 mod replication;
 mod reports;
