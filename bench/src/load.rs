@@ -31,7 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
-use common::{REVERSE_NO_VERIFY_WAT, correct_output, json_answer};
+use common::{correct_output, json_answer, reverse_no_verify_wat};
 
 mod common;
 
@@ -377,7 +377,7 @@ async fn create_job(
     server: &ServerProcess,
     units: u64,
 ) -> anyhow::Result<(u64, Duration)> {
-    let module = wat::parse_str(REVERSE_NO_VERIFY_WAT).context("assembling the module")?;
+    let module = wat::parse_str(reverse_no_verify_wat()).context("assembling the module")?;
     let response = client
         .put(server.url("/modules"))
         .bearer_auth(&server.admin_token)

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use common::{REVERSE_NO_VERIFY_WAT, correct_output, json_answer};
+use common::{correct_output, json_answer, reverse_no_verify_wat};
 
 mod common;
 
@@ -299,7 +299,7 @@ impl Server {
 
     /// Uploads the module and creates the job; returns the job id.
     async fn create_job(&self, inputs: &[Vec<u8>], policy: &Value) -> anyhow::Result<u64> {
-        let module = wat::parse_str(REVERSE_NO_VERIFY_WAT).context("assembling the module")?;
+        let module = wat::parse_str(reverse_no_verify_wat()).context("assembling the module")?;
         let response = self
             .client
             .put(self.url("/modules"))

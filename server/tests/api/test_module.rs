@@ -1,12 +1,13 @@
 //! The job module the tests upload: a hand-written WAT module under the job ABI whose output
 //! is its input reversed, and whose `cyclepool_verify` checks exactly that.
 //!
-//! Shared by the API tests and the crash test (through `#[path]`), so that no test depends on
-//! a built artefact.
+//! Shared by the API tests, the crash test and the benches (through `#[path]`), so that no
+//! test depends on a built artefact.
 
-/// The module's text. No imports, no start function, a memory with a maximum, every required
-/// export, and a bump allocator that `run` and `verify` reset (as in `docs/JOB-ABI.md`).
-pub const REVERSE_WAT: &str = r#"
+/// The module's text up to its `verify` export (and without the closing parenthesis). No
+/// imports, no start function, a memory with a maximum, every required export, and a bump
+/// allocator that `run` and `verify` reset (as in `docs/JOB-ABI.md`).
+const REVERSE_CORE_WAT: &str = r#"
 (module
   (memory (export "memory") 1 16)
 
@@ -65,7 +66,10 @@ pub const REVERSE_WAT: &str = r#"
 
   (func (export "cyclepool_output_len") (result i32)
     (global.get $out_len))
+"#;
 
+/// The optional `verify` export: the output must be the input reversed.
+const VERIFY_WAT: &str = r#"
   (func (export "cyclepool_verify")
     (param $in i32) (param $in_len i32) (param $out i32) (param $out_len i32) (result i32)
     (local $i i32)
@@ -84,12 +88,18 @@ pub const REVERSE_WAT: &str = r#"
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
     (i32.const 1))
-)
 "#;
+
+/// The module's text, with or without its `verify` export (the sabotage and load benches
+/// upload it without, so that only replication and spot checks judge results).
+pub fn reverse_wat(with_verify: bool) -> String {
+    let verify = if with_verify { VERIFY_WAT } else { "" };
+    format!("{REVERSE_CORE_WAT}{verify})\n")
+}
 
 /// The module's bytes.
 pub fn reverse_module() -> Vec<u8> {
-    wat::parse_str(REVERSE_WAT).expect("the test module's WAT is valid")
+    wat::parse_str(reverse_wat(true)).expect("the test module's WAT is valid")
 }
 
 /// What the module computes, done natively: the input reversed.
