@@ -135,6 +135,16 @@ pub fn reconcile(store: &Store, scheduler: &Scheduler, key: &SecretKey) -> Resul
         from = last.seq + 1;
         for entry in entries {
             if let LogEvent::KeyRevoked { key, account, .. } = entry.event {
+                let recorded = accounts.iter().any(|record| {
+                    record.id == account
+                        && record
+                            .keys
+                            .iter()
+                            .all(|info| info.public_key != key || info.revoked)
+                });
+                if recorded {
+                    continue;
+                }
                 store.update_account(account, |record| {
                     for info in &mut record.keys {
                         if info.public_key == key {

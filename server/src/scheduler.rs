@@ -467,32 +467,19 @@ impl Scheduler {
             return Ok(None);
         };
         let mut record = state.record.clone();
-        let was_served = record.is_served();
         record.status = status;
-        let resumes = !was_served && record.is_served() && state.has_work();
         // Written while holding the lock, so concurrent changes reach the store in the order
         // they reach memory.
         self.store.put_job(&record)?;
-        let restart_pass = if resumes {
-            inner.tier_min_pass(record.priority, job, now)
-        } else {
-            None
-        };
-        if let Some(state) = inner.jobs.get_mut(&job) {
-            state.record = record.clone();
-            if let Some(pass) = restart_pass {
-                state.pass = pass;
-            }
-        }
+        inner.replace_record(record.clone(), now);
         Ok(Some(record))
     }
 
     /// Applies `change` to each of `jobs` (unknown ids are skipped) and writes the changed
     /// records together with `leading` and the log entries `change` returns, in one store
     /// transaction
-    /// signed by `key` (await [`Store::durable`] before acknowledging), then here. A job
-    /// that starts being served again restarts at the lowest pass of its priority, as in
-    /// [`Scheduler::set_status`]. Returns the records as written.
+    /// signed by `key` (await [`Store::durable`] before acknowledging), then here (see
+    /// `Inner::replace_record` for a job served again). Returns the records as written.
     pub fn update_jobs(
         &self,
         jobs: &[JobId],
@@ -516,21 +503,7 @@ impl Scheduler {
         // they reach memory.
         let (records, _) = self.store.commit_logged(records, events, now, key)?;
         for record in &records {
-            let Some(state) = inner.jobs.get(&record.id) else {
-                continue;
-            };
-            let resumes = !state.record.is_served() && record.is_served() && state.has_work();
-            let restart_pass = if resumes {
-                inner.tier_min_pass(record.priority, record.id, now)
-            } else {
-                None
-            };
-            if let Some(state) = inner.jobs.get_mut(&record.id) {
-                state.record = record.clone();
-                if let Some(pass) = restart_pass {
-                    state.pass = pass;
-                }
-            }
+            inner.replace_record(record.clone(), now);
         }
         Ok(records)
     }
@@ -803,6 +776,27 @@ impl Inner {
 
     /// Queues a unit that wants a replica again. A job that had no work left starts again at
     /// the lowest pass of its priority, so its idle time does not let it monopolise.
+    /// Replaces a known job's record with one just written to the store. A job that starts
+    /// being served again (resumed, approved) restarts at the lowest pass among the jobs of
+    /// its priority that have work: it cannot make up for the time it was not served.
+    fn replace_record(&mut self, record: JobRecord, now: u64) {
+        let Some(state) = self.jobs.get(&record.id) else {
+            return;
+        };
+        let resumes = !state.record.is_served() && record.is_served() && state.has_work();
+        let restart_pass = if resumes {
+            self.tier_min_pass(record.priority, record.id, now)
+        } else {
+            None
+        };
+        if let Some(state) = self.jobs.get_mut(&record.id) {
+            state.record = record;
+            if let Some(pass) = restart_pass {
+                state.pass = pass;
+            }
+        }
+    }
+
     fn requeue(&mut self, unit: UnitKey, at: Requeue, now: u64) {
         let Some(job) = self.jobs.get(&unit.job) else {
             return;
