@@ -49,6 +49,17 @@ async fn admin_ok<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).expect("parsing the admin answer")
 }
 
+/// The admin approves `job`; its summary as now published.
+async fn approve(app: &TestApp, job: JobId) -> JobSummary {
+    admin_ok(
+        app,
+        reqwest::Method::POST,
+        &format!("/api/v1/admin/jobs/{job}/approve"),
+        json!(null),
+    )
+    .await
+}
+
 async fn get_ok<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str) -> T {
     let response = app.client.get(app.url(path)).send().await.expect("GET");
     assert_eq!(response.status(), StatusCode::OK, "GET {path}");
@@ -120,13 +131,7 @@ async fn an_unreviewed_job_is_served_to_no_one_until_approved_and_then_logged() 
     let before = verified_log(&app).await.size;
 
     // Approved: published, logged, served.
-    let approved: JobSummary = admin_ok(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/admin/jobs/{job}/approve"),
-        json!(null),
-    )
-    .await;
+    let approved: JobSummary = approve(&app, job).await;
     assert_eq!(approved.review, Review::Approved);
     let log = verified_log(&app).await;
     assert_eq!(log.size, before + 1);
@@ -167,13 +172,7 @@ async fn an_unreviewed_job_is_served_to_no_one_until_approved_and_then_logged() 
     assert_eq!(public.distributor, "Unknown Lab");
     assert!(leased_to_anyone(&app, job).await);
     // Approving again adds nothing to the log; the queue is empty.
-    admin_ok::<JobSummary>(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/admin/jobs/{job}/approve"),
-        json!(null),
-    )
-    .await;
+    approve(&app, job).await;
     assert_eq!(verified_log(&app).await.size, log.size);
     let queue: Vec<JobSummary> = admin_ok(
         &app,
@@ -219,13 +218,7 @@ async fn rejection_and_withdrawal_say_why_and_clients_refuse_a_withdrawn_job() {
     .await;
     expect_error(response, StatusCode::CONFLICT, ErrorCode::Conflict).await;
 
-    admin_ok::<JobSummary>(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/admin/jobs/{published}/approve"),
-        json!(null),
-    )
-    .await;
+    approve(&app, published).await;
     let old_manifest: SignedManifest = app.manifest(published).await;
     let response = admin(
         &app,
@@ -450,13 +443,7 @@ async fn revoking_a_declaration_key_withdraws_its_jobs_and_clients_refuse_them()
     let job = response.json::<JobCreated>().await.expect("parsing").job_id;
     let unsigned = lab.job(&app, 1).await;
     for job in [job, unsigned] {
-        admin_ok::<JobSummary>(
-            &app,
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/jobs/{job}/approve"),
-            json!(null),
-        )
-        .await;
+        approve(&app, job).await;
     }
     let manifest = app
         .manifest(job)
@@ -545,13 +532,7 @@ async fn abuse_reports_reach_the_admin_who_can_dismiss_withdraw_or_suspend() {
     let first = lab.job(&app, 2).await;
     let second = lab.job(&app, 2).await;
     for job in [first, second] {
-        admin_ok::<JobSummary>(
-            &app,
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/jobs/{job}/approve"),
-            json!(null),
-        )
-        .await;
+        approve(&app, job).await;
     }
     abuse(
         &app,
@@ -757,13 +738,7 @@ async fn the_log_pages_and_survives_a_restart() {
     let lab = register_untrusted(&app, "Paging Lab").await;
     for _ in 0..3 {
         let job = lab.job(&app, 1).await;
-        admin_ok::<JobSummary>(
-            &app,
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/jobs/{job}/approve"),
-            json!(null),
-        )
-        .await;
+        approve(&app, job).await;
     }
     let whole = verified_log(&app).await;
     assert!(whole.size >= 3);
