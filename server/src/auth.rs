@@ -108,14 +108,23 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let now = state.clock.now_ms();
         if let Some(token) = bearer_token(parts)? {
-            return caller_for_token(state, token);
+            let caller = caller_for_token(state, token)?;
+            // Counted once valid: an unknown token is the address limit's business.
+            state
+                .limiters
+                .check_credential(Sha256Digest::of(token.as_bytes()), now)?;
+            return Ok(caller);
         }
         if let Some(secret) = session_cookie(parts) {
             let session = live_session(state, secret)?;
             if !is_safe(&parts.method) {
                 check_csrf(parts, secret)?;
             }
+            state
+                .limiters
+                .check_credential(Sha256Digest::of(secret.as_bytes()), now)?;
             return active_account(state, session.account).map(Caller::Distributor);
         }
         Err(unauthorized(

@@ -52,6 +52,34 @@ pub struct Config {
     #[arg(long, env = "CYCLEPOOL_MAX_IN_FLIGHT", default_value_t = 2_048)]
     pub max_in_flight: usize,
 
+    /// The most open connections; past it the server stops accepting until one closes.
+    #[arg(long, env = "CYCLEPOOL_MAX_CONNECTIONS", default_value_t = 8_192)]
+    pub max_connections: usize,
+
+    /// How long a client has to send a request's head once its connection is ready for one;
+    /// also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "CYCLEPOOL_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// How long a request may take to arrive and be answered (its body included; a streamed
+    /// response's body is not counted); past it, 408.
+    #[arg(long, env = "CYCLEPOOL_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// API requests a second allowed from one client address (bursts of five seconds' worth);
+    /// past it, 429 with `Retry-After`. 0 turns the limit off.
+    #[arg(long, env = "CYCLEPOOL_ADDRESS_RATE", default_value_t = crate::limits::DEFAULT_ADDRESS_RATE)]
+    pub address_rate: u32,
+
+    /// Requests a second allowed from one volunteer key, counting those that prove the key
+    /// (a lease with a proof, a signed result). 0 turns the limit off.
+    #[arg(long, env = "CYCLEPOOL_VOLUNTEER_RATE", default_value_t = crate::limits::DEFAULT_VOLUNTEER_RATE)]
+    pub volunteer_rate: u32,
+
+    /// Requests a second allowed with one API token or dashboard session. 0 turns it off.
+    #[arg(long, env = "CYCLEPOOL_TOKEN_RATE", default_value_t = crate::limits::DEFAULT_TOKEN_RATE)]
+    pub token_rate: u32,
+
     /// Where time comes from; tests substitute a paused clock.
     #[arg(skip)]
     pub clock: Clock,
@@ -77,6 +105,12 @@ impl Config {
             clock: Clock::System,
             secure_cookies: false,
             max_in_flight: 2_048,
+            max_connections: 8_192,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            address_rate: crate::limits::DEFAULT_ADDRESS_RATE,
+            volunteer_rate: crate::limits::DEFAULT_VOLUNTEER_RATE,
+            token_rate: crate::limits::DEFAULT_TOKEN_RATE,
         }
     }
 }

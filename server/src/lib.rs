@@ -18,6 +18,7 @@ pub mod review;
 pub mod routes;
 pub mod sandbox;
 pub mod scheduler;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod validator;
@@ -84,19 +85,27 @@ pub fn router(state: AppState, config: &Config) -> Router {
         // The embed widget's files need headers of their own, so they have routes of their own.
         app.merge(embed::routes(&config.static_dir))
     };
-    // Load shedding covers the API only (`limits::shed_load` exempts everything else).
+    // Load shedding and the per-address limit cover the API only (`limits` exempts the rest).
+    // The address limit is the outer layer: a client over its rate takes no place in flight.
     let app = app
-        .with_state(state)
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             limits::LoadShedder::new(config.max_in_flight),
             limits::shed_load,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            limits::limit_addresses,
         ));
     let app = if config.api_only {
         app.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
     } else {
         web::with_static_files(app, &config.static_dir)
     };
-    web::with_common_layers(app)
+    web::with_common_layers(
+        app,
+        std::time::Duration::from_millis(config.request_timeout_ms),
+    )
 }
 
 /// The OpenAPI document of the API (served at `GET /api/v1/openapi.json`), generated from the
@@ -239,18 +248,20 @@ pub async fn run(
         clock: config.clock.clone(),
         admin_token_hash,
         secure_cookies: config.secure_cookies,
-        limiters: Arc::default(),
+        limiters: Arc::new(limits::Limiters::new(
+            config.address_rate,
+            config.volunteer_rate,
+            config.token_rate,
+        )),
         manifests: Arc::default(),
     };
     let sampler = state.scheduler.spawn_progress_sampler();
     let app = router(state, &config);
-    // Connection info gives the rate limits (`limits.rs`) the client's address.
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let limits = serve::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_timeout: std::time::Duration::from_millis(config.header_timeout_ms),
+    };
+    let served = serve::serve(listener, app, limits, shutdown).await;
     sampler.abort();
     served?;
     store.flush()?;

@@ -34,9 +34,6 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
      form-action 'self'; \
      frame-ancestors 'self'";
 
-/// How long a request may take, body included, before it is answered with 408.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The file whose absence means the web client was never built.
 pub const WEB_CLIENT_WASM: &str = "pkg/cyclepool_web_client_bg.wasm";
 
@@ -73,7 +70,8 @@ pub fn with_static_files(router: Router, static_dir: &Path) -> Router {
 }
 
 /// Wraps the whole app in the layers every response goes through.
-pub fn with_common_layers(router: Router) -> Router {
+/// `request_timeout` bounds reading the request and making the response's head (408 after it).
+pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
     let security_headers = [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -91,12 +89,13 @@ pub fn with_common_layers(router: Router) -> Router {
             "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
         ),
     ];
+    // The JSON error layer wraps the timeout, so that a 408 gets its JSON body too.
     let mut router = router
-        .layer(middleware::map_response(ensure_json_errors))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
+        .layer(middleware::map_response(ensure_json_errors))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http());
     for (name, value) in security_headers {

@@ -75,7 +75,16 @@ pub async fn lease(
         // Only a registered site earns credit; a revoked one's widget stops getting work.
         crate::routes::sites::live_site(&state, site)?;
     }
-    let groups = proven_groups(&state, &request)?;
+    let groups = match proven_groups(&state, &request)? {
+        Some(groups) => {
+            // The key is the sender's: it gets the key's share, and no more.
+            state
+                .limiters
+                .check_volunteer(request.volunteer, state.clock.now_ms())?;
+            groups
+        }
+        None => Vec::new(),
+    };
     let leases = state.scheduler.lease(
         request.volunteer,
         request.max_units,
@@ -94,18 +103,21 @@ pub async fn lease(
     }))
 }
 
-/// The restricted groups the requester may lease from: those of its key, if it proved it holds
-/// the key with a fresh signature; none without a proof. A proof whose time is off by more
-/// than the allowed skew (a wrong clock) only loses restricted work, never public work; one
-/// whose signature does not verify is refused, so a client bug shows.
-fn proven_groups(state: &AppState, request: &LeaseRequest) -> Result<Vec<GroupId>, ApiError> {
+/// The restricted groups of the requester's key, if it proved it holds the key with a fresh
+/// signature; `None` without a usable proof. A proof whose time is off by more than the
+/// allowed skew (a wrong clock) only loses restricted work, never public work; one whose
+/// signature does not verify is refused, so a client bug shows.
+fn proven_groups(
+    state: &AppState,
+    request: &LeaseRequest,
+) -> Result<Option<Vec<GroupId>>, ApiError> {
     let Some(proof) = request.proof else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let now = state.clock.now_ms();
     if proof.at_ms.abs_diff(now) > CLOCK_SKEW_MS {
         tracing::debug!(volunteer = %request.volunteer, at_ms = proof.at_ms, "stale lease proof");
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let key = PublicKey::from_bytes(*request.volunteer.as_bytes());
     let message = signing::lease_proof_message(&request.volunteer, proof.at_ms);
@@ -116,7 +128,7 @@ fn proven_groups(state: &AppState, request: &LeaseRequest) -> Result<Vec<GroupId
             "the lease proof does not verify with the volunteer key over the key and at_ms",
         ));
     }
-    Ok(state.store.groups_of(request.volunteer)?)
+    Ok(Some(state.store.groups_of(request.volunteer)?))
 }
 
 /// Accepts one result; answers only once it is durable.
@@ -185,6 +197,9 @@ pub async fn submit(
             ),
         ));
     }
+    state
+        .limiters
+        .check_volunteer(submission.volunteer, state.clock.now_ms())?;
     // A job with a `verify` export has the result checked before it is accepted. Only an open
     // lease of the sender is checked; anything else gets its answer from the store below.
     // The lease is read once here: for the check, and for its job's policy below.

@@ -7,11 +7,9 @@ use cyclepool_shared::distributor::{
     JobStatus, JobSummary, JoinGroup, SessionInfo, TokenCreated, TokenInfo, inputs_digest,
     job_declaration_message, join_message, sign_declaration,
 };
-use cyclepool_shared::protocol::{
-    CreateJob, JobCreated, LeaseProof, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, SubmitStatus,
-};
+use cyclepool_shared::protocol::{CreateJob, JobCreated, LeaseResponse, SubmitStatus};
 use cyclepool_shared::range::encode_range;
-use cyclepool_shared::signing::{Purpose, SecretKey, lease_proof_message};
+use cyclepool_shared::signing::{Purpose, SecretKey};
 use cyclepool_shared::{ErrorCode, VolunteerId};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, ORIGIN, SET_COOKIE};
@@ -24,27 +22,7 @@ use crate::helpers::{
 
 /// Leases with a proof of key possession, as the web client does.
 async fn lease_with_proof(app: &TestApp, volunteer: VolunteerId, max_units: u32) -> LeaseResponse {
-    let at_ms = app.clock.now_ms();
-    let request = LeaseRequest {
-        protocol: PROTOCOL_VERSION,
-        volunteer,
-        max_units,
-        exclude_jobs: Vec::new(),
-        exclude_categories: Vec::new(),
-        site: None,
-        proof: Some(LeaseProof {
-            at_ms,
-            signature: secret_for(volunteer)
-                .sign(Purpose::LeaseProof, &lease_proof_message(&volunteer, at_ms)),
-        }),
-    };
-    let response = app
-        .client
-        .post(app.url("/api/v1/lease"))
-        .json(&request)
-        .send()
-        .await
-        .expect("leasing");
+    let response = app.lease_with_proof_response(volunteer, max_units).await;
     let status = response.status();
     let text = response.text().await.expect("reading");
     assert_eq!(status, StatusCode::OK, "{text}");

@@ -18,11 +18,11 @@ use cyclepool_server::config::Config;
 use cyclepool_server::store::{ReportRecord, Store};
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{
-    CreateJob, Inputs, JobCreated, Lease, LeaseRequest, LeaseResponse, ModuleUploaded,
+    CreateJob, Inputs, JobCreated, Lease, LeaseProof, LeaseRequest, LeaseResponse, ModuleUploaded,
     PROTOCOL_VERSION, Report, ReportResponse, ResultSubmission, StatsResponse, SubmitResponse,
     SubmitStatus,
 };
-use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
+use cyclepool_shared::signing::{Purpose, SecretKey, lease_proof_message, result_message};
 use cyclepool_shared::{ErrorBody, ErrorCode, JobId, Sha256Digest, Signature, VolunteerId};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
@@ -468,18 +468,31 @@ impl TestApp {
         volunteer: VolunteerId,
         max_units: u32,
     ) -> reqwest::Response {
-        let request = LeaseRequest {
-            proof: None,
-            protocol: PROTOCOL_VERSION,
-            volunteer,
-            max_units,
-            exclude_jobs: Vec::new(),
-            exclude_categories: Vec::new(),
-            site: None,
+        self.post_lease(&lease_request(volunteer, max_units, None))
+            .await
+    }
+
+    /// `POST /api/v1/lease` with a proof that the sender holds `volunteer`'s key, as the web
+    /// client sends it; the raw response.
+    pub async fn lease_with_proof_response(
+        &self,
+        volunteer: VolunteerId,
+        max_units: u32,
+    ) -> reqwest::Response {
+        let at_ms = self.clock.now_ms();
+        let proof = LeaseProof {
+            at_ms,
+            signature: secret_for(volunteer)
+                .sign(Purpose::LeaseProof, &lease_proof_message(&volunteer, at_ms)),
         };
+        self.post_lease(&lease_request(volunteer, max_units, Some(proof)))
+            .await
+    }
+
+    async fn post_lease(&self, request: &LeaseRequest) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/lease"))
-            .json(&request)
+            .json(request)
             .send()
             .await
             .expect("sending a lease request")
@@ -614,6 +627,23 @@ impl TestApp {
             1,
             "the server stopped handing out work"
         );
+    }
+}
+
+/// A lease request for public work (and, with a proof, the key's groups' work).
+fn lease_request(
+    volunteer: VolunteerId,
+    max_units: u32,
+    proof: Option<LeaseProof>,
+) -> LeaseRequest {
+    LeaseRequest {
+        protocol: PROTOCOL_VERSION,
+        volunteer,
+        max_units,
+        exclude_jobs: Vec::new(),
+        exclude_categories: Vec::new(),
+        site: None,
+        proof,
     }
 }
 
