@@ -66,6 +66,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The code and message, for an answer that carries several errors (`/exchange`).
+    pub fn detail(&self) -> cyclepool_shared::ErrorDetail {
+        cyclepool_shared::ErrorDetail {
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -46,6 +46,9 @@ use crate::store::{Store, StoreError};
 const LEASE_BODY_LIMIT: usize = 16 * 1024;
 /// Largest result body: the output limit, base64-encoded, plus the envelope.
 const RESULT_BODY_LIMIT: usize = cyclepool_shared::protocol::MAX_OUTPUT_BYTES * 4 / 3 + 16 * 1024;
+/// Largest exchange body: 64 small results and a lease request. An exchange is for many
+/// small units; a large output goes to `/results` on its own.
+const EXCHANGE_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Largest body of the account, token, key and group endpoints.
 const SMALL_BODY_LIMIT: usize = 16 * 1024;
@@ -123,6 +126,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
         .routes(routes!(routes::work::lease).layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)))
         .routes(routes!(routes::work::submit).layer(DefaultBodyLimit::max(RESULT_BODY_LIMIT)))
+        .routes(routes!(routes::work::exchange).layer(DefaultBodyLimit::max(EXCHANGE_BODY_LIMIT)))
         .routes(
             routes!(routes::work::report, routes::work::list_reports)
                 .layer(DefaultBodyLimit::max(LEASE_BODY_LIMIT)),

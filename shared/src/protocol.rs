@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorDetail;
 use crate::ids::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
 use crate::manifest::{JobPolicy, SignedManifest};
 
@@ -126,6 +127,51 @@ pub enum SubmitStatus {
     Accepted,
     /// The same result was already accepted for this lease (a retried submission).
     Duplicate,
+}
+
+/// The most results one [`Exchange`] may carry.
+pub const MAX_RESULTS_PER_EXCHANGE: usize = 64;
+
+/// `POST /api/v1/exchange`: hand in finished results and ask for more work in one round
+/// trip, as a volunteer with a queue of small units does. Each result is judged exactly as
+/// `POST /api/v1/results` would judge it, and the answer comes once the accepted ones are
+/// durable; then, if `lease` is present, it is answered as `POST /api/v1/lease` would answer
+/// it (its `volunteer` must be the results' sender).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Exchange {
+    pub protocol: u32,
+    /// At most [`MAX_RESULTS_PER_EXCHANGE`]; large outputs are better sent one by one.
+    #[serde(default)]
+    pub results: Vec<ResultSubmission>,
+    #[serde(default)]
+    pub lease: Option<LeaseRequest>,
+}
+
+/// The answer to an [`Exchange`]: one answer per result, in order, and the lease's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExchangeResponse {
+    pub protocol: u32,
+    pub results: Vec<ResultAnswer>,
+    /// The leases given, when the exchange asked for some and got an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseResponse>,
+    /// Why the lease request was refused (it would have been a 4xx on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_error: Option<ErrorDetail>,
+}
+
+/// What became of one result of an [`Exchange`]: `status` (durable), or `error` (what
+/// `POST /api/v1/results` would have answered; `rate_limited` is worth retrying later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResultAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SubmitStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
 }
 
 /// `GET /api/v1/stats`: public progress of every job.

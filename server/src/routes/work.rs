@@ -7,9 +7,9 @@ use cyclepool_shared::ErrorCode;
 use cyclepool_shared::distributor::{Category, GroupId, JobStatus};
 use cyclepool_shared::manifest::CLOCK_SKEW_MS;
 use cyclepool_shared::protocol::{
-    LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, MAX_OUTPUT_BYTES, MAX_UNITS_PER_REQUEST,
-    PROTOCOL_VERSION, Report, ReportKind, ReportResponse, ResultSubmission, SubmitResponse,
-    SubmitStatus,
+    Exchange, ExchangeResponse, LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, MAX_OUTPUT_BYTES,
+    MAX_RESULTS_PER_EXCHANGE, MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION, Report, ReportKind,
+    ReportResponse, ResultAnswer, ResultSubmission, SubmitResponse, SubmitStatus,
 };
 use cyclepool_shared::signing::{self, Purpose, result_message};
 use cyclepool_shared::{ErrorBody, JobId, LeaseId, PublicKey, Sha256Digest, VolunteerId};
@@ -49,6 +49,11 @@ pub async fn lease(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<LeaseRequest>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
+    lease_units(&state, &request).map(Json)
+}
+
+/// Answers a lease request, alone or as part of an exchange.
+fn lease_units(state: &AppState, request: &LeaseRequest) -> Result<LeaseResponse, ApiError> {
     check_protocol(request.protocol)?;
     check_volunteer_key(request.volunteer)?;
     if state.store.volunteer(request.volunteer)?.caught {
@@ -73,9 +78,9 @@ pub async fn lease(
     }
     if let Some(site) = request.site {
         // Only a registered site earns credit; a revoked one's widget stops getting work.
-        crate::routes::sites::live_site(&state, site)?;
+        crate::routes::sites::live_site(state, site)?;
     }
-    let groups = match proven_groups(&state, &request)? {
+    let groups = match proven_groups(state, request)? {
         Some(groups) => {
             // The key is the sender's: it gets the key's share, and no more.
             state
@@ -96,11 +101,11 @@ pub async fn lease(
         request.site,
     )?;
     let retry_after_ms = leases.is_empty().then_some(RETRY_WHEN_IDLE_MS);
-    Ok(Json(LeaseResponse {
+    Ok(LeaseResponse {
         protocol: PROTOCOL_VERSION,
         leases,
         retry_after_ms,
-    }))
+    })
 }
 
 /// The restricted groups of the requester's key, if it proved it holds the key with a fresh
@@ -162,6 +167,15 @@ pub async fn submit(
     State(state): State<AppState>,
     ApiJson(submission): ApiJson<ResultSubmission>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
+    let status = hand_in(&state, submission).await?;
+    Ok(Json(SubmitResponse {
+        protocol: PROTOCOL_VERSION,
+        status,
+    }))
+}
+
+/// Judges one result, alone or as part of an exchange; `Ok` once it is durable.
+async fn hand_in(state: &AppState, submission: ResultSubmission) -> Result<SubmitStatus, ApiError> {
     check_protocol(submission.protocol)?;
     if submission.output.len() > MAX_OUTPUT_BYTES {
         return Err(ApiError::new(
@@ -313,9 +327,82 @@ pub async fn submit(
             ));
         }
     };
-    Ok(Json(SubmitResponse {
+    Ok(status)
+}
+
+/// Hands in results and asks for more work in one round trip.
+#[utoipa::path(
+    post,
+    path = "/exchange",
+    tag = "volunteer",
+    security(),
+    request_body = Exchange,
+    responses(
+        (status = 200, body = ExchangeResponse, description = "One answer per result, in order \
+            (the accepted ones are durable), then the lease's answer if one was asked"),
+        (status = 400, body = ErrorBody, description = "`unsupported_protocol`; \
+            `invalid_value`: more than 64 results, or a lease for another volunteer than the \
+            results'; `malformed_request`"),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+    )
+)]
+pub async fn exchange(
+    State(state): State<AppState>,
+    ApiJson(exchange): ApiJson<Exchange>,
+) -> Result<Json<ExchangeResponse>, ApiError> {
+    check_protocol(exchange.protocol)?;
+    if exchange.results.len() > MAX_RESULTS_PER_EXCHANGE {
+        return Err(ApiError::invalid(format!(
+            "an exchange carries at most {MAX_RESULTS_PER_EXCHANGE} results, got {}",
+            exchange.results.len()
+        )));
+    }
+    if let Some(lease) = &exchange.lease
+        && exchange
+            .results
+            .iter()
+            .any(|result| result.volunteer != lease.volunteer)
+    {
+        return Err(ApiError::invalid(
+            "the lease request and the results must name the same volunteer",
+        ));
+    }
+    // Judged together, so that their durable writes share flushes (the group commit).
+    let answers = futures_util::future::join_all(
+        exchange
+            .results
+            .into_iter()
+            .map(|result| hand_in(&state, result)),
+    )
+    .await;
+    let mut results = Vec::with_capacity(answers.len());
+    for answer in answers {
+        results.push(match answer {
+            Ok(status) => ResultAnswer {
+                status: Some(status),
+                error: None,
+            },
+            // A server fault leaves the result's fate unknown: the whole exchange fails, and
+            // the client sends it again (a duplicate is answered as such).
+            Err(err) if err.status().is_server_error() => return Err(err),
+            Err(err) => ResultAnswer {
+                status: None,
+                error: Some(err.detail()),
+            },
+        });
+    }
+    let (lease, lease_error) = match exchange.lease.map(|request| lease_units(&state, &request)) {
+        None => (None, None),
+        Some(Ok(leases)) => (Some(leases), None),
+        Some(Err(err)) if err.status().is_server_error() => return Err(err),
+        Some(Err(err)) => (None, Some(err.detail())),
+    };
+    Ok(Json(ExchangeResponse {
         protocol: PROTOCOL_VERSION,
-        status,
+        results,
+        lease,
+        lease_error,
     }))
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod distributor;
 mod distributors;
 mod durability;
+mod exchange;
 mod expiry;
 mod helpers;
 mod hostile_input;

@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/.well-known/cyclepool-keys.json"),
     ("POST", "/api/v1/lease"),
     ("POST", "/api/v1/results"),
+    ("POST", "/api/v1/exchange"),
     ("POST", "/api/v1/reports"),
     ("GET", "/api/v1/reports"),
     ("PUT", "/api/v1/modules"),
@@ -76,6 +77,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/.well-known/cyclepool-keys.json"),
     ("POST", "/api/v1/lease"),
     ("POST", "/api/v1/results"),
+    ("POST", "/api/v1/exchange"),
     ("POST", "/api/v1/reports"),
     ("GET", "/api/v1/modules/{sha256}"),
     ("GET", "/api/v1/jobs/{id}/manifest"),
@@ -433,6 +435,7 @@ async fn bodies_and_media_types_are_documented() {
     for (path, method, name) in [
         ("/api/v1/lease", "post", "LeaseRequest"),
         ("/api/v1/results", "post", "ResultSubmission"),
+        ("/api/v1/exchange", "post", "Exchange"),
         ("/api/v1/reports", "post", "Report"),
         ("/api/v1/jobs", "post", "CreateJob"),
         ("/api/v1/accounts", "post", "RegisterAccount"),
