@@ -15,7 +15,7 @@ use cyclepool_shared::distributor::{
 };
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::Inputs;
-use cyclepool_shared::range::encode_range;
+use cyclepool_shared::range::{RangeUnits, encode_range};
 use cyclepool_shared::signing::SecretKey;
 
 /// The most units the server accepts in one job (`MAX_UNITS_PER_JOB` in
@@ -185,22 +185,20 @@ pub fn sign(
     Ok(sign_declaration(key, &message))
 }
 
-/// The inputs digest of a range job: unit `i` covers `[start + i·step, min(that + step, end))`,
-/// as `expand_inputs` in server/src/routes/jobs.rs makes it.
+/// The inputs digest of a range job, its units cut as the portal cuts them ([`RangeUnits`]).
 fn range_inputs_digest(range: UnitRange) -> anyhow::Result<Sha256Digest> {
-    let units = range.units();
-    if units > MAX_UNITS_TO_SIGN {
-        bail!("the range makes {units} units; a portal accepts at most {MAX_UNITS_TO_SIGN}");
+    let Some(units) = RangeUnits::new(range.start, range.end, range.step) else {
+        bail!("the range is empty or its step is 0");
+    };
+    let count = units.units();
+    if count > MAX_UNITS_TO_SIGN {
+        bail!("the range makes {count} units; a portal accepts at most {MAX_UNITS_TO_SIGN}");
     }
     // `inputs_digest` borrows each input, so the inputs are laid out in one buffer of
     // 16 bytes a unit (160 MB at the largest job the portal accepts).
-    let mut all = Vec::with_capacity(usize::try_from(units * 16).unwrap_or(0));
-    for index in 0..units {
-        let from = range.start + index * range.step;
-        all.extend_from_slice(&encode_range(
-            from,
-            from.saturating_add(range.step).min(range.end),
-        ));
+    let mut all = Vec::with_capacity(usize::try_from(count * 16).unwrap_or(0));
+    for (from, to) in units.iter() {
+        all.extend_from_slice(&encode_range(from, to));
     }
     Ok(inputs_digest(all.chunks_exact(16)))
 }

@@ -248,7 +248,9 @@ impl<'a> ChainCheck<'a> {
             self.check_known(entry)?;
         }
         self.checked += rest.len() as u64;
-        self.next = self.head.map_or(self.next, |head| head.seq + 1);
+        self.next = self
+            .head
+            .map_or(self.next, |head| head.seq.saturating_add(1));
         Ok(())
     }
 

@@ -196,7 +196,24 @@ pub fn check_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
 /// byte lists, and this text ends up in a JSON error for the distributor.
 fn invalid(error: wasmparser::BinaryReaderError) -> ModuleError {
     let text = error.to_string();
-    ModuleError::Invalid(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    ModuleError::Invalid(printable(
+        &text.split_whitespace().collect::<Vec<_>>().join(" "),
+    ))
+}
+
+/// Text from the module (a name, or a validator message quoting one) as it may appear in a
+/// message: control characters and line breaks escaped (`\n`, `\u{1b}`), since a module's
+/// names are arbitrary text and the message must stay one line of plain text.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || (c.is_whitespace() && c != ' ') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Enforces the memory rules and returns the declared maximum in pages.
@@ -261,7 +278,7 @@ impl Scan {
                     if let Some(import) = reader.into_imports().next() {
                         let import = import.map_err(invalid)?;
                         scan.first_import =
-                            Some((import.module.to_owned(), import.name.to_owned()));
+                            Some((printable(import.module), printable(import.name)));
                     }
                 }
                 Payload::FunctionSection(reader) => {
@@ -780,6 +797,26 @@ mod tests {
                 kind: "global"
             }
         );
+    }
+
+    /// Found by the `module_check` fuzz target: an import's name was quoted as it was, so a
+    /// line break in it broke the message over two lines.
+    #[test]
+    fn names_in_messages_are_one_line_of_plain_text() {
+        let bytes = module(&format!(
+            r#"(import "en\n" "\1b[31m\e2\80\a8" (func)) {MEMORY} {ABI_FUNCS}"#
+        ));
+        let message = check_err(&bytes).to_string();
+        assert_eq!(
+            message,
+            "module imports `en\\n.\\u{1b}[31m\\u{2028}`; job modules must import nothing"
+        );
+        let duplicate = module(&format!(
+            r#"{MEMORY} {ABI_FUNCS} (func (export "a\1bb")) (func (export "a\1bb"))"#
+        ));
+        let message = check_err(&duplicate).to_string();
+        assert!(message.contains("a\\u{1b}b"), "{message}");
+        assert!(!message.chars().any(char::is_control), "{message}");
     }
 
     #[test]

@@ -486,6 +486,35 @@ mod tests {
         }
     }
 
+    /// Found by the `inputs` fuzz target: with serde_json's default float parsing, this rate
+    /// decoded one ulp off its encoding, so the portal's declaration bytes differed from the
+    /// distributor's and a correctly signed job was refused (and a browser would refuse its
+    /// manifest).
+    #[test]
+    fn a_policy_survives_json_exactly_so_its_declaration_verifies() {
+        let key = SecretKey::from_seed(&[4; 32]);
+        let module = Sha256Digest::of(b"module");
+        let inputs = inputs_digest([b"a".as_slice()]);
+        for rate in [
+            0.012_537_345_881_063_615,
+            0.001_806_892_057_653_679_4,
+            0.1 * 3.0,
+        ] {
+            let policy = JobPolicy {
+                reexecution_rate: rate,
+                spot_check_rate: rate / 7.0,
+                ..JobPolicy::default()
+            };
+            let message = job_declaration_message(&module, &inputs, "t", "d", &policy);
+            let signature = sign_declaration(&key, &message);
+            let decoded: JobPolicy =
+                serde_json::from_str(&serde_json::to_string(&policy).unwrap()).unwrap();
+            assert_eq!(decoded, policy);
+            let decoded_message = job_declaration_message(&module, &inputs, "t", "d", &decoded);
+            assert_eq!(verify_declaration(&signature, &decoded_message), Ok(()));
+        }
+    }
+
     #[test]
     fn the_inputs_digest_depends_on_order_and_boundaries() {
         let ab = inputs_digest([b"a".as_slice(), b"b".as_slice()]);

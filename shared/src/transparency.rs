@@ -85,6 +85,8 @@ pub struct LogHead {
 pub enum LogError {
     #[error("log entry {found} where entry {expected} was expected (a gap or reordering)")]
     OutOfOrder { expected: u64, found: u64 },
+    #[error("log entry {seq} follows entry {}, the last a log can hold", u64::MAX)]
+    PastTheEnd { seq: u64 },
     #[error("log entry {seq} does not link to the entry before it (the chain was altered)")]
     BrokenLink { seq: u64 },
     #[error("log entry {seq} is signed by key {key}, which is not a portal key")]
@@ -192,8 +194,15 @@ pub fn verify_chain(
     let mut head = after;
     for entry in entries {
         // Without `after`, the first entry's position is taken as given; every later one
-        // must follow the entry checked before it.
-        let expected_seq = head.map_or(entry.seq, |head| head.seq + 1);
+        // must follow the entry checked before it, and nothing follows the last position
+        // (a portal signs whatever positions it likes; they must not wrap around to 0).
+        let expected_seq = match head {
+            Some(head) => head
+                .seq
+                .checked_add(1)
+                .ok_or(LogError::PastTheEnd { seq: entry.seq })?,
+            None => entry.seq,
+        };
         if entry.seq != expected_seq {
             return Err(LogError::OutOfOrder {
                 expected: expected_seq,
@@ -423,6 +432,32 @@ mod tests {
         let mut rooted = entries.clone();
         rooted[0].prev_sha256 = Sha256Digest::from_bytes([1; 32]);
         assert!(verify_chain(&rooted, None, &keys).is_err());
+    }
+
+    /// Found by the `manifest` fuzz target: an entry after one at position `u64::MAX`
+    /// overflowed the expected position (a panic in debug builds; in release it wrapped to 0,
+    /// so a portal could number a chain MAX, 0, 1, … and have it verify).
+    #[test]
+    fn nothing_follows_the_last_position() {
+        let (key, keys) = portal();
+        let last = LogEntry::sign(
+            u64::MAX,
+            Sha256Digest::from_bytes([1; 32]),
+            1_000,
+            published(1, None),
+            &key,
+        );
+        let head = verify_chain(std::slice::from_ref(&last), None, &keys).unwrap();
+        assert_eq!(head, Some(last.head()));
+        let wrapped = LogEntry::sign(0, last.digest(), 1_001, published(2, None), &key);
+        assert_eq!(
+            verify_chain(&[last, wrapped.clone()], None, &keys),
+            Err(LogError::PastTheEnd { seq: 0 })
+        );
+        assert_eq!(
+            verify_chain(&[wrapped], head, &keys),
+            Err(LogError::PastTheEnd { seq: 0 })
+        );
     }
 
     #[test]

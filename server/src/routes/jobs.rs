@@ -15,7 +15,7 @@ use cyclepool_shared::distributor::{
 };
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{CreateJob, Inputs, JobCreated, ModuleUploaded};
-use cyclepool_shared::range::encode_range;
+use cyclepool_shared::range::{RangeUnits, encode_range};
 use cyclepool_shared::{ErrorBody, ErrorCode, JobId, KeyId, Sha256Digest};
 
 use crate::auth::Caller;
@@ -477,22 +477,18 @@ fn expand_inputs(inputs: Inputs) -> Result<Vec<Vec<u8>>, ApiError> {
             Ok(list)
         }
         Inputs::Range { start, end, step } => {
-            if step == 0 || start >= end {
-                return Err(ApiError::invalid(
-                    "inputs.range needs start < end and step > 0",
-                ));
-            }
-            let units = (end - start).div_ceil(step);
-            if units > MAX_UNITS_PER_JOB {
+            // The same cutting the distributor's CLI digests (`RangeUnits`), so the two agree.
+            let units = RangeUnits::new(start, end, step)
+                .ok_or_else(|| ApiError::invalid("inputs.range needs start < end and step > 0"))?;
+            let count = units.units();
+            if count > MAX_UNITS_PER_JOB {
                 return Err(ApiError::invalid(format!(
-                    "inputs.range makes {units} units; the limit is {MAX_UNITS_PER_JOB}"
+                    "inputs.range makes {count} units; the limit is {MAX_UNITS_PER_JOB}"
                 )));
             }
-            Ok((0..units)
-                .map(|index| {
-                    let from = start + index * step;
-                    encode_range(from, from.saturating_add(step).min(end))
-                })
+            Ok(units
+                .iter()
+                .map(|(from, to)| encode_range(from, to))
                 .collect())
         }
     }
