@@ -1,65 +1,111 @@
 //! The load generator: many simulated volunteers drive the real server, run as a separate
 //! process on loopback, through lease → compute → sign → submit cycles for a bounded time, and
-//! it reports completed units per second, lease and submit latency, and the server's CPU and
-//! peak memory (read from `/proc`, so the generator's own work is counted apart).
+//! it reports completed units per second, latencies, 503 and 429 answers, and the server's CPU
+//! and peak memory (read from `/proc`, so the generator's own work is counted apart).
 //!
-//! The server starts on a fresh temporary store with `--api-only --listen 127.0.0.1:0`; its
-//! first-start output gives the port and the admin token. The job is a range of units over a
-//! module that reverses its input (no `verify` export), with one replica and a quorum of one,
-//! so every accepted submission decides a unit. The server answers a submission only once it
-//! is on disk, so accepted submissions per second are durable units per second.
+//! The server starts on a fresh temporary store with `--api-only --listen 127.0.0.1:0` (and
+//! any `--server-arg`s); its first-start output gives the port and the admin token. The job is
+//! a range of units over a module that reverses its input (no `verify` export), with one
+//! replica and a quorum of one, so every accepted submission decides a unit. The server
+//! answers a submission only once it is on disk, so accepted submissions per second are
+//! durable units per second; at the end the job's `done` count must equal them.
+//!
+//! The volunteers send from many loopback addresses (127.1.0.1, 127.1.0.2, …: all of
+//! 127.0.0.0/8 is loopback on Linux), one keep-alive client per address, as real volunteers
+//! come from many addresses; the server's per-address rate limit would otherwise see one
+//! address flooding. They wait out 503 and 429 for `Retry-After` (with jitter) and retry.
+//!
+//! `--overload-factor F` runs three phases of a third of `--duration` each: the closed loop
+//! (measures capacity: the median of its seconds), an open loop offering F × that many units a
+//! second, and the closed loop again (did it recover?). In the open loop each lease → submit
+//! cycle is its own task, arriving whether or not the server keeps up; a lease answered 503 or
+//! 429 ends its cycle (the volunteer's retry is one of the later arrivals), a result is
+//! submitted until it is answered (as the web client keeps it). The generator bounds its own
+//! memory and connections: at most `--max-cycles` cycles at once and `--connections` requests
+//! in flight (over pooled keep-alive connections, opened beforehand); a cycle that cannot
+//! start, or whose lease request still waits for a connection when the phase ends, is
+//! dropped by the generator and counted.
 //!
 //! ```sh
 //! cargo xtask load -- --volunteers 1000 --duration 20
+//! cargo xtask load -- --volunteers 200 --overload-factor 10 --duration 30 \
+//!     --server-arg=--max-in-flight=256
 //! ```
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use cyclepool_shared::protocol::{
-    Inputs, Lease, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission, StatsResponse,
-    SubmitResponse, SubmitStatus,
-};
-use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
-use cyclepool_shared::{Sha256Digest, VolunteerId};
+use cyclepool_shared::VolunteerId;
+use cyclepool_shared::protocol::{Inputs, StatsResponse};
+use cyclepool_shared::signing::SecretKey;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
-use common::{correct_output, json_answer, reverse_no_verify_wat};
+use common::{json_answer, reverse_no_verify_wat};
+use phase::{Probe, Workload, recovery, run_phase};
+use server::{ServerProcess, status_mib, ticks_per_second};
+use traffic::{Load, Volunteer};
 
 mod common;
+// The binary's modules, in a folder of their own beside the other benches.
+#[path = "load/phase.rs"]
+mod phase;
+#[path = "load/report.rs"]
+mod report;
+#[path = "load/server.rs"]
+mod server;
+#[path = "load/traffic.rs"]
+mod traffic;
 
 /// Keys are drawn from this seed, so runs differ only in timing.
 const SEED: u64 = 0x10ad_5eed;
 
-/// The real client waits `retry_after_ms` after an empty answer; the generator waits less, so
-/// that it notices new work soon, but not so little that idle volunteers flood the server.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Connections of an overload run when `--connections` is not given: half the server's default
+/// `--max-connections`.
+const OVERLOAD_CONNECTIONS: usize = 4_096;
 
-/// How long the server gets to stop after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Source addresses when `--addresses` is not given: one per volunteer, up to this many.
+const DEFAULT_ADDRESSES: usize = 256;
 
-const USAGE: &str = "usage: load [--volunteers N] [--max-units N] [--duration SECONDS] \
-[--max-requests N] [--units N] [--server PATH] [--connections N] [--threads N] [--json]";
+const USAGE: &str = "usage: load [--volunteers N] [--addresses N] [--max-units N] \
+[--duration SECONDS] [--max-requests N] [--units N] [--server PATH] [--server-arg FLAG]... \
+[--overload-factor F] [--max-cycles N] [--connections N] [--no-warm-up] [--threads N] [--json]
+
+  --addresses N        loopback source addresses the volunteers send from (127.1.0.1 on;
+                       default: one per volunteer, at most 256)
+  --server-arg FLAG    passed to the server, repeatable: --server-arg=--max-in-flight=256
+  --overload-factor F  three phases of a third of --duration each: closed loop (capacity),
+                       open loop offering F × capacity, closed loop again (recovery)
+  --max-cycles N       open-loop cycles running at once (waiting included); arrivals past it
+                       are dropped by the generator and counted (default 16384)
+  --connections N      keep-alive connections in all, at least one per volunteer (default: in
+                       an overload run 4096); open-loop requests wait for a free one
+  --no-warm-up         do not open the connections before a phase (volunteers then connect
+                       all at once, which can overflow the server's accept queue)";
 
 /// The command line.
 #[derive(Debug, Clone)]
 struct Options {
     volunteers: usize,
+    /// Source addresses; 0 until parsed, then at least 1.
+    addresses: usize,
     max_units: u32,
     duration: Duration,
     /// Lease and submit requests together, across all volunteers.
     max_requests: u64,
     units: u64,
     server: PathBuf,
-    /// Idle keep-alive connections the shared client keeps to the server.
+    server_args: Vec<String>,
+    overload_factor: Option<f64>,
+    max_cycles: u32,
+    /// Keep-alive connections in all clients' pools; 0 until parsed.
     connections: usize,
+    /// Open the clients' connections just before each phase that needs them.
+    warm_up: bool,
     /// Worker threads of the generator's runtime.
     threads: usize,
     json: bool,
@@ -68,17 +114,27 @@ struct Options {
 fn parse_options() -> anyhow::Result<Options> {
     let mut options = Options {
         volunteers: 1_000,
+        addresses: 0,
         max_units: 1,
         duration: Duration::from_secs(20),
         max_requests: u64::MAX,
         units: 1_000_000,
         server: PathBuf::from("target/release/cyclepool-server"),
+        server_args: Vec::new(),
+        overload_factor: None,
+        max_cycles: 16_384,
         connections: 0,
+        warm_up: true,
         threads: 2,
         json: false,
     };
     let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
+    while let Some(arg) = args.next() {
+        // `--flag=value` or `--flag value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value)),
+            _ => (arg.clone(), None),
+        };
         match flag.as_str() {
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -88,14 +144,22 @@ fn parse_options() -> anyhow::Result<Options> {
                 options.json = true;
                 continue;
             }
+            "--no-warm-up" => {
+                options.warm_up = false;
+                continue;
+            }
             _ => {}
         }
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value; {USAGE}"))?;
+        let value = match inline {
+            Some(value) => value.to_owned(),
+            None => args
+                .next()
+                .with_context(|| format!("{flag} needs a value; {USAGE}"))?,
+        };
         let context = || format!("invalid value for {flag}: {value}");
         match flag.as_str() {
             "--volunteers" => options.volunteers = value.parse().with_context(context)?,
+            "--addresses" => options.addresses = value.parse().with_context(context)?,
             "--max-units" => options.max_units = value.parse().with_context(context)?,
             "--duration" => {
                 options.duration =
@@ -104,6 +168,11 @@ fn parse_options() -> anyhow::Result<Options> {
             "--max-requests" => options.max_requests = value.parse().with_context(context)?,
             "--units" => options.units = value.parse().with_context(context)?,
             "--server" => options.server = PathBuf::from(value),
+            "--server-arg" => options.server_args.push(value),
+            "--overload-factor" => {
+                options.overload_factor = Some(value.parse().with_context(context)?);
+            }
+            "--max-cycles" => options.max_cycles = value.parse().with_context(context)?,
             "--connections" => options.connections = value.parse().with_context(context)?,
             "--threads" => options.threads = value.parse().with_context(context)?,
             _ => bail!("unknown option {flag}; {USAGE}"),
@@ -112,265 +181,37 @@ fn parse_options() -> anyhow::Result<Options> {
     if options.volunteers == 0 || options.max_units == 0 || options.units == 0 {
         bail!("--volunteers, --max-units and --units must be positive");
     }
+    if options.addresses == 0 {
+        options.addresses = options.volunteers.min(DEFAULT_ADDRESSES);
+    }
+    if options.addresses > traffic::MAX_ADDRESSES {
+        bail!("--addresses may be at most {}", traffic::MAX_ADDRESSES);
+    }
+    if options
+        .overload_factor
+        .is_some_and(|factor| !(factor.is_finite() && factor > 0.0))
+    {
+        bail!("--overload-factor must be a positive number");
+    }
+    if !(1..=1_000_000).contains(&options.max_cycles) {
+        bail!("--max-cycles must be between 1 and 1,000,000");
+    }
     if options.connections == 0 {
-        // One connection per volunteer: none waits for another's request to finish.
+        // One per volunteer (none waits for another's request), and in an overload run
+        // enough for the open loop's requests in flight.
         options.connections = options.volunteers;
+        if options.overload_factor.is_some() {
+            options.connections = options.connections.max(OVERLOAD_CONNECTIONS);
+        }
+    }
+    // At least one per volunteer, so that the closed loop needs none beyond the pooled ones.
+    options.connections = options.connections.max(options.volunteers);
+    // A connection costs a file descriptor on both sides; the server accepts 8,192 by default.
+    if options.connections > 16_384 {
+        bail!("--connections may be at most 16,384");
     }
     Ok(options)
 }
-
-/// The server as a child process, with what its first start printed.
-struct ServerProcess {
-    child: Child,
-    base: String,
-    admin_token: String,
-    /// Removed after the server has stopped (fields drop after `Drop::drop`).
-    _data_dir: tempfile::TempDir,
-}
-
-impl ServerProcess {
-    fn start(binary: &PathBuf) -> anyhow::Result<Self> {
-        let data_dir = tempfile::tempdir().context("creating a temporary data directory")?;
-        let log = std::fs::File::create(data_dir.path().join("server.log"))
-            .context("creating the server's log file")?;
-        let mut child = Command::new(binary)
-            .args(["--api-only", "--demo-units", "0", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir.path().join("store"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().context("the server's stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut base, mut admin_token) = (None, None);
-        // The server prints where it listens, then (first start only) its new admin token.
-        while base.is_none() || admin_token.is_none() {
-            let Some(line) = lines.next() else {
-                let _ = child.kill();
-                bail!("the server stopped before printing its address and admin token");
-            };
-            let line = line.context("reading the server's output")?;
-            if let Some(address) = line.strip_prefix("listening on ") {
-                base = Some(format!("{}/api/v1", address.trim()));
-            } else if line.starts_with("admin token") {
-                admin_token = line.rsplit(' ').next().map(str::to_owned);
-            }
-        }
-        // Keep reading so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let (Some(base), Some(admin_token)) = (base, admin_token) else {
-            bail!("the server printed no address or no admin token");
-        };
-        if !base.starts_with("http://127.0.0.1:") {
-            bail!("the server listens on {base}, not on loopback");
-        }
-        Ok(Self {
-            child,
-            base,
-            admin_token,
-            _data_dir: data_dir,
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then SIGKILL if it has not stopped within [`STOP_GRACE`].
-    fn stop(&mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < STOP_GRACE {
-            if self
-                .child
-                .try_wait()
-                .context("waiting for the server")?
-                .is_some()
-            {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("the server did not stop within {STOP_GRACE:?} of SIGTERM; killing it");
-        self.child.kill().context("killing the server")?;
-        self.child.wait().context("waiting for the server")?;
-        Ok(())
-    }
-}
-
-impl Drop for ServerProcess {
-    /// A run that fails half-way must not leave the server behind.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// CPU time (user + system) of a process, in seconds, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: &str, ticks_per_second: f64) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
-    // start with field 3, so utime (14) and stime (15) are the 12th and 13th of them.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| -> anyhow::Result<f64> {
-        let field = fields.get(index).context("a short /proc stat line")?;
-        Ok(field.parse::<u64>().context("a /proc stat field")? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / ticks_per_second)
-}
-
-/// A field of `/proc/<pid>/status` in kB (`VmHWM`, `VmRSS`), as MiB.
-fn status_mib(pid: &str, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(&format!("{field}:")))
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-    let kib: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("an empty status line")?
-        .parse()
-        .context("a status value")?;
-    Ok(kib / 1024.0)
-}
-
-/// Clock ticks per second, for reading `/proc` CPU times.
-fn ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// What the volunteers share: the client, the server's address, the limits and the tallies.
-struct Shared {
-    client: reqwest::Client,
-    lease_url: String,
-    results_url: String,
-    deadline: Instant,
-    max_units: u32,
-    max_requests: u64,
-    requests: AtomicU64,
-    accepted: AtomicU64,
-    duplicates: AtomicU64,
-    empty_leases: AtomicU64,
-    refused: AtomicU64,
-}
-
-impl Shared {
-    /// Takes one request from the budget; false once time or the budget has run out.
-    fn may_send(&self) -> bool {
-        Instant::now() < self.deadline
-            && self.requests.fetch_add(1, Ordering::Relaxed) < self.max_requests
-    }
-}
-
-/// Latencies one volunteer measured, in microseconds.
-#[derive(Default)]
-struct Latencies {
-    lease: Vec<u32>,
-    submit: Vec<u32>,
-}
-
-fn micros(since: Instant) -> u32 {
-    u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
-}
-
-/// One simulated volunteer's loop until time or the request budget runs out.
-async fn volunteer(key: SecretKey, shared: Arc<Shared>) -> anyhow::Result<Latencies> {
-    let id = VolunteerId::from_bytes(*key.public_key().as_bytes());
-    let mut latencies = Latencies::default();
-    while shared.may_send() {
-        let request = LeaseRequest {
-            proof: None,
-            protocol: PROTOCOL_VERSION,
-            volunteer: id,
-            max_units: shared.max_units,
-            exclude_jobs: Vec::new(),
-            exclude_categories: Vec::new(),
-            site: None,
-        };
-        let sent = Instant::now();
-        let response = shared
-            .client
-            .post(&shared.lease_url)
-            .json(&request)
-            .send()
-            .await
-            .context("asking for a lease")?;
-        let answer: LeaseResponse = json_answer(response, "asking for a lease").await?;
-        latencies.lease.push(micros(sent));
-        if answer.leases.is_empty() {
-            shared.empty_leases.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(IDLE_WAIT).await;
-            continue;
-        }
-        for lease in &answer.leases {
-            // Units leased but not submitted when the budget runs out stay out: the job is
-            // far larger than a run, so they cost nothing but the lease.
-            if !shared.may_send() {
-                break;
-            }
-            let submission = compute_and_sign(&key, id, lease);
-            let sent = Instant::now();
-            let response = shared
-                .client
-                .post(&shared.results_url)
-                .json(&submission)
-                .send()
-                .await
-                .context("submitting a result")?;
-            if response.status().is_client_error() {
-                shared.refused.fetch_add(1, Ordering::Relaxed);
-                let text = response.text().await.unwrap_or_default();
-                eprintln!("refused: {text}");
-                continue;
-            }
-            let answer: SubmitResponse = json_answer(response, "submitting a result").await?;
-            latencies.submit.push(micros(sent));
-            match answer.status {
-                SubmitStatus::Accepted => shared.accepted.fetch_add(1, Ordering::Relaxed),
-                SubmitStatus::Duplicate => shared.duplicates.fetch_add(1, Ordering::Relaxed),
-            };
-        }
-    }
-    Ok(latencies)
-}
-
-/// The tiny compute (reverse the input) and the signature, as the web client does them.
-fn compute_and_sign(key: &SecretKey, id: VolunteerId, lease: &Lease) -> ResultSubmission {
-    let output = correct_output(&lease.input);
-    let output_sha256 = Sha256Digest::of(&output);
-    let message = result_message(&lease.lease_id, &lease.nonce, &output_sha256);
-    ResultSubmission {
-        protocol: PROTOCOL_VERSION,
-        volunteer: id,
-        lease_id: lease.lease_id,
-        nonce: lease.nonce,
-        output_sha256,
-        output,
-        signature: key.sign(Purpose::Result, &message),
-        compute_ms: 1,
-    }
-}
-
 /// Uploads the module and creates the range job; returns its id and how long creation took.
 async fn create_job(
     client: &reqwest::Client,
@@ -416,84 +257,99 @@ async fn create_job(
     Ok((job, took))
 }
 
-/// The `p`-th percentile of sorted values, in milliseconds.
-fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
-}
-
 async fn run(options: &Options) -> anyhow::Result<Value> {
-    let ticks = ticks_per_second();
-    let mut server = ServerProcess::start(&options.server)?;
-    let pid = server.pid().to_string();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.connections)
+    let mut server = ServerProcess::start(&options.server, &options.server_args)?;
+    let probe = Arc::new(Probe {
+        pid: server.pid().to_string(),
+        port: server.port(),
+        ticks: ticks_per_second(),
+    });
+    let admin = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .context("building the http client")?;
-    let rss_before_job = status_mib(&pid, "VmRSS")?;
-    let (job, creation) = create_job(&client, &server, options.units).await?;
-    let rss_after_job = status_mib(&pid, "VmRSS")?;
-    let hwm_after_job = status_mib(&pid, "VmHWM")?;
+    let rss_before_job = status_mib(&probe.pid, "VmRSS")?;
+    let (job, creation) = create_job(&admin, &server, options.units).await?;
+    let rss_after_job = status_mib(&probe.pid, "VmRSS")?;
+    let hwm_after_job = status_mib(&probe.pid, "VmHWM")?;
 
     let mut rng = StdRng::seed_from_u64(SEED);
-    let keys: Vec<SecretKey> = (0..options.volunteers)
-        .map(|_| SecretKey::from_seed(&rng.random::<[u8; 32]>()))
+    let volunteers: Vec<Volunteer> = (0..options.volunteers)
+        .map(|index| {
+            let key = SecretKey::from_seed(&rng.random::<[u8; 32]>());
+            let id = VolunteerId::from_bytes(*key.public_key().as_bytes());
+            Volunteer {
+                key,
+                id,
+                client: index % options.addresses,
+            }
+        })
         .collect();
-    let server_cpu_start = cpu_seconds(&pid, ticks)?;
-    let own_cpu_start = cpu_seconds("self", ticks)?;
-    let started = Instant::now();
-    let shared = Arc::new(Shared {
-        client: client.clone(),
+    let connections_per_client = options.connections.div_ceil(options.addresses);
+    let load = Arc::new(Load {
+        clients: traffic::clients(options.addresses, connections_per_client)?,
+        volunteers,
         lease_url: server.url("/lease"),
         results_url: server.url("/results"),
-        deadline: started + options.duration,
         max_units: options.max_units,
+        connections_per_client,
+        slots: (0..options.addresses)
+            .map(|_| tokio::sync::Semaphore::new(connections_per_client))
+            .collect(),
         max_requests: options.max_requests,
         requests: AtomicU64::new(0),
-        accepted: AtomicU64::new(0),
-        duplicates: AtomicU64::new(0),
-        empty_leases: AtomicU64::new(0),
-        refused: AtomicU64::new(0),
     });
-    let tasks: Vec<_> = keys
-        .into_iter()
-        .map(|key| tokio::spawn(volunteer(key, Arc::clone(&shared))))
-        .collect();
-    let mut lease = Vec::new();
-    let mut submit = Vec::new();
-    let mut failures = 0_u64;
-    for task in tasks {
-        match task.await.context("a volunteer task panicked")? {
-            Ok(latencies) => {
-                lease.extend(latencies.lease);
-                submit.extend(latencies.submit);
-            }
-            Err(err) => {
-                failures += 1;
-                if failures <= 3 {
-                    eprintln!("a volunteer stopped: {err:#}");
-                }
-            }
+    // The server closes a connection idle for its header timeout (10 s by default), so each
+    // warm-up comes just before the phase that needs it.
+    let health = server.url("/health");
+    let mut warm_ups = Vec::new();
+    let mut warm_up = async |before: &str, per_client: usize| -> anyhow::Result<()> {
+        if options.warm_up {
+            let started = Instant::now();
+            load.warm_up(&health, per_client).await?;
+            warm_ups.push(json!({
+                "before": before,
+                "connections": server::connections(probe.port)?.0,
+                "seconds": started.elapsed().as_secs_f64(),
+            }));
         }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let server_cpu = cpu_seconds(&pid, ticks)? - server_cpu_start;
-    let own_cpu = cpu_seconds("self", ticks)? - own_cpu_start;
-    let rss_end = status_mib(&pid, "VmRSS")?;
-    let hwm_end = status_mib(&pid, "VmHWM")?;
+        Ok(())
+    };
+    let per_volunteer = options.volunteers.div_ceil(options.addresses);
 
-    let response = client
+    let mut phases = Vec::new();
+    let mut verdict = Value::Null;
+    if let Some(factor) = options.overload_factor {
+        let third = options.duration / 3;
+        warm_up("1 capacity", per_volunteer).await?;
+        let capacity = run_phase("1 capacity", &load, &probe, Workload::Closed, third).await?;
+        if capacity.median_units_per_s <= 0.0 {
+            bail!("phase 1 completed no units, so there is no capacity to multiply");
+        }
+        let cycles_per_s = factor * capacity.median_units_per_s / f64::from(options.max_units);
+        let overload = Workload::Open {
+            cycles_per_s,
+            max_cycles: options.max_cycles,
+        };
+        warm_up("2 overload", connections_per_client).await?;
+        let overloaded = run_phase("2 overload", &load, &probe, overload, third).await?;
+        let after = run_phase("3 recovery", &load, &probe, Workload::Closed, third).await?;
+        verdict = recovery(&capacity, &after);
+        phases.extend([capacity, overloaded, after]);
+    } else {
+        warm_up("run", per_volunteer).await?;
+        phases.push(run_phase("run", &load, &probe, Workload::Closed, options.duration).await?);
+    }
+    let hwm_end = status_mib(&probe.pid, "VmHWM")?;
+
+    let response = admin
         .get(server.url(&format!("/jobs/{job}")))
         .bearer_auth(&server.admin_token)
         .send()
         .await
         .context("reading the job's progress")?;
     let progress: Value = json_answer(response, "reading the job's progress").await?;
-    let response = client
+    let response = admin
         .get(server.url("/stats"))
         .send()
         .await
@@ -511,83 +367,54 @@ async fn run(options: &Options) -> anyhow::Result<Value> {
         .context("no progress for the job")?;
     server.stop()?;
 
-    lease.sort_unstable();
-    submit.sort_unstable();
-    let accepted = shared.accepted.load(Ordering::Relaxed);
-    let durability = stats.durability;
-    Ok(json!({
+    let accepted: u64 = phases.iter().map(|phase| phase.accepted).sum();
+    let unknown: u64 = phases.iter().map(|phase| phase.unknown_outcomes).sum();
+    let seconds: f64 = phases
+        .iter()
+        .map(|phase| phase.report["seconds"].as_f64().unwrap_or(0.0))
+        .sum();
+    let mut report = json!({
         "volunteers": options.volunteers,
+        "addresses": options.addresses,
         "max_units": options.max_units,
+        "server_args": options.server_args,
         "units_in_job": options.units,
         "job_creation_s": creation.as_secs_f64(),
-        "seconds": seconds,
+        "warm_ups": warm_ups,
         "accepted": accepted,
         "validated": validated,
-        "units_per_s": accepted as f64 / seconds,
+        // Acknowledged results the store does not have; submissions left unanswered may
+        // account for validated units beyond the accepted ones, never for fewer.
+        "lost": accepted.saturating_sub(validated),
         "validated_per_s": validated as f64 / seconds,
-        "duplicates": shared.duplicates.load(Ordering::Relaxed),
-        "refused": shared.refused.load(Ordering::Relaxed),
-        "volunteer_errors": failures,
-        "empty_leases": shared.empty_leases.load(Ordering::Relaxed),
-        "lease_requests": lease.len(),
-        "lease_p50_ms": percentile_ms(&lease, 50.0),
-        "lease_p99_ms": percentile_ms(&lease, 99.0),
-        "submit_p50_ms": percentile_ms(&submit, 50.0),
-        "submit_p99_ms": percentile_ms(&submit, 99.0),
-        "server_cpu_pct": 100.0 * server_cpu / seconds,
-        "generator_cpu_pct": 100.0 * own_cpu / seconds,
         "server_rss_before_job_mib": rss_before_job,
         "server_rss_after_job_mib": rss_after_job,
         "server_peak_rss_after_job_mib": hwm_after_job,
-        "server_rss_end_mib": rss_end,
-        "server_peak_rss_mib": hwm_end,
-        "durable_writes": durability.durable_writes,
-        "flushes": durability.flushes,
-    }))
-}
-
-fn print_table(report: &Value) {
-    let number = |key: &str| report[key].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "| volunteers | max_units | units/s (durable) | validated/s | lease p50 / p99 (ms) | \
-         submit p50 / p99 (ms) | server CPU | generator CPU | server peak RSS (MiB) | \
-         writes per flush |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    let writes = number("durable_writes");
-    let flushes = number("flushes");
-    println!(
-        "| {} | {} | {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} % | {:.0} % | {:.0} | {:.1} |",
-        report["volunteers"],
-        report["max_units"],
-        number("units_per_s"),
-        number("validated_per_s"),
-        number("lease_p50_ms"),
-        number("lease_p99_ms"),
-        number("submit_p50_ms"),
-        number("submit_p99_ms"),
-        number("server_cpu_pct"),
-        number("generator_cpu_pct"),
-        number("server_peak_rss_mib"),
-        if flushes > 0.0 { writes / flushes } else { 0.0 },
-    );
-    println!(
-        "job of {} units created in {:.3} s; server RSS {:.0} MiB before the job, {:.0} MiB \
-         after it (peak {:.0}), {:.0} MiB at the end; {} accepted, {} validated in {:.1} s; \
-         {} empty leases, {} refused, {} volunteer errors",
-        report["units_in_job"],
-        number("job_creation_s"),
-        number("server_rss_before_job_mib"),
-        number("server_rss_after_job_mib"),
-        number("server_peak_rss_after_job_mib"),
-        number("server_rss_end_mib"),
-        report["accepted"],
-        report["validated"],
-        number("seconds"),
-        report["empty_leases"],
-        report["refused"],
-        report["volunteer_errors"],
-    );
+        "server_peak_rss_run_mib": hwm_end,
+        "durable_writes": stats.durability.durable_writes,
+        "flushes": stats.durability.flushes,
+    });
+    if validated > accepted + unknown {
+        eprintln!(
+            "the job has {validated} units done, more than the {accepted} accepted and \
+             {unknown} unanswered submissions"
+        );
+    }
+    if options.overload_factor.is_some() {
+        report["overload_factor"] = json!(options.overload_factor);
+        report["phases"] = phases.into_iter().map(|phase| phase.report).collect();
+        report["recovery"] = verdict;
+    } else if let (Some(fields), Some(phase)) = (
+        report.as_object_mut(),
+        phases.pop().and_then(|phase| match phase.report {
+            Value::Object(fields) => Some(fields),
+            _ => None,
+        }),
+    ) {
+        // One phase: its figures at the top level, as before phases existed.
+        fields.extend(phase);
+    }
+    Ok(report)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -600,8 +427,19 @@ fn main() -> anyhow::Result<()> {
     let report = runtime.block_on(run(&options))?;
     if options.json {
         println!("{report}");
+    } else if report.get("phases").is_some() {
+        report::print_overload(&report);
     } else {
-        print_table(&report);
+        report::print_table(&report);
+    }
+    if report["lost"].as_u64() != Some(0) {
+        bail!(
+            "{} acknowledged results are not in the store",
+            report["lost"]
+        );
+    }
+    if report["recovery"]["recovered"].as_bool() == Some(false) {
+        bail!("the server did not recover after the overload");
     }
     Ok(())
 }
