@@ -3,7 +3,7 @@
 
 import { waitingWork } from '/offline-queue.js';
 import {
-  loadClient, startWorker, trustedPortalKeys, volunteerSeed,
+  loadClient, spawnWorker, startWorker, trustedPortalKeys, volunteerSeed,
 } from '/volunteer-common.js';
 
 const RATE_WINDOW_MS = 10_000;
@@ -319,35 +319,43 @@ async function start() {
   if (session.workers.length || session.starting) return;
   session.starting = true;
   elements.start.disabled = true;
+  const count = Math.max(1, Math.min(Number.parseInt(elements.workers.value, 10) || 1, navigator.hardwareConcurrency || 64));
+  elements.workers.value = String(count);
+  // The workers' threads and scripts load while the page reads the keys; they get nothing to
+  // do before that is done.
+  const spawned = Array.from({ length: count }, (_, i) => spawnWorker(i, (event) => onWorkerEvent(event, i),
+    (message) => log(`worker failed to load: ${message}`, 'error')));
   let trustedKeys;
   try {
-    // The client is loaded only now, after the person said yes.
-    const client = await loadClient();
-    trustedKeys = await trustedPortalKeys(client.pin_portal_keys, () => {
-      log('the portal cannot be reached; using the keys this browser pinned before', 'error');
-    });
-    session.seed = await volunteerSeed();
-    session.volunteerId = client.volunteer_id(session.seed);
+    // The client is loaded only now, after the person said yes; the keys are read meanwhile.
+    const client = loadClient();
+    client.catch(() => {}); // awaited below; a failure is reported there
+    [trustedKeys, session.seed] = await Promise.all([
+      trustedPortalKeys(client, () => {
+        log('the portal cannot be reached; using the keys this browser pinned before', 'error');
+      }),
+      volunteerSeed(),
+    ]);
+    session.volunteerId = (await client).volunteer_id(session.seed);
     elements.volunteerId.textContent = session.volunteerId;
   } catch (error) {
+    for (const worker of spawned) worker.terminate();
     log(`not starting: ${error?.message ?? error}`, 'error');
     elements.start.disabled = false;
     session.starting = false;
     return;
   }
   session.starting = false;
-  const count = Math.max(1, Math.min(Number.parseInt(elements.workers.value, 10) || 1, navigator.hardwareConcurrency || 64));
-  elements.workers.value = String(count);
   session.startedAt = performance.now();
   session.completions = [];
   session.unreachable = new Set();
   session.idle = false;
-  for (let i = 0; i < count; i += 1) {
-    const worker = startWorker(i, {
+  for (const worker of spawned) {
+    startWorker(worker, {
       seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused(),
       excludedJobs: [...session.excludedJobs], prefetch: prefetch(),
       excludedCategories: [...session.excludedCategories],
-    }, (event) => onWorkerEvent(event, i), (message) => log(`worker failed to load: ${message}`, 'error'));
+    });
     session.workers.push(worker);
   }
   elements.start.disabled = true;

@@ -4,7 +4,7 @@
 // the volunteer page does, crediting the site, and tells the page around it only what happened:
 // consent given or withdrawn, started, stopped, units done, errors. Never a key or a secret.
 import {
-  loadClient, startWorker, storageAvailable, trustedPortalKeys, visitIdentity, volunteerSeed,
+  loadClient, spawnWorker, startWorker, storageAvailable, trustedPortalKeys, visitIdentity, volunteerSeed,
 } from '/volunteer-common.js';
 
 // The protocol's limit on `exclude_jobs` in one lease request.
@@ -168,14 +168,21 @@ async function start() {
   session.starting = true;
   const generation = session.generation;
   showRunning(true);
+  // The workers' threads and scripts load while the keys are read; they get nothing to do
+  // before that is done.
+  const spawned = Array.from({ length: config.workers }, (_, i) => spawnWorker(i, onWorkerEvent, (message) => {
+    say(`A worker failed to load: ${message}`, 'error');
+    tell('error', { message: `a worker failed to load: ${message}` });
+  }));
   let command; // the workers' start command
   try {
-    // The client is loaded only now, after the visitor said yes.
-    const client = await loadClient();
+    // The client is loaded only now, after the visitor said yes; the keys are read meanwhile.
+    const client = loadClient();
+    client.catch(() => {}); // awaited below; a failure is reported there
     session.persistent = await storageAvailable();
     const identity = session.persistent
-      ? { trustedKeys: await trustedPortalKeys(client.pin_portal_keys), seed: await volunteerSeed() }
-      : await visitIdentity(client.pin_portal_keys);
+      ? await Promise.all([trustedPortalKeys(client), volunteerSeed()]).then(([trustedKeys, seed]) => ({ trustedKeys, seed }))
+      : await visitIdentity((await client).pin_portal_keys);
     command = {
       ...identity,
       dutyCycle: config.throttle,
@@ -185,6 +192,7 @@ async function start() {
       site: config.site,
     };
   } catch (error) {
+    for (const worker of spawned) worker.terminate();
     session.starting = false;
     if (generation !== session.generation) return;
     showRunning(false);
@@ -193,12 +201,13 @@ async function start() {
     return;
   }
   session.starting = false;
-  if (generation !== session.generation) return; // stopped while loading
-  for (let i = 0; i < config.workers; i += 1) {
-    session.workers.push(startWorker(i, command, onWorkerEvent, (message) => {
-      say(`A worker failed to load: ${message}`, 'error');
-      tell('error', { message: `a worker failed to load: ${message}` });
-    }));
+  if (generation !== session.generation) { // stopped while loading
+    for (const worker of spawned) worker.terminate();
+    return;
+  }
+  for (const worker of spawned) {
+    startWorker(worker, command);
+    session.workers.push(worker);
   }
   elements.state.textContent = isPaused() ? 'paused' : 'computing';
   // Without storage (third-party storage blocked), nothing outlives this visit: say so.

@@ -51,7 +51,7 @@ async function fetchPage(from) {
 
 async function main() {
   const client = await loadClient();
-  const keys = await trustedPortalKeys(client.pin_portal_keys);
+  const keys = await trustedPortalKeys(client);
   const entries = [];
   let head = '';
   let size = 0;

@@ -280,19 +280,32 @@ function countIn(db) {
   });
 }
 
-// Opens this worker's view of the queue. Never throws: without IndexedDB or Web Locks the
-// queue lives in memory, and `reason` says why.
-export async function openQueue() {
+let opened = null;
+
+// Opens this worker's view of the queue, once per worker: a worker may open it early (while
+// its start command is on the way) and the client gets the same queue. Never throws: without
+// IndexedDB or Web Locks the queue lives in memory, and `reason` says why.
+export function openQueue() {
+  opened ??= open();
+  return opened;
+}
+
+async function open() {
   if (typeof indexedDB === 'undefined') return new MemoryQueue('this browser offers no IndexedDB here');
   if (!globalThis.navigator?.locks) return new MemoryQueue('this browser lacks Web Locks');
-  try {
-    const db = await openDatabase();
-    const owner = randomId();
-    await holdOwnerLock(owner);
-    return new IndexedDbQueue(db, owner);
-  } catch (error) {
+  const owner = randomId();
+  // The database and the lock are independent: both are asked for at once. A lock taken for a
+  // queue that then falls back to memory only marks an owner that claims nothing.
+  const [db, locked] = await Promise.all([
+    openDatabase().then((value) => ({ value }), (error) => ({ error })),
+    holdOwnerLock(owner).then(() => ({}), (error) => ({ error })),
+  ]);
+  const error = db.error ?? locked.error;
+  if (error) {
+    db.value?.close();
     return new MemoryQueue(`IndexedDB refused: ${error?.message ?? error}`);
   }
+  return new IndexedDbQueue(db.value, owner);
 }
 
 // For the page: how many units and results wait in the queue, or null when there is no queue

@@ -4,12 +4,23 @@
 
 const MAX_OUTPUT_BYTES = 1 << 20; // shared/src/protocol.rs MAX_OUTPUT_BYTES
 const instances = new Map(); // module key (its sha-256) -> instance, reused across units
+// The compiled module comes only with a unit whose module differs from the last one sent
+// (copying it to this worker for every unit costs time between units): key -> module.
+const modules = new Map();
 
 self.addEventListener('message', (message) => {
-  const { module, key, input } = message.data;
+  const { key, input } = message.data;
+  if (message.data.module) {
+    modules.clear();
+    modules.set(key, message.data.module);
+  }
+  const module = modules.get(key);
+  // The unit's compute time as measured here, without the messages to and from this worker.
+  const started = performance.now();
   try {
     let instance = instances.get(key);
     if (!instance) {
+      if (!module) throw new Error('the job module was not handed to the sandbox');
       instance = new WebAssembly.Instance(module, {});
       instances.clear(); // one job at a time: let the previous instance's memory go
       instances.set(key, instance);
@@ -31,7 +42,7 @@ self.addEventListener('message', (message) => {
     if (outputPtr + outputLen > abi.memory.buffer.byteLength) throw new Error('output lies outside memory');
     // Copy out: the module's memory is reused by the next unit.
     const output = new Uint8Array(abi.memory.buffer, outputPtr, outputLen).slice();
-    self.postMessage({ output }, [output.buffer]);
+    self.postMessage({ output, ms: performance.now() - started }, [output.buffer]);
   } catch (error) {
     instances.delete(key);
     self.postMessage({ kind: 'trap', message: String(error?.message ?? error) });

@@ -3,11 +3,27 @@
 // the portal's keys in IndexedDB.
 
 const KEYS_URL = '/.well-known/cyclepool-keys.json';
+const CLIENT_WASM_URL = '/pkg/cyclepool_web_client_bg.wasm';
+
+let compiledClient = null;
+
+// The web client's module, fetched and compiled once per page; nothing of it runs until it is
+// instantiated. The page's workers get it compiled rather than fetch and compile it again.
+function compileClient() {
+  if (!compiledClient) {
+    compiledClient = typeof WebAssembly.compileStreaming === 'function'
+      ? WebAssembly.compileStreaming(fetch(CLIENT_WASM_URL))
+      : fetch(CLIENT_WASM_URL).then((response) => response.arrayBuffer()).then((bytes) => WebAssembly.compile(bytes));
+    // A failed load is tried again next time.
+    compiledClient.catch(() => { compiledClient = null; });
+  }
+  return compiledClient;
+}
 
 // The web client, loaded only after the person agreed to something (Start, Join, consent).
 export async function loadClient() {
-  const client = await import('/pkg/cyclepool_web_client.js');
-  await client.default({ module_or_path: '/pkg/cyclepool_web_client_bg.wasm' });
+  const [client, module] = await Promise.all([import('/pkg/cyclepool_web_client.js'), compileClient()]);
+  await client.default({ module_or_path: module });
   return client;
 }
 
@@ -49,15 +65,17 @@ export async function volunteerSeed() {
 }
 
 // The portal keys this browser trusts: trusted on first use, and after that extended only by
-// keys that a trusted key endorsed (`pinPortalKeys`, the web client's check, throws otherwise).
-// `onOffline`, if given, is told when the portal cannot be reached and the keys pinned before
-// are used instead (work in hand can go on offline; without pinned keys this throws).
-export async function trustedPortalKeys(pinPortalKeys, onOffline) {
-  const pinned = (await keyStore('readonly', (store) => store.get('portal-keys'))) ?? '';
-  let offered;
-  try {
-    offered = await offeredPortalKeys();
-  } catch (error) {
+// keys that a trusted key endorsed (the web client's `pin_portal_keys` throws otherwise).
+// `client` is the web client, or `loadClient`'s promise of it: the keys are read while it
+// loads. `onOffline`, if given, is told when the portal cannot be reached and the keys pinned
+// before are used instead (work in hand can go on offline; without pinned keys this throws).
+export async function trustedPortalKeys(client, onOffline) {
+  const [pinned, offer] = await Promise.all([
+    keyStore('readonly', (store) => store.get('portal-keys')).then((keys) => keys ?? ''),
+    offeredPortalKeys().then((offered) => ({ offered }), (error) => ({ error })),
+  ]);
+  const { offered, error } = offer;
+  if (error) {
     if (!(error instanceof TypeError)) throw error;
     if (!onOffline || !pinned) throw new Error(`cannot reach the portal to read its keys: ${error.message}`);
     // A network failure (fetch rejects with TypeError): the keys pinned before are all this
@@ -65,7 +83,7 @@ export async function trustedPortalKeys(pinPortalKeys, onOffline) {
     onOffline(error);
     return pinned;
   }
-  const trusted = pinPortalKeys(pinned, offered);
+  const trusted = (await client).pin_portal_keys(pinned, offered);
   await keyStore('readwrite', (store) => store.put(trusted, 'portal-keys'));
   return trusted;
 }
@@ -98,12 +116,20 @@ export async function visitIdentity(pinPortalKeys) {
   };
 }
 
-// Starts one module worker of the volunteer client (static/worker.js) with `start`'s fields
-// (seed, trustedKeys, dutyCycle, paused, excludedJobs, site); `onEvent` gets what it reports.
-export function startWorker(index, start, onEvent, onLoadError) {
+// Creates one module worker of the volunteer client (static/worker.js): its scripts load at
+// once, but it does nothing until `startWorker` gives it its start command. `onEvent` gets
+// what it reports.
+export function spawnWorker(index, onEvent, onLoadError) {
   const worker = new Worker('/worker.js', { type: 'module', name: `cyclepool-${index}` });
   worker.addEventListener('message', (message) => onEvent(message.data));
   worker.addEventListener('error', (error) => onLoadError(error.message ?? 'unknown error'));
-  worker.postMessage({ type: 'start', ...start });
   return worker;
+}
+
+// Starts a spawned worker with `start`'s fields (seed, trustedKeys, dutyCycle, paused,
+// excludedJobs, site) and the client's compiled module (loaded by `loadClient` before; without
+// it, the worker fetches the client itself).
+export async function startWorker(worker, start) {
+  const module = await compileClient().catch(() => undefined);
+  worker.postMessage({ type: 'start', module, ...start });
 }

@@ -1,5 +1,9 @@
 // Module worker bootstrap: loads the wasm volunteer client and runs its loop until told to stop.
 import init, { VolunteerWorker } from './pkg/cyclepool_web_client.js';
+import { openQueue } from './offline-queue.js';
+
+// The offline queue opens while the page is still reading the keys; the client gets this one.
+openQueue();
 
 let volunteer = null;
 // The jobs the volunteer chose not to compute; kept here too, so that a choice made while the
@@ -30,7 +34,8 @@ self.addEventListener('message', async (message) => {
     excludedJobs = command.excludedJobs ?? excludedJobs;
     excludedCategories = command.excludedCategories ?? excludedCategories;
     try {
-      await init({ module_or_path: new URL('./pkg/cyclepool_web_client_bg.wasm', import.meta.url) });
+      // The page sends the client's module compiled; fetched here only if it did not.
+      await init({ module_or_path: command.module ?? new URL('./pkg/cyclepool_web_client_bg.wasm', import.meta.url) });
       volunteer = new VolunteerWorker(command.seed, command.trustedKeys, (event) => self.postMessage(event));
       volunteer.set_duty_cycle(command.dutyCycle ?? 1);
       // Units kept in hand (for work without the network); the client's default if not given.

@@ -1,31 +1,17 @@
 // The volunteer's controls: the processor-use setting holds (busy time within ±5 points of
 // the setting, at two settings, changed while running), and work pauses while the tab is
 // hidden and resumes when it is shown again.
-const { test, expect, createJob } = require('./server');
+const { test, expect, createJob, steadyTiles } = require('./server');
 
 test.use({ serverArgs: ['--demo-units', '0'] });
 
-/** Q8.56 fixed point, as the Mandelbrot job takes its coordinates. */
-const fixed = (value) => BigInt(Math.round(value * 2 ** 32)) * 2n ** 24n;
-
 /**
- * A job of Mandelbrot tiles inside the main cardioid, where every pixel runs all `maxIter`
- * iterations: units of a steady, realistic size (about 0.1 s), which is what a throttle is for.
- * (The demo's tiles take a few ms each; for those, a worker's lease round trips, not its
- * throttle, set the pace until units are prefetched.)
+ * A job of Mandelbrot tiles of a steady, realistic size (about 0.1 s at 8,000 iterations),
+ * which is what a throttle is for. (The demo's tiles take a few ms each; for those, a worker's
+ * lease round trips, not its throttle, set the pace until units are prefetched.)
  */
 async function steadyJob(server, units = 400, maxIter = 8_000) {
-  const inputs = Array.from({ length: units }, (_, i) => {
-    const input = Buffer.alloc(36);
-    input.writeBigInt64LE(fixed(-0.25), 0);
-    input.writeBigInt64LE(fixed(0.1 + i * 1e-4), 8);
-    input.writeBigInt64LE(fixed(2 ** -20), 16);
-    input.writeUInt32LE(64, 24);
-    input.writeUInt32LE(64, 28);
-    input.writeUInt32LE(maxIter, 32);
-    return input.toString('base64');
-  });
-  return createJob(server, 'mandelbrot', { title: 'Steady tiles', inputs: { list: inputs } });
+  return createJob(server, 'mandelbrot', { title: 'Steady tiles', inputs: { list: steadyTiles(units, maxIter) } });
 }
 
 async function busyPercent(page) {

@@ -72,15 +72,25 @@ class Server {
   }
 }
 
+/** Starts a server with a fresh store in a new temporary directory; `dispose()` stops it and
+ * removes the directory. */
+async function startServer(serverArgs) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cyclepool-e2e-'));
+  const server = await new Server(dataDir, serverArgs).start();
+  server.dispose = async () => {
+    await server.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  return server;
+}
+
 /** `server` starts a fresh server per test; `serverArgs` adds flags to it. */
 const test = base.extend({
   serverArgs: [['--demo-units', '256'], { option: true }],
   server: async ({ serverArgs }, use) => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cyclepool-e2e-'));
-    const server = await new Server(dataDir, serverArgs).start();
+    const server = await startServer(serverArgs);
     await use(server);
-    await server.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await server.dispose();
   },
 });
 
@@ -103,10 +113,33 @@ const le = {
   u16: (value) => { const b = Buffer.alloc(2); b.writeUInt16LE(value); return b; },
 };
 
+/** Q8.56 fixed point, as the Mandelbrot job takes its coordinates. */
+const fixed = (value) => BigInt(Math.round(value * 2 ** 32)) * 2n ** 24n;
+
+/**
+ * Inputs (base64) of `units` 64 × 64 Mandelbrot tiles inside the main cardioid, where every
+ * pixel runs all `maxIter` iterations: units of a steady size, proportional to `maxIter`
+ * (8,000 takes about 0.1 s in Chromium here).
+ */
+function steadyTiles(units, maxIter) {
+  return Array.from({ length: units }, (_, i) => {
+    const input = Buffer.alloc(36);
+    input.writeBigInt64LE(fixed(-0.25), 0);
+    input.writeBigInt64LE(fixed(0.1 + i * 1e-4), 8);
+    input.writeBigInt64LE(fixed(2 ** -20), 16);
+    input.writeUInt32LE(64, 24);
+    input.writeUInt32LE(64, 28);
+    input.writeUInt32LE(maxIter, 32);
+    return input.toString('base64');
+  });
+}
+
 module.exports.createJob = createJob;
+module.exports.steadyTiles = steadyTiles;
 module.exports.reports = reports;
 module.exports.le = le;
 module.exports.Server = Server;
+module.exports.startServer = startServer;
 
 /** Uploads a module file (from jobs/dist) and creates a job from it through the distributor
  * API, as the holder of the API token `token`. */

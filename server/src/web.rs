@@ -57,7 +57,12 @@ pub fn check_web_assets(static_dir: &Path) -> Result<(), WebAssetsMissing> {
 
 /// Serves the files of `static_dir` for every path the API does not claim.
 pub fn with_static_files(router: Router, static_dir: &Path) -> Router {
-    let files = ServeDir::new(static_dir).append_index_html_on_directories(true);
+    // The web client's files come with `.br` and `.gz` beside them (`cargo xtask web`), made
+    // at the best levels, which compressing on the fly cannot afford.
+    let files = ServeDir::new(static_dir)
+        .append_index_html_on_directories(true)
+        .precompressed_br()
+        .precompressed_gzip();
     router.fallback_service(
         ServiceBuilder::new()
             // Pages change with every deploy; revalidating is cheap (Last-Modified).

@@ -12,8 +12,10 @@ pub enum WorkerEvent {
     UnitComputed {
         job_id: u64,
         unit: u64,
+        /// The time in the job's module, as the sandbox measured it (what the portal is told).
         compute_ms: u64,
-        /// The computation's time with sub-millisecond resolution, for processor-use figures.
+        /// The time from handing the unit to the sandbox to its answer, with sub-millisecond
+        /// resolution, for processor-use figures.
         busy_ms: f64,
     },
     /// A result was acknowledged as durable by the server (also one computed before a reload,

@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use cyclepool_shared::ErrorBody;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -102,14 +101,19 @@ async fn fetch(url: &str, init: &web_sys::RequestInit) -> Result<web_sys::Respon
     }
     let status = response.status();
     let text = text(&response).await.unwrap_or_default();
-    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => (
-            serde_json::to_value(body.error.code)
-                .ok()
-                .and_then(|code| code.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            body.error.message,
-        ),
+    // The portal's `ErrorBody`, with the code kept as text: a code this client does not know
+    // (from a newer portal) still comes with its message.
+    #[derive(Deserialize)]
+    struct Body {
+        error: Detail,
+    }
+    #[derive(Deserialize)]
+    struct Detail {
+        code: String,
+        message: String,
+    }
+    let (code, message) = match serde_json::from_str::<Body>(&text) {
+        Ok(body) => (body.error.code, body.error.message),
         Err(_) => (String::new(), format!("HTTP {status}")),
     };
     if status >= 500 || status == 429 {

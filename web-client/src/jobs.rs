@@ -1,7 +1,8 @@
 //! Loads a job before anything of it runs: its signed manifest, checked against the pinned
 //! portal keys (signature, revocation, expiry) and the public transparency log (published,
 //! not revoked since), then its module, checked against the manifest's SHA-256, then
-//! compiled. Nothing is instantiated until all of that holds.
+//! compiled. The three are fetched at once, and checked in that order; nothing is compiled
+//! or instantiated until all of that holds.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,10 +10,13 @@ use std::fmt;
 use cyclepool_shared::manifest::{Manifest, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::ReportKind;
 use cyclepool_shared::{JobId, Sha256Digest};
+use futures_util::future::join3;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::http::{self, HttpError};
+use crate::offline::{self, Freshness};
+use crate::queue::StoredUnit;
 use crate::transparency::LogCheck;
 
 /// A job ready to run.
@@ -22,6 +26,19 @@ pub struct LoadedJob {
     pub log_seq: u64,
     /// The compiled `WebAssembly.Module`.
     pub module: JsValue,
+}
+
+impl LoadedJob {
+    /// Whether a unit of this job can still be computed and returned before its deadline, by
+    /// this browser's clock (`offline::freshness`).
+    pub fn in_time(&self, unit: &StoredUnit) -> bool {
+        offline::freshness(
+            js_sys::Date::now(),
+            unit.received_ms,
+            unit.lease.deadline_ms,
+            Some(self.manifest.policy.lease_ttl_ms),
+        ) != Freshness::Expired
+    }
 }
 
 /// Why a job was not run. Reported to the portal and shown to the volunteer.
@@ -83,9 +100,16 @@ async fn fetch_and_check(
     lease_module: Sha256Digest,
     trusted: &PortalKeys,
 ) -> Result<LoadedJob, Load> {
-    let signed: SignedManifest = http::get_json(&format!("/api/v1/jobs/{job}/manifest"))
-        .await
-        .map_err(Load::Unavailable)?;
+    // The three are fetched at once, but each is used only once everything before it holds.
+    let manifest_url = format!("/api/v1/jobs/{job}/manifest");
+    let module_url = format!("/api/v1/modules/{lease_module}");
+    let (signed, log_page, bytes) = join3(
+        http::get_json::<SignedManifest>(&manifest_url),
+        crate::transparency::first_page(job),
+        http::get_bytes(&module_url),
+    )
+    .await;
+    let signed = signed.map_err(Load::Unavailable)?;
     let refuse_manifest = |reason: String| {
         Load::Refused(Refusal {
             kind: ReportKind::ManifestRefused,
@@ -107,14 +131,13 @@ async fn fetch_and_check(
             manifest.module_sha256
         )));
     }
-    let log_seq = match crate::transparency::check(&manifest, trusted).await {
+    let log_seq = match crate::transparency::check(&manifest, trusted, log_page).await {
         Ok(seq) => seq,
         Err(LogCheck::Refused(reason)) => return Err(refuse_manifest(reason)),
         Err(LogCheck::Unavailable(err)) => return Err(Load::Unavailable(err)),
     };
-    let bytes = http::get_bytes(&format!("/api/v1/modules/{}", manifest.module_sha256))
-        .await
-        .map_err(Load::Unavailable)?;
+    // The module the lease names, which the manifest was just checked to name too.
+    let bytes = bytes.map_err(Load::Unavailable)?;
     let refuse_module = |reason: String| {
         Load::Refused(Refusal {
             kind: ReportKind::ModuleRefused,

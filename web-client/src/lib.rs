@@ -196,6 +196,8 @@ impl VolunteerWorker {
     pub fn run(&self) -> js_sys::Promise {
         let shared = Rc::clone(&self.shared);
         wasm_bindgen_futures::future_to_promise(async move {
+            // Its worker starts loading now; it is first needed only once a unit is in hand.
+            let sandbox = sandbox::Sandbox::new();
             let queue = match Queue::open().await {
                 Ok(queue) => Rc::new(queue),
                 Err(err) => {
@@ -217,7 +219,7 @@ impl VolunteerWorker {
                 Rc::clone(&queue),
                 first_pass_done,
             ));
-            work::run(&shared, queue, first_pass).await;
+            work::run(&shared, queue, first_pass, sandbox).await;
             shared.emit(&WorkerEvent::Stopped);
             Ok(JsValue::UNDEFINED)
         })
@@ -296,9 +298,8 @@ impl VolunteerWorker {
         let mut excluded = Vec::new();
         for value in names.iter() {
             let name = value.as_string().unwrap_or_default();
-            let category: Category =
-                serde_json::from_value(serde_json::Value::String(name.clone()))
-                    .map_err(|_| JsError::new(&format!("{name:?} is not a job category")))?;
+            let category: Category = from_name(&name)
+                .ok_or_else(|| JsError::new(&format!("{name:?} is not a job category")))?;
             if !excluded.contains(&category) {
                 excluded.push(category);
             }
@@ -321,6 +322,15 @@ impl VolunteerWorker {
         self.shared.site.set(site);
         Ok(())
     }
+}
+
+/// A field-less enum's value from its name as serialized (`computer_science`, `lease_expired`),
+/// without a JSON round trip.
+fn from_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    use serde::de::IntoDeserializer as _;
+    let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        name.into_deserializer();
+    T::deserialize(name).ok()
 }
 
 /// A job id from a JS number: a whole number that JS holds exactly.
@@ -454,5 +464,32 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cyclepool_shared::ErrorCode;
+    use cyclepool_shared::distributor::Category;
+
+    use super::from_name;
+
+    #[test]
+    fn enum_values_are_read_from_their_serialized_names_only() {
+        assert_eq!(
+            from_name::<Category>("computer_science"),
+            Some(Category::ComputerScience)
+        );
+        assert_eq!(
+            from_name::<ErrorCode>("lease_expired"),
+            Some(ErrorCode::LeaseExpired)
+        );
+        assert_eq!(from_name::<Category>("ComputerScience"), None);
+        assert_eq!(from_name::<Category>("\"art\""), None);
+        // A code this client does not know (from a newer portal) is `Unknown`, as in a body.
+        assert_eq!(
+            from_name::<ErrorCode>("a_newer_code"),
+            Some(ErrorCode::Unknown)
+        );
     }
 }

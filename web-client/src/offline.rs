@@ -107,8 +107,7 @@ pub fn judge(answer: Result<SubmitResponse, HttpError>) -> Verdict {
 /// result itself are: a 4xx with another code (or none, as from a proxy or a captive portal)
 /// says nothing about the result, which is kept.
 fn is_final(status: u16, code: &str) -> bool {
-    let code: ErrorCode = serde_json::from_value(serde_json::Value::String(code.to_owned()))
-        .unwrap_or(ErrorCode::Unknown);
+    let code = crate::from_name::<ErrorCode>(code).unwrap_or(ErrorCode::Unknown);
     (400..500).contains(&status)
         && matches!(
             code,

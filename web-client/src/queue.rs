@@ -10,6 +10,7 @@ use cyclepool_shared::protocol::{Lease, ResultSubmission};
 use cyclepool_shared::{LeaseId, VolunteerId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -143,10 +144,21 @@ impl Queue {
         max: u32,
         stale_before_ms: f64,
     ) -> Result<Claimed, String> {
+        // Records stay raw until each is read on its own, so that one this version cannot
+        // read is dropped alone.
         #[derive(Deserialize)]
         struct Found {
-            claimed: Vec<serde_json::Value>,
-            dropped: Vec<serde_json::Value>,
+            claimed: Vec<Box<RawValue>>,
+            dropped: Vec<Box<RawValue>>,
+        }
+        #[derive(Deserialize)]
+        struct Dropped {
+            lease: DroppedLease,
+        }
+        #[derive(Deserialize)]
+        struct DroppedLease {
+            job_id: u64,
+            unit: u64,
         }
         let json = text(
             self.js
@@ -156,11 +168,11 @@ impl Queue {
         let found: Found = from_json(json.as_deref().unwrap_or(r#"{"claimed":[],"dropped":[]}"#))?;
         let mut claimed = Claimed::default();
         for record in found.claimed {
-            match serde_json::from_value::<StoredUnit>(record.clone()) {
+            match serde_json::from_str::<StoredUnit>(record.get()) {
                 Ok(unit) => claimed.units.push(unit),
                 Err(err) => {
-                    if let Some(id) = record.get("lease_id").and_then(|id| id.as_str()) {
-                        done(self.js.drop_unit(id)).await?;
+                    if let Some(id) = lease_id_of(&record) {
+                        done(self.js.drop_unit(&id)).await?;
                     }
                     claimed
                         .unreadable
@@ -169,10 +181,8 @@ impl Queue {
             }
         }
         for record in found.dropped {
-            let lease = record.get("lease");
-            let number = |name: &str| lease.and_then(|lease| lease.get(name)?.as_u64());
-            if let (Some(job_id), Some(unit)) = (number("job_id"), number("unit")) {
-                claimed.expired.push((job_id, unit));
+            if let Ok(Dropped { lease }) = serde_json::from_str(record.get()) {
+                claimed.expired.push((lease.job_id, lease.unit));
             }
         }
         Ok(claimed)
@@ -200,12 +210,12 @@ impl Queue {
         let Some(json) = text(self.js.claim_result()).await? else {
             return Ok(None);
         };
-        let record: serde_json::Value = from_json(&json)?;
-        match serde_json::from_value::<StoredResult>(record.clone()) {
+        let record: Box<RawValue> = from_json(&json)?;
+        match serde_json::from_str::<StoredResult>(record.get()) {
             Ok(result) => Ok(Some(result)),
             Err(err) => {
-                if let Some(id) = record.get("lease_id").and_then(|id| id.as_str()) {
-                    done(self.js.remove_result(id)).await?;
+                if let Some(id) = lease_id_of(&record) {
+                    done(self.js.remove_result(&id)).await?;
                 }
                 Err(format!("offline queue: unreadable result removed: {err}"))
             }
@@ -221,6 +231,17 @@ impl Queue {
     pub async fn remove_result(&self, lease_id: LeaseId) -> Result<(), String> {
         done(self.js.remove_result(&lease_id.to_string())).await
     }
+}
+
+/// The store key of a record this version cannot otherwise read, if it has one.
+fn lease_id_of(record: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Keyed {
+        lease_id: String,
+    }
+    serde_json::from_str::<Keyed>(record.get())
+        .ok()
+        .map(|keyed| keyed.lease_id)
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {

@@ -4,6 +4,7 @@
 //! declaring key, and no later entry may revoke the job or that key. A portal (or anyone
 //! between) serving a withdrawn job's old manifest is refused here.
 
+use cyclepool_shared::JobId;
 use cyclepool_shared::manifest::{Manifest, PortalKeys};
 use cyclepool_shared::transparency::{LogEntry, LogPage, check_job, verify_chain};
 
@@ -22,10 +23,20 @@ pub enum LogCheck {
     Unavailable(HttpError),
 }
 
-/// Checks `manifest` against the log; returns the job's publication entry number.
-pub async fn check(manifest: &Manifest, trusted: &PortalKeys) -> Result<u64, LogCheck> {
+/// The first page of a job's run of entries: from its publication on.
+pub async fn first_page(job: JobId) -> Result<LogPage, HttpError> {
+    http::get_json(&format!("/api/v1/log/jobs/{job}")).await
+}
+
+/// Checks `manifest` against the log, given the job's [`first_page`]; returns the job's
+/// publication entry number.
+pub async fn check(
+    manifest: &Manifest,
+    trusted: &PortalKeys,
+    first: Result<LogPage, HttpError>,
+) -> Result<u64, LogCheck> {
     let job = manifest.job_id;
-    let first: LogPage = match http::get_json(&format!("/api/v1/log/jobs/{job}")).await {
+    let first: LogPage = match first {
         Ok(page) => page,
         Err(HttpError::Refused { status: 404, .. }) => {
             return Err(LogCheck::Refused(format!(

@@ -20,14 +20,13 @@ use cyclepool_shared::signing::{Purpose, lease_proof_message, result_message};
 use cyclepool_shared::{LeaseId, Sha256Digest};
 use futures_channel::oneshot;
 use gloo_timers::future::sleep;
-use wasm_bindgen::JsValue;
 
 use crate::events::WorkerEvent;
 use crate::http::{HttpError, post_json};
-use crate::jobs::{Jobs, Load};
+use crate::jobs::{Jobs, Load, LoadedJob};
 use crate::offline::{self, Freshness};
 use crate::queue::{Queue, StoredResult, StoredUnit};
-use crate::sandbox::{Sandbox, UnitFailure};
+use crate::sandbox::{Answer, Sandbox, UnitFailure};
 use crate::wake::Signal;
 use crate::{Backoff, Shared, Throttle, now_ms};
 
@@ -68,9 +67,15 @@ enum Fetched {
 }
 
 /// Runs the loop until the worker is stopped. `first_pass` fires once the outbox has sent the
-/// results waiting from before (or found the portal out of reach).
-pub async fn run(shared: &Rc<Shared>, queue: Rc<Queue>, first_pass: oneshot::Receiver<()>) {
-    let mut sandbox = match Sandbox::new() {
+/// results waiting from before (or found the portal out of reach). `sandbox` was started first
+/// thing, so that its worker loads while the queue opens.
+pub async fn run(
+    shared: &Rc<Shared>,
+    queue: Rc<Queue>,
+    first_pass: oneshot::Receiver<()>,
+    sandbox: Result<Sandbox, UnitFailure>,
+) {
+    let mut sandbox = match sandbox {
         Ok(sandbox) => sandbox,
         Err(err) => {
             shared.emit(&WorkerEvent::error(
@@ -96,97 +101,112 @@ pub async fn run(shared: &Rc<Shared>, queue: Rc<Queue>, first_pass: oneshot::Rec
     let mut announced = HashSet::new();
     let mut job_backoff = Backoff::default();
     let mut throttle = Throttle::new(shared.duty_cycle.get());
+    // Units handed to the sandbox and not yet answered, oldest first: the one computing, and,
+    // flat out, the next one waiting behind it.
+    let mut in_sandbox: VecDeque<StoredUnit> = VecDeque::new();
     while !shared.stopped() {
-        if shared.paused.get() {
-            sleep(Duration::from_millis(PAUSE_POLL_MS)).await;
-            // Time paused is neither busy nor idle.
-            throttle = Throttle::new(shared.duty_cycle.get());
-            continue;
-        }
-        if shared.duty_cycle.get() != throttle.duty_cycle {
-            throttle = Throttle::new(shared.duty_cycle.get());
-        }
-        let Some(stored) = work.next_unit().await else {
-            continue;
-        };
-        // With few units left in hand, fetch more while this one computes.
-        work.top_up();
-        let lease = &stored.lease;
-        match jobs
-            .load(lease.job_id, lease.module_sha256, &shared.trusted)
-            .await
-        {
-            Load::Ready => job_backoff.reset(),
-            Load::Refused(refusal) => {
-                shared.emit(&WorkerEvent::Refused {
-                    job_id: lease.job_id.0,
-                    kind: refusal.kind,
-                    reason: refusal.reason.clone(),
-                });
-                work.drop_unit(lease.lease_id).await;
-                shared
-                    .report(lease.job_id, Some(lease), refusal.kind, refusal.reason)
-                    .await;
-                // The portal may offer the same job again; do not hammer it.
-                sleep(Duration::from_millis(job_backoff.next_ms())).await;
+        if in_sandbox.is_empty() {
+            if shared.paused.get() {
+                sleep(Duration::from_millis(PAUSE_POLL_MS)).await;
+                // Time paused is neither busy nor idle.
+                throttle = Throttle::new(shared.duty_cycle.get());
                 continue;
             }
-            Load::Unavailable(err) => {
-                shared.note_failure(&err);
-                // Without its job the exact deadline is unknown; only a unit surely expired
-                // is given up, the others wait for the job to load.
-                let freshness =
-                    offline::freshness(js_sys::Date::now(), 0.0, lease.deadline_ms, None);
-                if freshness == Freshness::Expired {
-                    work.expire(&stored).await;
+            if shared.duty_cycle.get() != throttle.duty_cycle {
+                throttle = Throttle::new(shared.duty_cycle.get());
+            }
+            let Some(stored) = work.next_unit().await else {
+                continue;
+            };
+            // With few units left in hand, fetch more while this one computes.
+            work.top_up();
+            let lease = &stored.lease;
+            match jobs
+                .load(lease.job_id, lease.module_sha256, &shared.trusted)
+                .await
+            {
+                Load::Ready => job_backoff.reset(),
+                Load::Refused(refusal) => {
+                    shared.emit(&WorkerEvent::Refused {
+                        job_id: lease.job_id.0,
+                        kind: refusal.kind,
+                        reason: refusal.reason.clone(),
+                    });
+                    work.drop_unit(lease.lease_id).await;
+                    shared
+                        .report(lease.job_id, Some(lease), refusal.kind, refusal.reason)
+                        .await;
+                    // The portal may offer the same job again; do not hammer it.
+                    sleep(Duration::from_millis(job_backoff.next_ms())).await;
                     continue;
                 }
-                let wait_ms = job_backoff.next_ms();
-                shared.emit(&WorkerEvent::error(
-                    format!("loading job {}: {err}", lease.job_id),
-                    Some(wait_ms),
-                ));
-                work.hand.borrow_mut().push_front(stored);
-                shared.loop_wake.wait(wait_ms).await;
+                Load::Unavailable(err) => {
+                    shared.note_failure(&err);
+                    // Without its job the exact deadline is unknown; only a unit surely expired
+                    // is given up, the others wait for the job to load.
+                    let freshness =
+                        offline::freshness(js_sys::Date::now(), 0.0, lease.deadline_ms, None);
+                    if freshness == Freshness::Expired {
+                        work.expire(&stored).await;
+                        continue;
+                    }
+                    let wait_ms = job_backoff.next_ms();
+                    shared.emit(&WorkerEvent::error(
+                        format!("loading job {}: {err}", lease.job_id),
+                        Some(wait_ms),
+                    ));
+                    work.hand.borrow_mut().push_front(stored);
+                    shared.loop_wake.wait(wait_ms).await;
+                    continue;
+                }
+            }
+            let Some(job) = jobs.get(lease.job_id) else {
+                continue;
+            };
+            if announced.insert(lease.job_id) {
+                shared.emit(&WorkerEvent::Job {
+                    job_id: lease.job_id.0,
+                    title: job.manifest.title.clone(),
+                    distributor: job.manifest.distributor.clone(),
+                    module_sha256: job.manifest.module_sha256.to_string(),
+                    log_seq: job.log_seq,
+                });
+            }
+            if !job.in_time(&stored) {
+                work.expire(&stored).await;
                 continue;
             }
+            if let Some(stored) = work.hand_over(&mut sandbox, job, stored).await {
+                in_sandbox.push_back(stored);
+            }
+            continue;
         }
-        let Some(job) = jobs.get(lease.job_id) else {
+        // Flat out, the next unit waits in the sandbox behind the one computing, if it is ready
+        // now (its job loaded, in time); anything else is for the path above. A throttled
+        // worker rests between units instead, and a paused one starts none.
+        if in_sandbox.len() == 1 && throttle.duty_cycle >= 1.0 && !shared.paused.get() {
+            if let Some((stored, job)) = work.ready_unit(&jobs) {
+                work.top_up();
+                if let Some(stored) = work.hand_over(&mut sandbox, job, stored).await {
+                    in_sandbox.push_back(stored);
+                }
+            }
+        }
+        let answer = sandbox.answer().await;
+        let Some(stored) = in_sandbox.pop_front() else {
             continue;
         };
-        if announced.insert(lease.job_id) {
-            shared.emit(&WorkerEvent::Job {
-                job_id: lease.job_id.0,
-                title: job.manifest.title.clone(),
-                distributor: job.manifest.distributor.clone(),
-                module_sha256: job.manifest.module_sha256.to_string(),
-                log_seq: job.log_seq,
-            });
-        }
-        let policy = &job.manifest.policy;
-        let freshness = offline::freshness(
-            js_sys::Date::now(),
-            stored.received_ms,
-            lease.deadline_ms,
-            Some(policy.lease_ttl_ms),
-        );
-        if freshness == Freshness::Expired {
-            work.expire(&stored).await;
-            continue;
-        }
-        let budget_ms = policy.unit_budget_ms;
-        let module = job.module.clone();
-        let busy_ms = work.compute(&mut sandbox, &module, budget_ms, stored).await;
+        let busy_ms = work.complete(stored, answer).await;
         let rest_ms = throttle.rest_after(busy_ms);
         if rest_ms >= 1.0 {
             sleep(Duration::from_millis(rest_ms as u64)).await;
         }
     }
-    // Stopped: the units still in hand go back to the queue for whichever worker runs next.
-    let held: Vec<LeaseId> = work
-        .hand
-        .borrow_mut()
+    // Stopped: the unit waiting in the sandbox (the sandbox goes with this loop) and the units
+    // in hand go back to the queue for whichever worker runs next.
+    let held: Vec<LeaseId> = in_sandbox
         .drain(..)
+        .chain(work.hand.borrow_mut().drain(..))
         .map(|unit| unit.lease_id)
         .collect();
     if !held.is_empty() {
@@ -346,16 +366,28 @@ impl Work {
         });
     }
 
-    /// Computes one unit and stores its signed result in the queue in the background (the
-    /// next unit need not wait for the write, nor for the portal); returns how long the
-    /// computation took (the time the processor was busy), also when the unit failed.
-    async fn compute(
+    /// The next unit in hand if it can go to the sandbox at once: its job loaded (the module
+    /// the lease names) and its deadline not passed. Otherwise it stays in hand.
+    fn ready_unit<'j>(&self, jobs: &'j Jobs) -> Option<(StoredUnit, &'j LoadedJob)> {
+        let mut hand = self.hand.borrow_mut();
+        let next = hand.front()?;
+        let job = jobs
+            .get(next.lease.job_id)
+            .filter(|job| job.manifest.module_sha256 == next.lease.module_sha256)?;
+        if !job.in_time(next) {
+            return None;
+        }
+        hand.pop_front().map(|stored| (stored, job))
+    }
+
+    /// Hands a unit to the sandbox, after checking its input; returns it, or `None` if it was
+    /// dropped (and reported) instead.
+    async fn hand_over(
         &self,
         sandbox: &mut Sandbox,
-        module: &JsValue,
-        budget_ms: u64,
+        job: &LoadedJob,
         stored: StoredUnit,
-    ) -> f64 {
+    ) -> Option<StoredUnit> {
         let shared = &self.shared;
         let lease = &stored.lease;
         let unit = format!("unit {} of job {}", lease.unit, lease.job_id);
@@ -368,87 +400,132 @@ impl Work {
             shared
                 .report(lease.job_id, Some(lease), ReportKind::InputCorrupt, reason)
                 .await;
-            return 0.0;
+            return None;
         }
-        let started = now_ms();
         let key = lease.module_sha256.to_string();
-        let output = match sandbox.run(module, &key, &lease.input, budget_ms).await {
-            Ok(output) => output,
+        let budget_ms = job.manifest.policy.unit_budget_ms;
+        if let Err(failure) = sandbox.post(&job.module, &key, &lease.input, budget_ms) {
+            self.fail(&stored, failure).await;
+            return None;
+        }
+        Some(stored)
+    }
+
+    /// Finishes a unit the sandbox answered: a result is finished in the background ([`finish`]:
+    /// signed, stored, sent), so that the next unit need not wait for that, nor for the portal;
+    /// a failure is reported. Returns how long the unit kept the sandbox busy.
+    async fn complete(&self, stored: StoredUnit, answer: Answer) -> f64 {
+        let busy_ms = answer.held_ms;
+        let computed = match answer.result {
+            Ok(computed) => computed,
             Err(failure) => {
-                let busy_ms = (now_ms() - started).max(0.0);
-                let kind = match failure {
-                    UnitFailure::Timeout { .. } => ReportKind::UnitTimeout,
-                    UnitFailure::JobError(_) => ReportKind::UnitJobError,
-                    UnitFailure::Trap(_) | UnitFailure::Sandbox(_) => ReportKind::UnitTrap,
-                };
-                let reason = format!("{unit}: {failure}");
-                shared.emit(&WorkerEvent::UnitFailed {
-                    job_id: lease.job_id.0,
-                    unit: lease.unit,
-                    reason: reason.clone(),
-                });
-                self.drop_unit(lease.lease_id).await;
-                shared.report(lease.job_id, Some(lease), kind, reason).await;
+                self.fail(&stored, failure).await;
                 return busy_ms;
             }
         };
-        let busy_ms = (now_ms() - started).max(0.0);
-        let compute_ms = busy_ms.round() as u64;
-        let output_sha256 = Sha256Digest::of(&output);
-        // The signature binds this output to this lease and its nonce, under the volunteer's
-        // key: stored as it is, it stays valid to send later.
-        let signature = shared.secret.sign(
-            Purpose::Result,
-            &result_message(&lease.lease_id, &lease.nonce, &output_sha256),
-        );
-        let result = StoredResult {
-            lease_id: lease.lease_id,
-            job_id: lease.job_id.0,
-            unit: lease.unit,
-            deadline_ms: lease.deadline_ms,
-            finished_ms: js_sys::Date::now(),
-            busy_ms,
-            submission: ResultSubmission {
-                protocol: PROTOCOL_VERSION,
-                volunteer: shared.volunteer,
-                lease_id: lease.lease_id,
-                nonce: lease.nonce,
-                output_sha256,
-                output,
-                signature,
+        // The time in the module as the sandbox measured it. This side's measure includes the
+        // messages to and from the sandbox, and for a unit that waited behind another, how late
+        // this side heard that the other ended.
+        let compute_ms = computed.ms.unwrap_or(busy_ms).round() as u64;
+        // Spawned tasks run once this one waits, which is once the loop has handed the next
+        // unit (if one is ready) to the sandbox.
+        wasm_bindgen_futures::spawn_local(finish(
+            Rc::clone(&self.shared),
+            Rc::clone(&self.queue),
+            stored.lease,
+            computed.output,
+            Times {
                 compute_ms,
+                busy_ms,
             },
-        };
-        shared.emit(&WorkerEvent::UnitComputed {
-            job_id: result.job_id,
-            unit: result.unit,
-            compute_ms,
-            busy_ms,
-        });
-        let queue = Rc::clone(&self.queue);
-        let shared = Rc::clone(shared);
-        // While the portal is out of reach the result joins the backlog in the queue rather
-        // than wait in this worker's memory, which a long outage would fill.
-        let send_now = shared.reachable.get();
-        wasm_bindgen_futures::spawn_local(async move {
-            match queue.finish_unit(&result, send_now).await {
-                Ok(()) if send_now => shared.fresh.borrow_mut().push_back(result),
-                Ok(()) => shared.backlog.set(true),
-                Err(err) => {
-                    shared.emit(&WorkerEvent::error(
-                        format!(
-                            "unit {} of job {}: result not stored ({err}); it is sent from memory",
-                            result.unit, result.job_id
-                        ),
-                        None,
-                    ));
-                    shared.unsaved.borrow_mut().push_back(result);
-                }
-            }
-            shared.outbox_wake.notify();
-        });
+        ));
         busy_ms
     }
+
+    /// Drops a unit that produced no output, and reports it.
+    async fn fail(&self, stored: &StoredUnit, failure: UnitFailure) {
+        let lease = &stored.lease;
+        let kind = match failure {
+            UnitFailure::Timeout { .. } => ReportKind::UnitTimeout,
+            UnitFailure::JobError(_) => ReportKind::UnitJobError,
+            UnitFailure::Trap(_) | UnitFailure::Sandbox(_) => ReportKind::UnitTrap,
+        };
+        let reason = format!("unit {} of job {}: {failure}", lease.unit, lease.job_id);
+        self.shared.emit(&WorkerEvent::UnitFailed {
+            job_id: lease.job_id.0,
+            unit: lease.unit,
+            reason: reason.clone(),
+        });
+        self.drop_unit(lease.lease_id).await;
+        self.shared
+            .report(lease.job_id, Some(lease), kind, reason)
+            .await;
+    }
+}
+
+/// How long a unit took: in the module (whole ms, reported to the portal), and for this worker
+/// (from handing the unit to the sandbox to its answer, for the throttle and the page).
+struct Times {
+    compute_ms: u64,
+    busy_ms: f64,
+}
+
+/// Signs a computed unit's result, tells the page, stores the result in place of its unit in
+/// the queue, and hands it to the outbox.
+async fn finish(shared: Rc<Shared>, queue: Rc<Queue>, lease: Lease, output: Vec<u8>, times: Times) {
+    let Times {
+        compute_ms,
+        busy_ms,
+    } = times;
+    let output_sha256 = Sha256Digest::of(&output);
+    // The signature binds this output to this lease and its nonce, under the volunteer's
+    // key: stored as it is, it stays valid to send later.
+    let signature = shared.secret.sign(
+        Purpose::Result,
+        &result_message(&lease.lease_id, &lease.nonce, &output_sha256),
+    );
+    let result = StoredResult {
+        lease_id: lease.lease_id,
+        job_id: lease.job_id.0,
+        unit: lease.unit,
+        deadline_ms: lease.deadline_ms,
+        finished_ms: js_sys::Date::now(),
+        busy_ms,
+        submission: ResultSubmission {
+            protocol: PROTOCOL_VERSION,
+            volunteer: shared.volunteer,
+            lease_id: lease.lease_id,
+            nonce: lease.nonce,
+            output_sha256,
+            output,
+            signature,
+            compute_ms,
+        },
+    };
+    shared.emit(&WorkerEvent::UnitComputed {
+        job_id: result.job_id,
+        unit: result.unit,
+        compute_ms,
+        busy_ms,
+    });
+    // While the portal is out of reach the result joins the backlog in the queue rather
+    // than wait in this worker's memory, which a long outage would fill.
+    let send_now = shared.reachable.get();
+    match queue.finish_unit(&result, send_now).await {
+        Ok(()) if send_now => shared.fresh.borrow_mut().push_back(result),
+        Ok(()) => shared.backlog.set(true),
+        Err(err) => {
+            shared.emit(&WorkerEvent::error(
+                format!(
+                    "unit {} of job {}: result not stored ({err}); it is sent from memory",
+                    result.unit, result.job_id
+                ),
+                None,
+            ));
+            shared.unsaved.borrow_mut().push_back(result);
+        }
+    }
+    shared.outbox_wake.notify();
 }
 
 /// Asks the portal for up to `max` units.

@@ -3,12 +3,17 @@
 //! - `cargo xtask serve [SERVER FLAGS]`: builds the web client (wasm) and the server
 //!   (release), then runs the server (by default on 127.0.0.1:8080 with its store in ./data).
 //! - `cargo xtask test`: installs what the tests need (wasm target, Chromium, npm packages),
-//!   then runs formatting and lint checks, every Rust test, and the Playwright suite.
+//!   then runs formatting and lint checks, every Rust test, a short run of each fuzz target,
+//!   and the Playwright suite.
 //! - `cargo xtask build [--debug]`: builds without running.
 //! - `cargo xtask web`: builds only the web client into `static/pkg`.
 //! - `cargo xtask jobs`: builds only the example job modules into `jobs/dist`.
 //! - `cargo xtask bench-jobs`: job throughput in Chromium against the same Rust natively.
+//! - `cargo xtask bench-browser [-- FLAGS]`: the volunteer page in Chromium: click to first
+//!   unit, worker utilisation, page weight.
 //! - `cargo xtask load [-- FLAGS]`: the distributor's throughput under simulated volunteers.
+//! - `cargo xtask fuzz [--seconds N] [TARGET...]`: builds the libFuzzer targets in `fuzz/` with
+//!   stable Rust and runs each for N seconds (default 60) on a copy of its seed corpus.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,9 @@ use anyhow::{Context as _, bail};
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const WEB_CLIENT_CRATE: &str = "cyclepool-web-client";
 const WEB_CLIENT_ARTIFACT: &str = "cyclepool_web_client.wasm";
+/// What wasm-bindgen writes into `static/pkg`: the JS bindings and the module.
+const WEB_CLIENT_BINDINGS: &str = "cyclepool_web_client.js";
+const WEB_CLIENT_WASM: &str = "cyclepool_web_client_bg.wasm";
 /// The size-tuned profile defined in the workspace `Cargo.toml`.
 const WASM_PROFILE: &str = "wasm-release";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -36,9 +44,11 @@ fn main() -> anyhow::Result<()> {
         "web" => build_web_client(&root),
         "jobs" => build_jobs(&root),
         "bench-jobs" => bench_jobs(&root),
+        "bench-browser" => bench_browser(&root, &rest),
         "load" => load(&root, &rest),
         "serve" => serve(&root, &rest),
         "test" => test(&root),
+        "fuzz" => fuzz(&root, &rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -50,8 +60,13 @@ fn main() -> anyhow::Result<()> {
                  web             build only the web client into static/pkg\n  \
                  jobs            build only the example job modules into jobs/dist\n  \
                  bench-jobs      job throughput in Chromium against the same Rust natively\n  \
+                 bench-browser [-- FLAGS]\n                  \
+                 click to first unit, worker utilisation and page weight in Chromium\n                  \
+                 (flags: --runs N, --window SECONDS, --only latency,utilisation,weight)\n  \
                  load [-- FLAGS] simulated volunteers against the release server on loopback\n                  \
-                 (`cargo xtask load -- --help` lists the flags)"
+                 (`cargo xtask load -- --help` lists the flags)\n  \
+                 fuzz [--seconds N] [TARGET...]\n                  \
+                 run the fuzz targets in fuzz/ (all by default) for N seconds each (default 60)"
             );
             if command.is_empty() || command == "help" || command == "--help" {
                 Ok(())
@@ -120,9 +135,42 @@ fn build_web_client(root: &Path) -> anyhow::Result<()> {
         // differs from the library's).
         .omit_default_module_path(false)
         .typescript(false)
+        // Function names serve only debuggers; they were a quarter of the module.
+        .remove_name_section(true)
+        .remove_producers_section(true)
         .generate(&out_dir)
         .with_context(|| format!("generating bindings for {}", wasm.display()))?;
+    for file in [WEB_CLIENT_BINDINGS, WEB_CLIENT_WASM] {
+        precompress(&out_dir.join(file))?;
+    }
     eprintln!("xtask: web client built into {}", out_dir.display());
+    Ok(())
+}
+
+/// Writes `<file>.br` (brotli, best) and `<file>.gz` (gzip, best) beside `file`, which the
+/// server sends instead of compressing on the fly (a faster, weaker brotli). Rewritten with
+/// every build, so they never lag the file.
+fn precompress(file: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let with_suffix = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        ..Default::default()
+    };
+    let mut br = Vec::new();
+    brotli::BrotliCompress(&mut bytes.as_slice(), &mut br, &params)
+        .with_context(|| format!("compressing {}", file.display()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&bytes)
+        .with_context(|| format!("compressing {}", file.display()))?;
+    for (path, compressed) in [(with_suffix(".br"), br), (with_suffix(".gz"), gz.finish()?)] {
+        std::fs::write(&path, compressed).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -173,6 +221,31 @@ fn bench_jobs(root: &Path) -> anyhow::Result<()> {
         .arg("bench/job-throughput.js")
         .arg(&native_report)
         .arg(root.join("jobs/dist"))
+        .env("CHROMIUM_PATH", CHROMIUM))
+}
+
+/// Measures the volunteer page in Chromium against the release server on loopback
+/// (`playwright/bench/browser.js`): click to first unit, worker utilisation, page weight.
+fn bench_browser(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    build_web_client(root)?;
+    build_jobs(root)?;
+    run(cargo(root).args(["build", "--release", "--package", "cyclepool-server"]))?;
+    ensure_chromium()?;
+    ensure_npm_packages(root)?;
+    let out_dir = target_dir(root).join("bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
+    run(Command::new("node")
+        .current_dir(root.join("playwright"))
+        .arg("bench/browser.js")
+        .arg("--json")
+        .arg(out_dir.join("browser.json"))
+        .args(args)
+        .env(
+            "CYCLEPOOL_SERVER_BIN",
+            target_dir(root).join("release/cyclepool-server"),
+        )
+        .env("CYCLEPOOL_STATIC_DIR", root.join("static"))
         .env("CHROMIUM_PATH", CHROMIUM))
 }
 
@@ -247,6 +320,12 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "--",
         "--ignored",
     ]))?;
+    // A short run replays every seed and regression input and explores a little; the build
+    // (libFuzzer itself, instrumented dependencies) is most of this step's time. Long runs are
+    // `cargo xtask fuzz --seconds 600`, recorded in docs/RELIABILITY.md.
+    step("fuzzing (10 s per target)");
+    check_fuzz_crate(root)?;
+    fuzz(root, &["--seconds".to_owned(), CI_FUZZ_SECONDS.to_string()])?;
     step("browser tests");
     build_web_client(root)?;
     // The server, and the distributor CLI the browser tests use to sign a job's declaration.
@@ -281,6 +360,224 @@ fn test(root: &Path) -> anyhow::Result<()> {
         .env("CHROMIUM_PATH", CHROMIUM))?;
     step("all checks and tests passed");
     Ok(())
+}
+
+/// The flags `cargo fuzz` passes to instrument code for libFuzzer (its `project.rs`), minus the
+/// sanitizer, which needs nightly: the targets are safe Rust, so a crash is a panic, an
+/// overflow or a failed assertion, and all three abort. Sanitizer coverage itself is stable.
+/// Also minus its `-Ccodegen-units=1` and `-Clink-dead-code`, which made the build slower for
+/// about 6 % more executions per second here.
+const FUZZ_RUSTFLAGS: &[&str] = &[
+    "-Cpasses=sancov-module",
+    "-Cllvm-args=-sanitizer-coverage-level=4",
+    "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+    "-Cllvm-args=-sanitizer-coverage-pc-table",
+    "-Cllvm-args=-sanitizer-coverage-trace-compares",
+    "-Cllvm-args=-sanitizer-coverage-stack-depth",
+    "-Cllvm-args=-simplifycfg-branch-fold-threshold=0",
+    "--cfg",
+    "fuzzing",
+    "-Cdebug-assertions",
+    "-Coverflow-checks",
+];
+
+/// How long `cargo xtask test` runs each fuzz target.
+const CI_FUZZ_SECONDS: u64 = 10;
+
+/// libFuzzer's limits for one run: memory, and the time one input may take before it counts
+/// as a hang (inputs are small and take microseconds; 30 s leaves room for a loaded machine).
+const FUZZ_LIMITS: &[&str] = &["-rss_limit_mb=2048", "-timeout=30"];
+
+/// `cargo xtask fuzz [--seconds N] [TARGET...]`: builds the fuzz targets with the stable
+/// toolchain and runs each for N seconds, failing if any crashes. Each runs on a copy of its
+/// seeds in `target/fuzz/work/<target>/corpus` (kept between runs), so what it finds never
+/// lands in the committed `fuzz/corpus`; a crashing input goes to `.../artifacts`.
+fn fuzz(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let mut seconds: u64 = 60;
+    let mut chosen = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--seconds") {
+            Some("") => args.next().map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => {
+                chosen.push(arg.clone());
+                continue;
+            }
+        };
+        seconds = value
+            .and_then(|value| value.parse().ok())
+            .filter(|&seconds| seconds > 0)
+            .context("--seconds needs a positive number of seconds")?;
+    }
+    let targets = fuzz_targets(root)?;
+    if let Some(unknown) = chosen.iter().find(|name| !targets.contains(name)) {
+        bail!(
+            "no fuzz target `{unknown}`; the targets are {}",
+            targets.join(", ")
+        );
+    }
+    if chosen.is_empty() {
+        chosen = targets;
+    }
+    let binaries = build_fuzz_targets(root)?;
+    let mut crashed = Vec::new();
+    for target in &chosen {
+        if !run_fuzz_target(root, &binaries, target, seconds)? {
+            crashed.push(target.as_str());
+        }
+    }
+    if !crashed.is_empty() {
+        bail!(
+            "fuzz targets crashed: {} (inputs in {})",
+            crashed.join(", "),
+            target_dir(root)
+                .join("fuzz/work/<target>/artifacts")
+                .display()
+        );
+    }
+    Ok(())
+}
+
+/// The names of the `[[bin]]` targets in `fuzz/Cargo.toml`.
+fn fuzz_targets(root: &Path) -> anyhow::Result<Vec<String>> {
+    let manifest = root.join("fuzz/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut in_bin = false;
+    let mut targets = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+        {
+            targets.push(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    if targets.is_empty() {
+        bail!("no [[bin]] targets in {}", manifest.display());
+    }
+    Ok(targets)
+}
+
+/// Builds every fuzz target, instrumented, into `target/fuzz` (apart from the workspace's own
+/// builds, whose cache the flags would otherwise invalidate). Returns the binaries' directory.
+fn build_fuzz_targets(root: &Path) -> anyhow::Result<PathBuf> {
+    // With an explicit --target, RUSTFLAGS reach only the targets' code, not build scripts and
+    // proc macros (which could not link the coverage hooks).
+    let version =
+        output(Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into())).args(["-vV"]))?;
+    let host = version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .context("rustc -vV names no host")?
+        .to_owned();
+    let mut rustflags = FUZZ_RUSTFLAGS.join(" ");
+    if let Ok(extra) = env::var("RUSTFLAGS") {
+        rustflags.push(' ');
+        rustflags.push_str(&extra);
+    }
+    let dir = target_dir(root).join("fuzz");
+    run(cargo(root)
+        .args(["build", "--release", "--bins", "--manifest-path"])
+        .arg(root.join("fuzz/Cargo.toml"))
+        .args(["--target", &host, "--target-dir"])
+        .arg(&dir)
+        .env("RUSTFLAGS", rustflags))?;
+    Ok(dir.join(host).join("release"))
+}
+
+/// Formatting and lints of the fuzz crate, which `--workspace` does not reach. Linted in the
+/// workspace's target directory, whose checked dependencies it mostly shares: a few seconds.
+fn check_fuzz_crate(root: &Path) -> anyhow::Result<()> {
+    let manifest = root.join("fuzz/Cargo.toml");
+    run(cargo(root)
+        .args(["fmt", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--", "--check"]))?;
+    run(cargo(root)
+        .args(["clippy", "--all-targets", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir(root))
+        .args(["--", "-D", "warnings"]))
+}
+
+/// Runs one fuzz target for `seconds` and prints what it did. Returns whether it ran without
+/// a crash.
+fn run_fuzz_target(
+    root: &Path,
+    binaries: &Path,
+    target: &str,
+    seconds: u64,
+) -> anyhow::Result<bool> {
+    let work = target_dir(root).join("fuzz/work").join(target);
+    let corpus = work.join("corpus");
+    let artifacts = work.join("artifacts");
+    for dir in [&corpus, &artifacts] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let seeds = root.join("fuzz/corpus").join(target);
+    if seeds.is_dir() {
+        for seed in
+            std::fs::read_dir(&seeds).with_context(|| format!("reading {}", seeds.display()))?
+        {
+            let seed = seed?.path();
+            if let Some(name) = seed.file_name() {
+                std::fs::copy(&seed, corpus.join(name))
+                    .with_context(|| format!("copying {}", seed.display()))?;
+            }
+        }
+    }
+    let log_path = work.join("fuzz.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    eprintln!(
+        "xtask: fuzzing {target} for {seconds} s (log: {})",
+        log_path.display()
+    );
+    let mut artifact_prefix = std::ffi::OsString::from("-artifact_prefix=");
+    artifact_prefix.push(&artifacts);
+    artifact_prefix.push("/");
+    let status = Command::new(binaries.join(target))
+        .arg(&corpus)
+        .arg(format!("-max_total_time={seconds}"))
+        .args(FUZZ_LIMITS)
+        .arg("-print_final_stats=1")
+        .arg(artifact_prefix)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("running {}", binaries.join(target).display()))?;
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let stat = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("stat::{name}:")))
+            .map_or("?", str::trim)
+    };
+    // libFuzzer's last status line ("#N DONE cov: C ft: F corp: …") says how far it got.
+    let coverage = text
+        .lines()
+        .rev()
+        .find(|line| line.contains(" cov: "))
+        .and_then(|line| line.split_once(" cov: "))
+        .map_or("?", |(_, rest)| rest.split(" lim: ").next().unwrap_or(rest));
+    eprintln!(
+        "xtask: {target}: {} runs, {}/s, cov: {coverage}",
+        stat("number_of_executed_units"),
+        stat("average_exec_per_sec"),
+    );
+    if !status.success() {
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+        eprintln!(
+            "xtask: {target} crashed ({status}); the input is in {}",
+            artifacts.display()
+        );
+    }
+    Ok(status.success())
 }
 
 fn ensure_wasm_target() -> anyhow::Result<()> {

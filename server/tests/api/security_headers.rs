@@ -1,10 +1,12 @@
 //! Every response carries the Content-Security-Policy and `nosniff`: successes, every kind
-//! of error, and paths no route claims.
+//! of error, and paths no route claims, static files sent precompressed included.
 
 use cyclepool_shared::protocol::SubmitStatus;
 use reqwest::Method;
 
-use crate::helpers::{LEASE_TTL_MS, assert_security_headers, compute, spawn_app, volunteer};
+use crate::helpers::{
+    LEASE_TTL_MS, assert_security_headers, compute, spawn_app, spawn_app_with_pages, volunteer,
+};
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
@@ -96,4 +98,51 @@ async fn every_response_carries_the_security_headers() {
         app.submit(&compute(alice, &lease)).await,
         SubmitStatus::Duplicate
     );
+}
+
+/// The web client's files go precompressed (`cargo xtask web` writes `.br` and `.gz` beside
+/// them) to a browser that accepts it, with the file's type and the security headers; to one
+/// that accepts neither, as they are.
+#[tokio::test]
+async fn the_web_client_goes_precompressed_where_accepted() {
+    let pages = tempfile::tempdir().expect("creating a static directory");
+    let pkg = pages.path().join("pkg");
+    std::fs::create_dir_all(&pkg).expect("creating pkg/");
+    std::fs::write(pages.path().join("index.html"), b"placeholder").unwrap();
+    std::fs::write(pages.path().join("worker.js"), b"placeholder").unwrap();
+    let wasm = pkg.join("cyclepool_web_client_bg.wasm");
+    std::fs::write(&wasm, b"\0asm the module as built").unwrap();
+    std::fs::write(wasm.with_extension("wasm.br"), b"the module, brotli").unwrap();
+    std::fs::write(wasm.with_extension("wasm.gz"), b"the module, gzip").unwrap();
+    let app = spawn_app_with_pages(pages.path()).await;
+
+    for (accepted, encoding, body) in [
+        // What Chromium sends, on loopback HTTP too.
+        (
+            "gzip, deflate, br, zstd",
+            Some("br"),
+            &b"the module, brotli"[..],
+        ),
+        ("gzip", Some("gzip"), b"the module, gzip"),
+        ("identity", None, b"\0asm the module as built"),
+    ] {
+        let response = app
+            .client
+            .get(app.url("/pkg/cyclepool_web_client_bg.wasm"))
+            .header("accept-encoding", accepted)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "accepting {accepted}");
+        let headers = response.headers().clone();
+        assert_security_headers(&headers);
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        assert_eq!(header("content-type"), Some("application/wasm"));
+        assert_eq!(header("content-encoding"), encoding, "accepting {accepted}");
+        assert_eq!(
+            &response.bytes().await.unwrap()[..],
+            body,
+            "accepting {accepted}"
+        );
+    }
 }
