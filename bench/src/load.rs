@@ -73,7 +73,8 @@ const DEFAULT_ADDRESSES: usize = 256;
 
 const USAGE: &str = "usage: load [--volunteers N] [--addresses N] [--max-units N] \
 [--duration SECONDS] [--max-requests N] [--units N] [--server PATH] [--server-arg FLAG]... \
-[--overload-factor F] [--max-cycles N] [--connections N] [--no-warm-up] [--threads N] [--json]
+[--overload-factor F] [--max-cycles N] [--connections N] [--no-warm-up] [--exchange] [--threads N]
+[--json]
 
   --addresses N        loopback source addresses the volunteers send from (127.1.0.1 on;
                        default: one per volunteer, at most 256)
@@ -84,6 +85,8 @@ const USAGE: &str = "usage: load [--volunteers N] [--addresses N] [--max-units N
                        are dropped by the generator and counted (default 16384)
   --connections N      keep-alive connections in all, at least one per volunteer (default: in
                        an overload run 4096); open-loop requests wait for a free one
+  --exchange           the closed loop hands in results and asks for --max-units more in one
+                       request (POST /api/v1/exchange) instead of a lease and a submission each
   --no-warm-up         do not open the connections before a phase (volunteers then connect
                        all at once, which can overflow the server's accept queue)";
 
@@ -106,6 +109,8 @@ struct Options {
     connections: usize,
     /// Open the clients' connections just before each phase that needs them.
     warm_up: bool,
+    /// The closed loop uses exchanges.
+    exchange: bool,
     /// Worker threads of the generator's runtime.
     threads: usize,
     json: bool,
@@ -125,6 +130,7 @@ fn parse_options() -> anyhow::Result<Options> {
         max_cycles: 16_384,
         connections: 0,
         warm_up: true,
+        exchange: false,
         threads: 2,
         json: false,
     };
@@ -146,6 +152,10 @@ fn parse_options() -> anyhow::Result<Options> {
             }
             "--no-warm-up" => {
                 options.warm_up = false;
+                continue;
+            }
+            "--exchange" => {
+                options.exchange = true;
                 continue;
             }
             _ => {}
@@ -291,7 +301,9 @@ async fn run(options: &Options) -> anyhow::Result<Value> {
         volunteers,
         lease_url: server.url("/lease"),
         results_url: server.url("/results"),
+        exchange_url: server.url("/exchange"),
         max_units: options.max_units,
+        exchange: options.exchange,
         connections_per_client,
         slots: (0..options.addresses)
             .map(|_| tokio::sync::Semaphore::new(connections_per_client))
@@ -377,6 +389,7 @@ async fn run(options: &Options) -> anyhow::Result<Value> {
         "volunteers": options.volunteers,
         "addresses": options.addresses,
         "max_units": options.max_units,
+        "exchange": options.exchange,
         "server_args": options.server_args,
         "units_in_job": options.units,
         "job_creation_s": creation.as_secs_f64(),

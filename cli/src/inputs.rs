@@ -15,7 +15,7 @@ use cyclepool_shared::distributor::{
 };
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::Inputs;
-use cyclepool_shared::range::{RangeUnits, encode_range};
+use cyclepool_shared::range::RangeUnits;
 use cyclepool_shared::signing::SecretKey;
 
 /// The most units the server accepts in one job (`MAX_UNITS_PER_JOB` in
@@ -194,13 +194,7 @@ fn range_inputs_digest(range: UnitRange) -> anyhow::Result<Sha256Digest> {
     if count > MAX_UNITS_TO_SIGN {
         bail!("the range makes {count} units; a portal accepts at most {MAX_UNITS_TO_SIGN}");
     }
-    // `inputs_digest` borrows each input, so the inputs are laid out in one buffer of
-    // 16 bytes a unit (160 MB at the largest job the portal accepts).
-    let mut all = Vec::with_capacity(usize::try_from(count * 16).unwrap_or(0));
-    for (from, to) in units.iter() {
-        all.extend_from_slice(&encode_range(from, to));
-    }
-    Ok(inputs_digest(all.chunks_exact(16)))
+    Ok(inputs_digest(units.inputs()))
 }
 
 #[cfg(test)]
@@ -260,6 +254,7 @@ mod tests {
 
     #[test]
     fn a_range_digest_matches_the_units_expanded_one_by_one() {
+        use cyclepool_shared::range::encode_range;
         let range = UnitRange {
             start: 3,
             end: 10,

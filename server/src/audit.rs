@@ -2,13 +2,15 @@
 //!
 //! It re-runs every stored result's job module natively (in the wasmi sandbox) and compares
 //! outputs, checks the volunteer's signature on every result, and checks the invariants that
-//! crash safety promises: every unit of every job is present, every done
-//! unit has its result, every leased unit has its active lease.
+//! crash safety promises: every unit of every job is present (a range job's units never leased
+//! are made from its range, not stored), every done unit has its result, every leased unit has
+//! its active lease, and every volunteer's credit is exactly its credited results, each
+//! counted once.
 
 use std::collections::HashMap;
 
 use cyclepool_shared::signing::{self, Purpose, result_message};
-use cyclepool_shared::{JobId, LeaseId, PublicKey, Sha256Digest};
+use cyclepool_shared::{JobId, LeaseId, PublicKey, Sha256Digest, VolunteerId};
 use serde::Serialize;
 
 use crate::sandbox::{CompiledModule, Sandbox, SandboxLimits};
@@ -34,8 +36,10 @@ pub struct JobAudit {
     pub title: String,
     /// Units the job was created with.
     pub units: u64,
-    /// Units found in the store.
+    /// Units present: stored, or (a range job's never leased) made from the range.
     pub units_present: u64,
+    /// Units stored (a range job stores a unit once it is first leased).
+    pub units_stored: u64,
     /// Open units with no lease out.
     pub pending: u64,
     /// Open units with at least one lease out.
@@ -94,6 +98,8 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
             (job.id, tally)
         })
         .collect();
+    // Credit each volunteer should have: its replicas marked credited, (results, compute ms).
+    let mut credited: HashMap<VolunteerId, (u64, u64)> = HashMap::new();
     for entry in store.units() {
         let (key, unit) = entry?;
         let Some(tally) = tallies.get_mut(&key.job) else {
@@ -103,7 +109,18 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
             ));
             continue;
         };
-        tally.units_present += 1;
+        if key.index >= tally.units {
+            problems.push(format!(
+                "job {} unit {}: past the job's {} units",
+                key.job, key.index, tally.units
+            ));
+        }
+        tally.units_stored += 1;
+        for replica in unit.replicas.iter().filter(|replica| replica.credited) {
+            let account = credited.entry(replica.volunteer).or_default();
+            account.0 += 1;
+            account.1 = account.1.saturating_add(replica.compute_ms);
+        }
         if Sha256Digest::of(&unit.input) != unit.input_sha256 {
             problems.push(format!(
                 "job {} unit {}: input does not match its digest",
@@ -163,6 +180,19 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
             }
         }
     }
+    for job in &jobs {
+        let Some(tally) = tallies.get_mut(&job.id) else {
+            continue;
+        };
+        tally.units_present = tally.units_stored;
+        if job.range.is_some() {
+            // The units not stored were never leased: pending, as their range makes them.
+            let fresh = tally.units.saturating_sub(tally.units_stored);
+            tally.units_present += fresh;
+            tally.pending += fresh;
+        }
+    }
+    check_credit(store, &credited, &mut problems)?;
     for tally in tallies.values() {
         if tally.units_present != tally.units {
             problems.push(format!(
@@ -195,4 +225,37 @@ pub fn audit(store: &Store, list_results: bool) -> Result<AuditReport, StoreErro
         problems,
         results,
     })
+}
+
+/// Every volunteer's credit record against the replicas marked credited (`credited`): equal
+/// for every volunteer in good standing, so no result was credited twice or lost its credit;
+/// none at all for a caught one, whose credit is void.
+fn check_credit(
+    store: &Store,
+    credited: &HashMap<VolunteerId, (u64, u64)>,
+    problems: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let records: HashMap<VolunteerId, (u64, u64)> = store
+        .credit()?
+        .into_iter()
+        .map(|(volunteer, record)| (volunteer, (record.results, record.compute_ms)))
+        .collect();
+    let volunteers: std::collections::HashSet<&VolunteerId> =
+        records.keys().chain(credited.keys()).collect();
+    for volunteer in volunteers {
+        let caught = store.volunteer(*volunteer)?.caught;
+        let expected = if caught {
+            None
+        } else {
+            credited.get(volunteer).copied()
+        };
+        let found = records.get(volunteer).copied();
+        if found != expected && !(found.is_none() && expected == Some((0, 0))) {
+            problems.push(format!(
+                "volunteer {volunteer}: credit (results, compute ms) {found:?}, but its credited \
+                 results make {expected:?}"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -81,6 +81,10 @@ pub struct Config {
     pub token_rate: u32,
 
     /// Where time comes from; tests substitute a paused clock.
+    /// The store's page cache in MiB: the memory the server's data may take, whatever the
+    /// size of its jobs (what does not fit is read back from disk).
+    #[arg(long, env = "CYCLEPOOL_CACHE_MIB", default_value_t = crate::store::DEFAULT_CACHE_MIB, value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
+    pub cache_mib: u64,
     #[arg(skip)]
     pub clock: Clock,
 
@@ -111,6 +115,7 @@ impl Config {
             address_rate: crate::limits::DEFAULT_ADDRESS_RATE,
             volunteer_rate: crate::limits::DEFAULT_VOLUNTEER_RATE,
             token_rate: crate::limits::DEFAULT_TOKEN_RATE,
+            cache_mib: crate::store::DEFAULT_CACHE_MIB,
         }
     }
 }

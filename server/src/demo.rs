@@ -7,7 +7,7 @@ use std::path::Path;
 use cyclepool_shared::manifest::JobPolicy;
 
 use crate::module_check::check_module;
-use crate::store::{JobRecord, NewJob, Store, StoreError};
+use crate::store::{JobInputs, JobRecord, NewJob, Store, StoreError};
 
 /// Pixels along one side of a tile.
 pub const TILE_SIDE: u32 = 64;
@@ -93,7 +93,7 @@ pub fn ensure_demo_job(
         // Approved and logged at start (`review::reconcile`).
         review: cyclepool_shared::distributor::Review::Pending,
     };
-    Ok(store.create_job(spec, &inputs, now_ms, Some("demo-job"))?)
+    Ok(store.create_job(spec, JobInputs::List(&inputs), now_ms, Some("demo-job"))?)
 }
 
 /// `numerator / denominator` in Q8.56.

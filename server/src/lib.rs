@@ -209,10 +209,11 @@ pub async fn run(
         web::check_web_assets(&config.static_dir)?;
     }
     let data_dir = config.data_dir.clone();
+    let cache_bytes = config.cache_mib.saturating_mul(1 << 20);
     let store = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&data_dir)
             .map_err(|err| StoreError::Flush(format!("cannot create the data directory: {err}")))
-            .and_then(|()| Store::open(&data_dir))
+            .and_then(|()| Store::open_with_cache(&data_dir, cache_bytes))
             .map_err(|source| ServerError::OpenStore {
                 dir: data_dir.display().to_string(),
                 source,

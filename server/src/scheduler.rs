@@ -18,7 +18,7 @@
 //! volunteers and a short history of its progress; these start empty at every start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use cyclepool_shared::distributor::{
@@ -100,6 +100,10 @@ pub struct Scheduler {
     store: Arc<Store>,
     clock: Clock,
     inner: Mutex<Inner>,
+    /// Every job's policy (fixed at creation), apart from `inner`: the store's submission
+    /// transaction looks policies up while it runs, and a lease request holds `inner` while it
+    /// waits for a transaction, so looking them up in `inner` could deadlock.
+    policies: RwLock<HashMap<JobId, JobPolicy>>,
 }
 
 struct Inner {
@@ -207,9 +211,14 @@ impl Scheduler {
                 spot_checks.insert(id);
             }
         }
+        let policies = jobs
+            .iter()
+            .map(|(id, job)| (*id, job.record.policy.clone()))
+            .collect();
         Ok(Self {
             store,
             clock,
+            policies: RwLock::new(policies),
             inner: Mutex::new(Inner {
                 jobs,
                 deadlines,
@@ -223,6 +232,10 @@ impl Scheduler {
     /// Adding a job the scheduler already has only replaces its record.
     pub fn add_job(&self, job: JobRecord) {
         let now = self.clock.now_ms();
+        self.policies
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(job.id, job.policy.clone());
         let mut inner = self.lock();
         if let Some(known) = inner.jobs.get_mut(&job.id) {
             known.record = job;
@@ -272,7 +285,11 @@ impl Scheduler {
         Ok(leases)
     }
 
-    /// The lease loop: picks, grants, and collects into `leases`.
+    /// The lease loop: picks, grants, and collects into `leases`. It works in rounds: it picks
+    /// as many units as are still wanted, grants them in one store transaction, and picks
+    /// again for those not granted. A pick moves its job's pass as a grant would (and a refused
+    /// grant moves it back), so the picks of one round interleave between jobs as single
+    /// leases would.
     fn lease_into(
         &self,
         inner: &mut Inner,
@@ -287,129 +304,155 @@ impl Scheduler {
         let mut attempts = 0;
         let mut pages_left = FEED_MAX_PAGES;
         let mut rng = rand::rng();
-        while leases.len() < wanted && skipped < MAX_SKIPPED && attempts < wanted + MAX_SKIPPED {
-            attempts += 1;
-            let (key, spot_check) = match inner.pick_spot_check(&mut rng, filter, now) {
-                Some(key) => (key, true),
-                None => match self.next_unit(inner, filter, now, &mut pages_left)? {
-                    Some(key) => (key, false),
-                    None => break,
-                },
-            };
-            let Some(job) = inner.jobs.get_mut(&key.job) else {
-                continue;
-            };
-            let mut id = [0u8; 16];
-            let mut nonce = [0u8; 16];
-            rng.fill_bytes(&mut id);
-            rng.fill_bytes(&mut nonce);
-            let (id, nonce) = (LeaseId::from_bytes(id), Nonce::from_bytes(nonce));
-            let deadline_ms = now.saturating_add(job.record.policy.lease_ttl_ms);
-            let record = LeaseRecord {
-                unit: key,
-                volunteer,
-                nonce,
-                issued_ms: now,
-                deadline_ms,
-                state: LeaseState::Active,
-                spot_check,
-                site,
-            };
-            let (input, input_sha256) = match self.store.grant(id, &record)? {
-                Grant::Granted {
+        loop {
+            let mut round: Vec<(LeaseId, LeaseRecord)> = Vec::new();
+            while leases.len() + round.len() < wanted
+                && skipped < MAX_SKIPPED
+                && attempts < wanted + MAX_SKIPPED
+            {
+                attempts += 1;
+                let (key, spot_check) = match inner.pick_spot_check(&mut rng, filter, now) {
+                    Some(key) => (key, true),
+                    None => match self.next_unit(inner, filter, now, &mut pages_left)? {
+                        Some(key) => (key, false),
+                        None => break,
+                    },
+                };
+                let Some(job) = inner.jobs.get_mut(&key.job) else {
+                    continue;
+                };
+                let mut id = [0u8; 16];
+                let mut nonce = [0u8; 16];
+                rng.fill_bytes(&mut id);
+                rng.fill_bytes(&mut nonce);
+                job.pass = job.pass.saturating_add(job.stride());
+                round.push((
+                    LeaseId::from_bytes(id),
+                    LeaseRecord {
+                        unit: key,
+                        volunteer,
+                        nonce: Nonce::from_bytes(nonce),
+                        issued_ms: now,
+                        deadline_ms: now.saturating_add(job.record.policy.lease_ttl_ms),
+                        state: LeaseState::Active,
+                        spot_check,
+                        site,
+                    },
+                ));
+            }
+            if round.is_empty() {
+                return Ok(());
+            }
+            let grants = self.store.grant(&round)?;
+            for ((id, record), grant) in round.into_iter().zip(grants) {
+                let key = record.unit;
+                let Some(job) = inner.jobs.get_mut(&key.job) else {
+                    continue;
+                };
+                let (input, input_sha256) = match grant {
+                    Grant::Granted {
+                        input,
+                        input_sha256,
+                        wants_more,
+                    } => {
+                        if wants_more {
+                            // The next replica goes to someone else.
+                            job.ready.push_back(key.index);
+                        }
+                        (input, input_sha256)
+                    }
+                    refused => {
+                        job.pass = job.pass.saturating_sub(job.stride());
+                        if refused == Grant::NotForThisVolunteer && !record.spot_check {
+                            job.passed_over.push(key.index);
+                            skipped += 1;
+                        }
+                        continue;
+                    }
+                };
+                job.counts.leased += 1;
+                job.recent_volunteers.insert(volunteer, now);
+                inner.deadlines.insert((record.deadline_ms, id, key.job));
+                if record.spot_check {
+                    inner.spot_checks.insert(id);
+                }
+                leases.push(Lease {
+                    lease_id: id,
+                    nonce: record.nonce,
+                    job_id: key.job,
+                    unit: key.index,
+                    module_sha256: job.record.module_sha256,
                     input,
                     input_sha256,
-                    wants_more,
-                } => {
-                    if wants_more {
-                        // The next replica goes to someone else.
-                        job.ready.push_back(key.index);
-                    }
-                    (input, input_sha256)
-                }
-                Grant::NotWanted => continue,
-                Grant::NotForThisVolunteer if spot_check => continue,
-                Grant::NotForThisVolunteer => {
-                    job.passed_over.push(key.index);
-                    skipped += 1;
-                    continue;
-                }
-            };
-            job.pass = job.pass.saturating_add(job.stride());
-            job.counts.leased += 1;
-            job.recent_volunteers.insert(volunteer, now);
-            let module_sha256 = job.record.module_sha256;
-            inner.deadlines.insert((deadline_ms, id, key.job));
-            if spot_check {
-                inner.spot_checks.insert(id);
+                    deadline_ms: record.deadline_ms,
+                });
             }
-            leases.push(Lease {
-                lease_id: id,
-                nonce,
-                job_id: key.job,
-                unit: key.index,
-                module_sha256,
-                input,
-                input_sha256,
-                deadline_ms,
-            });
         }
-        Ok(())
     }
 
-    /// Records a result and waits until it is durable. The caller acknowledges only after
-    /// this returns `Accepted` or `Duplicate`.
-    /// `job` is the lease's job, which the caller has read with the lease (`None` for a lease
-    /// that does not exist: the store will say so).
+    /// Records results, one transaction for them all (see [`Store::submit`]), and brings the
+    /// queues and counts up to date; then, if any was accepted or a duplicate, waits until
+    /// they are durable. One outcome per result, in order.
     pub async fn submit(
         &self,
-        result: &IncomingResult,
-        job: Option<JobId>,
-    ) -> Result<SubmitOutcome, StoreError> {
-        let policy = job.map(|job| self.policy_of_job(job)).unwrap_or_default();
-        // The lookup locks the scheduler; it is called inside the store's transaction, while
-        // this function holds no lock.
+        results: &[IncomingResult],
+    ) -> Result<Vec<SubmitOutcome>, StoreError> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Called inside the store's transaction: it must not take `inner` (see `policies`).
         let policy_of = |job: JobId| self.policy_of_job(job);
         let now = self.clock.now_ms();
-        let outcome = self.store.submit(result, now, &policy, &policy_of)?;
-        if let SubmitOutcome::Caught {
-            unit,
-            requeue,
-            reopened,
-        } = &outcome
+        let outcomes = self.store.submit(results, now, &policy_of)?;
         {
             let mut inner = self.lock();
-            inner.spot_checks.remove(&result.lease);
-            if let Some(job) = inner.jobs.get_mut(&unit.job) {
-                job.counts.leased = job.counts.leased.saturating_sub(1);
-            }
-            for key in requeue {
-                inner.requeue(*key, Requeue::Back, now);
-            }
-            for key in reopened {
-                inner.apply(*key, &UnitChange::Reopened, Requeue::Front, now);
-            }
-        }
-        if let SubmitOutcome::Accepted { unit, change } = &outcome {
-            // Count now, not after the flush: if the client hangs up while we wait, this
-            // future is dropped, but the transaction has committed and the counts must follow.
-            let mut inner = self.lock();
-            let spot_check = inner.spot_checks.remove(&result.lease);
-            if let Some(job) = inner.jobs.get_mut(&unit.job) {
-                job.counts.leased = job.counts.leased.saturating_sub(1);
-                if !spot_check {
-                    job.counts.results += 1;
+            for (result, outcome) in results.iter().zip(&outcomes) {
+                match outcome {
+                    SubmitOutcome::Caught {
+                        unit,
+                        requeue,
+                        reopened,
+                    } => {
+                        inner.spot_checks.remove(&result.lease);
+                        if let Some(job) = inner.jobs.get_mut(&unit.job) {
+                            job.counts.leased = job.counts.leased.saturating_sub(1);
+                        }
+                        for key in requeue {
+                            inner.requeue(*key, Requeue::Back, now);
+                        }
+                        for key in reopened {
+                            inner.apply(*key, &UnitChange::Reopened, Requeue::Front, now);
+                        }
+                    }
+                    // Counted now, not after the flush: if the client hangs up while we wait,
+                    // this future is dropped, but the transaction has committed and the counts
+                    // must follow.
+                    SubmitOutcome::Accepted { unit, change } => {
+                        let spot_check = inner.spot_checks.remove(&result.lease);
+                        if let Some(job) = inner.jobs.get_mut(&unit.job) {
+                            job.counts.leased = job.counts.leased.saturating_sub(1);
+                            if !spot_check {
+                                job.counts.results += 1;
+                            }
+                            job.recent_volunteers.insert(result.volunteer, now);
+                        }
+                        inner.apply(*unit, change, Requeue::Back, now);
+                    }
+                    _ => {}
                 }
-                job.recent_volunteers.insert(result.volunteer, now);
             }
-            inner.apply(*unit, change, Requeue::Back, now);
         }
-        if let SubmitOutcome::Accepted { .. } | SubmitOutcome::Duplicate = outcome {
-            // A duplicate waits too: the first copy may have been written but not yet flushed
-            // when the client gave up waiting and retried.
+        // A duplicate waits too: the first copy may have been written but not yet flushed
+        // when the client gave up waiting and retried.
+        if outcomes.iter().any(|outcome| {
+            matches!(
+                outcome,
+                SubmitOutcome::Accepted { .. } | SubmitOutcome::Duplicate
+            )
+        }) {
             self.store.durable().await?;
         }
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Records a client's report; a named open lease of the sender ends, and if its unit wants
@@ -641,11 +684,14 @@ impl Scheduler {
         true
     }
 
+    /// A job's policy (the default for an unknown job). Takes only the `policies` lock, so it
+    /// may be called inside a store transaction.
     fn policy_of_job(&self, job: JobId) -> JobPolicy {
-        self.lock()
-            .jobs
+        self.policies
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&job)
-            .map(|job| job.record.policy.clone())
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -849,7 +895,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewJob;
+    use crate::store::{JobInputs, NewJob};
     use cyclepool_shared::Signature;
     use tempfile::TempDir;
 
@@ -922,7 +968,7 @@ mod tests {
     fn create(store: &Store, units: u64, spec: NewJob) -> JobRecord {
         let inputs: Vec<Vec<u8>> = (0..units).map(input).collect();
         store
-            .create_job(spec, &inputs, START_MS, None)
+            .create_job(spec, JobInputs::List(&inputs), START_MS, None)
             .expect("creating a job")
             .expect("an unnamed job is always created")
     }
@@ -952,21 +998,20 @@ mod tests {
         lease: &Lease,
         output: &[u8],
     ) -> SubmitOutcome {
-        scheduler
-            .submit(
-                &IncomingResult {
-                    lease: lease.lease_id,
-                    volunteer: volunteer(who),
-                    nonce: lease.nonce,
-                    output: output.to_vec(),
-                    output_sha256: Sha256Digest::of(output),
-                    signature: Signature::from_bytes([0; 64]),
-                    compute_ms: 1,
-                },
-                Some(lease.job_id),
-            )
+        let result = IncomingResult {
+            lease: lease.lease_id,
+            volunteer: volunteer(who),
+            nonce: lease.nonce,
+            output: output.to_vec(),
+            output_sha256: Sha256Digest::of(output),
+            signature: Signature::from_bytes([0; 64]),
+            compute_ms: 1,
+        };
+        let mut outcomes = scheduler
+            .submit(std::slice::from_ref(&result))
             .await
-            .expect("submitting")
+            .expect("submitting");
+        outcomes.pop().expect("one outcome per result")
     }
 
     fn jobs_of(leases: &[Lease]) -> Vec<JobId> {

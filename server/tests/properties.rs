@@ -13,11 +13,12 @@ use std::sync::Arc;
 use cyclepool_server::clock::Clock;
 use cyclepool_server::scheduler::{LeaseFilter, Scheduler};
 use cyclepool_server::store::{
-    IncomingResult, JobRecord, LeaseState, NewJob, ReportRecord, Store, SubmitOutcome, UnitKey,
-    UnitRecord, UnitState,
+    IncomingResult, JobInputs, JobRecord, LeaseState, NewJob, ReportRecord, Store, SubmitOutcome,
+    UnitKey, UnitRecord, UnitState,
 };
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::ReportKind;
+use cyclepool_shared::range::RangeUnits;
 use cyclepool_shared::{LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -52,6 +53,8 @@ struct Scenario {
     /// Which volunteers always return the same wrong output (only the first `volunteers` count).
     saboteurs: Vec<bool>,
     units: usize,
+    /// A range job (units stored only once leased) rather than a list of inputs.
+    range: bool,
     policy: JobPolicy,
     ops: Vec<Op>,
 }
@@ -108,30 +111,39 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         2..=MAX_VOLUNTEERS,
         prop::collection::vec(prop::bool::weighted(0.25), MAX_VOLUNTEERS),
         1usize..=20,
+        any::<bool>(),
         policy(),
         prop::collection::vec(op(), 1..200),
     )
-        .prop_map(|(volunteers, saboteurs, units, policy, ops)| Scenario {
-            volunteers,
-            saboteurs,
-            units,
-            policy,
-            ops,
-        })
+        .prop_map(
+            |(volunteers, saboteurs, units, range, policy, ops)| Scenario {
+                volunteers,
+                saboteurs,
+                units,
+                range,
+                policy,
+                ops,
+            },
+        )
 }
 
 fn volunteer_id(volunteer: usize) -> VolunteerId {
     VolunteerId::from_bytes([u8::try_from(volunteer + 1).expect("few volunteers"); 32])
 }
 
-fn input(unit: u64) -> Vec<u8> {
-    vec![u8::try_from(unit).expect("few units"), 0x5a, 0xc3]
+/// Unit `unit`'s input in a job of inputs; a range job's unit `i` covers `[i, i + 1)`.
+fn input(range: bool, unit: u64) -> Vec<u8> {
+    if range {
+        cyclepool_shared::range::encode_range(unit, unit + 1)
+    } else {
+        vec![u8::try_from(unit).expect("few units"), 0x5a, 0xc3]
+    }
 }
 
-/// The right output of `unit` (its input reversed), or wrong output number `wrong`.
+/// The right output of `unit`, or wrong output number `wrong`.
 fn output(unit: u64, wrong: Option<u8>) -> Vec<u8> {
     match wrong {
-        None => input(unit).into_iter().rev().collect(),
+        None => vec![0xc3, 0x5a, u8::try_from(unit).expect("few units")],
         Some(wrong) => vec![0xee, wrong, u8::try_from(unit).expect("few units")],
     }
 }
@@ -169,7 +181,10 @@ impl Sim {
     fn new(scenario: &Scenario) -> Self {
         let dir = tempfile::tempdir().expect("creating the data directory");
         let store = Arc::new(Store::open(dir.path()).expect("opening the store"));
-        let inputs: Vec<Vec<u8>> = (0..scenario.units as u64).map(input).collect();
+        let inputs: Vec<Vec<u8>> = (0..scenario.units as u64)
+            .map(|unit| input(false, unit))
+            .collect();
+        let range = RangeUnits::new(0, scenario.units as u64, 1).expect("at least one unit");
         let job = store
             .create_job(
                 NewJob {
@@ -188,7 +203,11 @@ impl Sim {
                     category: cyclepool_shared::distributor::Category::Other,
                     review: cyclepool_shared::distributor::Review::Approved,
                 },
-                &inputs,
+                if scenario.range {
+                    JobInputs::Range(range)
+                } else {
+                    JobInputs::List(&inputs)
+                },
                 START_MS,
                 None,
             )
@@ -234,11 +253,29 @@ impl Sim {
         self.check()
     }
 
+    /// Every unit of the job, stored or (a range job's, never leased) fresh.
     fn units(&self) -> HashMap<UnitKey, UnitRecord> {
-        self.store
+        let stored: HashMap<UnitKey, UnitRecord> = self
+            .store
             .units()
             .collect::<Result<_, _>>()
-            .expect("reading the units")
+            .expect("reading the units");
+        let mut units = HashMap::new();
+        for index in 0..self.job.units {
+            let key = UnitKey {
+                job: self.job.id,
+                index,
+            };
+            if let Some(unit) = self.store.unit(key).expect("reading a unit") {
+                units.insert(key, unit);
+            }
+        }
+        // Nothing stored outside the job.
+        assert!(
+            stored.keys().all(|key| units.contains_key(key)),
+            "{stored:?}"
+        );
+        units
     }
 
     fn lease_state(&self, id: LeaseId) -> Result<LeaseState, String> {
@@ -321,7 +358,7 @@ impl Sim {
                     now + TTL_MS
                 ));
             }
-            if lease.input != input(key.index)
+            if lease.input != input(self.job.range.is_some(), key.index)
                 || lease.input_sha256 != Sha256Digest::of(&lease.input)
             {
                 return Err(format!(
@@ -385,22 +422,22 @@ impl Sim {
         let state = self.lease_state(granted.id)?;
         let deadline = self.deadline(granted.id)?;
         self.submissions += 1;
+        let result = IncomingResult {
+            lease: granted.id,
+            volunteer: volunteer_id(granted.holder),
+            nonce: granted.nonce,
+            output,
+            output_sha256,
+            signature: Signature::from_bytes([0; 64]),
+            compute_ms: self.submissions,
+        };
         let outcome = self
             .scheduler
-            .submit(
-                &IncomingResult {
-                    lease: granted.id,
-                    volunteer: volunteer_id(granted.holder),
-                    nonce: granted.nonce,
-                    output,
-                    output_sha256,
-                    signature: Signature::from_bytes([0; 64]),
-                    compute_ms: self.submissions,
-                },
-                Some(granted.unit.job),
-            )
+            .submit(std::slice::from_ref(&result))
             .await
-            .expect("submitting");
+            .expect("submitting")
+            .pop()
+            .expect("one outcome per result");
         self.log.push(format!(
             "v{} returns {} for #{index} (unit {}): {outcome:?}",
             granted.holder,

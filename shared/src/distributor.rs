@@ -332,11 +332,11 @@ pub struct FailureReport {
 
 /// The digest of a job's inputs, in unit order: the SHA-256 of the concatenated SHA-256 of
 /// each input. A distributor signs it, so the portal cannot change what the units compute.
-pub fn inputs_digest<'a>(inputs: impl IntoIterator<Item = &'a [u8]>) -> Sha256Digest {
+pub fn inputs_digest(inputs: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Sha256Digest {
     use sha2::{Digest as _, Sha256};
     let mut all = Sha256::new();
     for input in inputs {
-        all.update(Sha256Digest::of(input).as_bytes());
+        all.update(Sha256Digest::of(input.as_ref()).as_bytes());
     }
     Sha256Digest::from_bytes(all.finalize().into())
 }

@@ -4,10 +4,16 @@
 //! [`RangeUnits`] says which units a range makes, so that the portal (which stores them) and a
 //! distributor (which signs their digest) cut a range the same way.
 
+use serde::{Deserialize, Serialize};
+
 /// The units of a range job: `[start, end)` cut into pieces of `step` numbers, the last one
 /// shorter when `step` does not divide the range. Unit `i` covers
 /// `[start + i·step, min(start + (i + 1)·step, end))`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// It serializes as `{"start", "end", "step"}`, and deserializing checks what [`RangeUnits::new`]
+/// checks, so a decoded value always makes at least one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RangeParts")]
 pub struct RangeUnits {
     start: u64,
     end: u64,
@@ -39,6 +45,33 @@ impl RangeUnits {
     /// Every unit's `[from, to)`, in order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         (0..self.units()).filter_map(|index| self.get(index))
+    }
+
+    /// Unit `index`'s input (as [`encode_range`] makes it), or `None` past the last unit.
+    pub fn input(&self, index: u64) -> Option<Vec<u8>> {
+        self.get(index).map(|(from, to)| encode_range(from, to))
+    }
+
+    /// Every unit's input, in order, made as it is needed.
+    pub fn inputs(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.iter().map(|(from, to)| encode_range(from, to))
+    }
+}
+
+/// What a [`RangeUnits`] deserializes from, checked on the way in.
+#[derive(Deserialize)]
+struct RangeParts {
+    start: u64,
+    end: u64,
+    step: u64,
+}
+
+impl TryFrom<RangeParts> for RangeUnits {
+    type Error = &'static str;
+
+    fn try_from(parts: RangeParts) -> Result<Self, Self::Error> {
+        Self::new(parts.start, parts.end, parts.step)
+            .ok_or("a range needs start < end and step > 0")
     }
 }
 
@@ -90,5 +123,23 @@ mod tests {
         assert_eq!(RangeUnits::new(5, 5, 1), None);
         assert_eq!(RangeUnits::new(6, 5, 1), None);
         assert_eq!(RangeUnits::new(0, 5, 0), None);
+        assert_eq!(units.input(2), Some(encode_range(9, 10)));
+        assert_eq!(units.input(3), None);
+        assert_eq!(units.inputs().count(), 3);
+    }
+
+    #[test]
+    fn only_a_range_that_makes_units_deserializes() {
+        let units = RangeUnits::new(3, 10, 3).unwrap();
+        let json = serde_json::to_string(&units).unwrap();
+        assert_eq!(json, r#"{"start":3,"end":10,"step":3}"#);
+        assert_eq!(serde_json::from_str::<RangeUnits>(&json).unwrap(), units);
+        for bad in [
+            r#"{"start":5,"end":5,"step":1}"#,
+            r#"{"start":6,"end":5,"step":1}"#,
+            r#"{"start":0,"end":5,"step":0}"#,
+        ] {
+            assert!(serde_json::from_str::<RangeUnits>(bad).is_err(), "{bad}");
+        }
     }
 }

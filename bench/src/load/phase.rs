@@ -184,6 +184,7 @@ pub async fn run_phase(
     let units_per_s = accepted as f64 / seconds;
     let lease = tally.lease.sorted();
     let submit = tally.submit.sorted();
+    let exchange = tally.exchange.sorted();
     let shed = tally.shed_latency.sorted();
     let limited = tally.limited_latency.sorted();
     let lag = tally.lag.sorted();
@@ -241,6 +242,9 @@ pub async fn run_phase(
         "lease_p99_ms": percentile_ms(&lease, 99.0),
         "submit_p50_ms": percentile_ms(&submit, 50.0),
         "submit_p99_ms": percentile_ms(&submit, 99.0),
+        "exchange_requests": exchange.len(),
+        "exchange_p50_ms": percentile_ms(&exchange, 50.0),
+        "exchange_p99_ms": percentile_ms(&exchange, 99.0),
         "shed_p50_ms": percentile_ms(&shed, 50.0),
         "shed_p99_ms": percentile_ms(&shed, 99.0),
         "limited_p50_ms": percentile_ms(&limited, 50.0),

@@ -25,14 +25,15 @@ fn number(report: &Value, key: &str) -> f64 {
 pub fn print_table(report: &Value) {
     println!(
         "| volunteers | addresses | max_units | units/s (durable) | validated/s | \
-         lease p50 / p99 (ms) | submit p50 / p99 (ms) | 503 / 429 | server CPU | \
-         generator CPU | server peak RSS (MiB) | writes per flush |"
+         lease p50 / p99 (ms) | submit p50 / p99 (ms) | exchange p50 / p99 (ms) | 503 / 429 | \
+         server CPU | generator CPU | server peak RSS (MiB) | writes per flush |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let writes = number(report, "durable_writes");
     let flushes = number(report, "flushes");
     println!(
-        "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} / {} | {:.0} % | {:.0} % | {:.0} | {:.1} |",
+        "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} / {} | {:.0} % | {:.0} % | {:.0} | \
+         {:.1} |",
         report["volunteers"],
         report["addresses"],
         report["max_units"],
@@ -40,6 +41,7 @@ pub fn print_table(report: &Value) {
         number(report, "validated_per_s"),
         pair(report, "lease"),
         pair(report, "submit"),
+        pair(report, "exchange"),
         report["shed_503"],
         report["limited_429"],
         number(report, "server_cpu_pct"),

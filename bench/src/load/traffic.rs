@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use cyclepool_shared::ErrorCode;
 use cyclepool_shared::protocol::{
-    Lease, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission, SubmitResponse,
-    SubmitStatus,
+    Exchange, ExchangeResponse, Lease, LeaseRequest, LeaseResponse, PROTOCOL_VERSION,
+    ResultSubmission, SubmitResponse, SubmitStatus,
 };
 use cyclepool_shared::signing::{Purpose, SecretKey, result_message};
 use cyclepool_shared::{Sha256Digest, VolunteerId};
@@ -83,7 +84,11 @@ pub struct Load {
     pub volunteers: Vec<Volunteer>,
     pub lease_url: String,
     pub results_url: String,
+    pub exchange_url: String,
     pub max_units: u32,
+    /// The closed loop hands in its results and asks for more work in one request
+    /// (`POST /api/v1/exchange`) instead of a lease request and a submission per unit.
+    pub exchange: bool,
     /// Keep-alive connections each client pools.
     pub connections_per_client: usize,
     /// Per client, `connections_per_client` places for requests in flight, which open-loop
@@ -182,6 +187,8 @@ pub struct Tally {
     shown: AtomicU64,
     pub lease: Recorder,
     pub submit: Recorder,
+    /// Exchanges (results handed in and a lease asked for, in one request).
+    pub exchange: Recorder,
     pub shed_latency: Recorder,
     pub limited_latency: Recorder,
     /// How late the generator's own timer fired: its runtime's queueing, which every latency
@@ -409,6 +416,9 @@ impl Phase {
     /// One simulated volunteer's closed loop (lease, compute, submit, again) until the
     /// phase's deadline or the budget runs out.
     pub async fn volunteer(self: Arc<Self>, index: usize) {
+        if self.load.exchange {
+            return self.exchanging_volunteer(index).await;
+        }
         let volunteer = &self.load.volunteers[index];
         'work: while self.may_send(self.deadline) {
             let answer = match self.lease(volunteer).await {
@@ -435,6 +445,90 @@ impl Phase {
                     break 'work;
                 }
             }
+        }
+    }
+
+    /// The closed loop over exchanges: each request hands in the results of the units the
+    /// last one leased and asks for as many more, until the deadline or the budget runs out.
+    /// Results answered `rate_limited` or lost with a 503 or 429 are handed in again with the
+    /// next exchange, as a volunteer would; results still in hand at the end are not counted.
+    async fn exchanging_volunteer(self: Arc<Self>, index: usize) {
+        let volunteer = &self.load.volunteers[index];
+        let mut results: Vec<ResultSubmission> = Vec::new();
+        while self.may_send(self.deadline) {
+            let exchange = Exchange {
+                protocol: PROTOCOL_VERSION,
+                results: std::mem::take(&mut results),
+                lease: Some(LeaseRequest {
+                    proof: None,
+                    protocol: PROTOCOL_VERSION,
+                    volunteer: volunteer.id,
+                    max_units: self.load.max_units,
+                    exclude_jobs: Vec::new(),
+                    exclude_categories: Vec::new(),
+                    site: None,
+                }),
+            };
+            let url = &self.load.exchange_url;
+            let answer: Answer<ExchangeResponse> = self
+                .call(
+                    volunteer.client,
+                    (url, &exchange),
+                    &self.tally.exchange,
+                    "exchange",
+                    self.deadline,
+                )
+                .await;
+            let answer = match answer {
+                Answer::Served(answer) => answer,
+                Answer::Busy(wait) => {
+                    results = exchange.results;
+                    Self::back_off(wait, self.deadline).await;
+                    continue;
+                }
+                // Refused whole (a 4xx, counted by `call`): none of its results was taken.
+                Answer::Refused => {
+                    Self::back_off(FAILURE_WAIT, self.deadline).await;
+                    continue;
+                }
+                Answer::Unanswered => {
+                    // Sent but unanswered: accepted or not, the server's store will say.
+                    self.tally
+                        .unknown_outcomes
+                        .fetch_add(exchange.results.len() as u64, Ordering::Relaxed);
+                    Self::back_off(FAILURE_WAIT, self.deadline).await;
+                    continue;
+                }
+                Answer::Late => break,
+            };
+            for (result, answer) in exchange.results.into_iter().zip(&answer.results) {
+                match (answer.status, &answer.error) {
+                    (Some(SubmitStatus::Accepted), _) => count(&self.tally.accepted),
+                    (Some(SubmitStatus::Duplicate), _) => count(&self.tally.duplicates),
+                    (None, Some(error)) if error.code == ErrorCode::RateLimited => {
+                        count(&self.tally.limited);
+                        results.push(result);
+                    }
+                    (None, error) => self.failure(&self.tally.refused, || {
+                        format!("exchange: result refused: {error:?}")
+                    }),
+                }
+            }
+            if let Some(error) = &answer.lease_error {
+                self.failure(&self.tally.refused, || {
+                    format!("exchange: lease refused: {error:?}")
+                });
+            }
+            let leases = answer.lease.map(|lease| lease.leases).unwrap_or_default();
+            if leases.is_empty() && results.is_empty() {
+                count(&self.tally.empty_leases);
+                tokio::time::sleep(IDLE_WAIT).await;
+            }
+            results.extend(
+                leases
+                    .iter()
+                    .map(|lease| compute_and_sign(&volunteer.key, volunteer.id, lease)),
+            );
         }
     }
 

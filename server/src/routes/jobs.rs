@@ -15,7 +15,7 @@ use cyclepool_shared::distributor::{
 };
 use cyclepool_shared::manifest::{JobPolicy, PortalKeys, SignedManifest};
 use cyclepool_shared::protocol::{CreateJob, Inputs, JobCreated, ModuleUploaded};
-use cyclepool_shared::range::{RangeUnits, encode_range};
+use cyclepool_shared::range::RangeUnits;
 use cyclepool_shared::{ErrorBody, ErrorCode, JobId, KeyId, Sha256Digest};
 
 use crate::auth::Caller;
@@ -24,7 +24,7 @@ use crate::module_check::check_module;
 use crate::routes::groups::owned_group;
 use crate::routes::openapi::{BAD_JOB_ID, FORBIDDEN, NO_GROUP, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::state::AppState;
-use crate::store::NewJob;
+use crate::store::{JobInputs, NewJob};
 
 /// The most units one job may have.
 pub const MAX_UNITS_PER_JOB: u64 = 10_000_000;
@@ -158,7 +158,7 @@ pub async fn create_job(
             ),
         )
     })?;
-    let inputs = expand_inputs(request.inputs)?;
+    let inputs = check_inputs(request.inputs)?;
     let (inputs, declaration) = check_declaration(
         &caller,
         request.signature,
@@ -204,13 +204,15 @@ pub async fn create_job(
         review: Review::Pending,
     };
     let store = state.store.clone();
-    let job = tokio::task::spawn_blocking(move || store.create_job(spec, &inputs, now, None))
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "job creation task failed");
-            ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-        })??
-        .ok_or_else(|| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let job = tokio::task::spawn_blocking(move || {
+        store.create_job(spec, inputs.as_job_inputs(), now, None)
+    })
+    .await
+    .map_err(|err| {
+        tracing::error!(error = %err, "job creation task failed");
+        ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+    })??
+    .ok_or_else(|| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
     state.scheduler.add_job(job.clone());
     // The portal's own jobs and a trusted distributor's are published at once; the others
     // wait in the admin's review queue, served to no one.
@@ -252,9 +254,9 @@ struct Declared<'a> {
 async fn check_declaration(
     caller: &Caller,
     signature: Option<DeclarationSignature>,
-    inputs: Vec<Vec<u8>>,
+    inputs: UnitInputs,
     declared: Declared<'_>,
-) -> Result<(Vec<Vec<u8>>, Option<DeclarationSignature>), ApiError> {
+) -> Result<(UnitInputs, Option<DeclarationSignature>), ApiError> {
     let Some(signature) = signature else {
         return Ok((inputs, None));
     };
@@ -284,7 +286,10 @@ async fn check_declaration(
         Some(_) => {}
     }
     let (inputs, digest) = tokio::task::spawn_blocking(move || {
-        let digest = inputs_digest(inputs.iter().map(Vec::as_slice));
+        let digest = match &inputs {
+            UnitInputs::List(list) => inputs_digest(list),
+            UnitInputs::Range(range) => inputs_digest(range.inputs()),
+        };
         (inputs, digest)
     })
     .await
@@ -461,7 +466,23 @@ fn check_policy(policy: &JobPolicy) -> Result<(), ApiError> {
     }
 }
 
-fn expand_inputs(inputs: Inputs) -> Result<Vec<Vec<u8>>, ApiError> {
+/// A job's inputs, checked: a list (stored unit by unit) or a range (whose units are made
+/// as they are first leased, so a job of ten million units costs one record to create).
+enum UnitInputs {
+    List(Vec<Vec<u8>>),
+    Range(RangeUnits),
+}
+
+impl UnitInputs {
+    fn as_job_inputs(&self) -> JobInputs<'_> {
+        match self {
+            Self::List(list) => JobInputs::List(list),
+            Self::Range(range) => JobInputs::Range(*range),
+        }
+    }
+}
+
+fn check_inputs(inputs: Inputs) -> Result<UnitInputs, ApiError> {
     match inputs {
         Inputs::List(list) => {
             if list.is_empty() || list.len() as u64 > MAX_UNITS_PER_JOB {
@@ -474,7 +495,7 @@ fn expand_inputs(inputs: Inputs) -> Result<Vec<Vec<u8>>, ApiError> {
                     "inputs.list[{index}] is larger than {MAX_INPUT_BYTES} bytes"
                 )));
             }
-            Ok(list)
+            Ok(UnitInputs::List(list))
         }
         Inputs::Range { start, end, step } => {
             // The same cutting the distributor's CLI digests (`RangeUnits`), so the two agree.
@@ -486,10 +507,7 @@ fn expand_inputs(inputs: Inputs) -> Result<Vec<Vec<u8>>, ApiError> {
                     "inputs.range makes {count} units; the limit is {MAX_UNITS_PER_JOB}"
                 )));
             }
-            Ok(units
-                .iter()
-                .map(|(from, to)| encode_range(from, to))
-                .collect())
+            Ok(UnitInputs::Range(units))
         }
     }
 }

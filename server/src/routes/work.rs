@@ -167,15 +167,27 @@ pub async fn submit(
     State(state): State<AppState>,
     ApiJson(submission): ApiJson<ResultSubmission>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
-    let status = hand_in(&state, submission).await?;
+    let result = check_result(&state, submission).await?;
+    let outcome = state
+        .scheduler
+        .submit(std::slice::from_ref(&result))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let status = answer(outcome, &result)?;
     Ok(Json(SubmitResponse {
         protocol: PROTOCOL_VERSION,
         status,
     }))
 }
 
-/// Judges one result, alone or as part of an exchange; `Ok` once it is durable.
-async fn hand_in(state: &AppState, submission: ResultSubmission) -> Result<SubmitStatus, ApiError> {
+/// Checks one result on its own, alone or as part of an exchange, before the store judges it
+/// against its lease: protocol, size, digest, signature, the volunteer's rate limit, and the
+/// job's `verify` (an output it rejects ends the lease here).
+async fn check_result(
+    state: &AppState,
+    submission: ResultSubmission,
+) -> Result<IncomingResult, ApiError> {
     check_protocol(submission.protocol)?;
     if submission.output.len() > MAX_OUTPUT_BYTES {
         return Err(ApiError::new(
@@ -236,7 +248,9 @@ async fn hand_in(state: &AppState, submission: ResultSubmission) -> Result<Submi
                 ),
             ));
         }
-        let unit = if open {
+        // The unit's input is read only for a job that checks results with `verify`.
+        let checked = job.as_ref().is_some_and(|job| job.policy.use_verify);
+        let unit = if open && checked {
             state.store.unit(record.unit)?
         } else {
             None
@@ -274,8 +288,14 @@ async fn hand_in(state: &AppState, submission: ResultSubmission) -> Result<Submi
         signature: submission.signature,
         compute_ms: submission.compute_ms,
     };
-    let job = record.map(|record| record.unit.job);
-    let status = match state.scheduler.submit(&incoming, job).await? {
+    Ok(incoming)
+}
+
+/// The answer to what the store made of `result`: a status for a result that is (or was
+/// already) durable, an error otherwise.
+fn answer(outcome: SubmitOutcome, result: &IncomingResult) -> Result<SubmitStatus, ApiError> {
+    let lease = result.lease;
+    let status = match outcome {
         SubmitOutcome::Accepted { .. } => SubmitStatus::Accepted,
         SubmitOutcome::Duplicate => SubmitStatus::Duplicate,
         SubmitOutcome::UnknownLease => {
@@ -318,7 +338,7 @@ async fn hand_in(state: &AppState, submission: ResultSubmission) -> Result<Submi
                 ),
             ));
         }
-        SubmitOutcome::Blacklisted => return Err(blacklisted(submission.volunteer)),
+        SubmitOutcome::Blacklisted => return Err(blacklisted(result.volunteer)),
         SubmitOutcome::Conflict => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -368,23 +388,48 @@ pub async fn exchange(
             "the lease request and the results must name the same volunteer",
         ));
     }
-    // Judged together, so that their durable writes share flushes (the group commit).
-    let answers = futures_util::future::join_all(
+    // Each result is checked on its own, then those that pass are judged in one transaction
+    // and made durable by one flush.
+    let checked = futures_util::future::join_all(
         exchange
             .results
             .into_iter()
-            .map(|result| hand_in(&state, result)),
+            .map(|result| check_result(&state, result)),
     )
     .await;
-    let mut results = Vec::with_capacity(answers.len());
-    for answer in answers {
+    // The results that passed, and for each result its refusal if it did not.
+    let mut passed = Vec::with_capacity(checked.len());
+    let mut refusals = Vec::with_capacity(checked.len());
+    for check in checked {
+        match check {
+            Ok(result) => {
+                passed.push(result);
+                refusals.push(None);
+            }
+            // A server fault leaves the result's fate unknown: the whole exchange fails, and
+            // the client sends it again (a duplicate is answered as such).
+            Err(err) if err.status().is_server_error() => return Err(err),
+            Err(err) => refusals.push(Some(err)),
+        }
+    }
+    let outcomes = state.scheduler.submit(&passed).await?;
+    let mut judged = passed
+        .iter()
+        .zip(outcomes)
+        .map(|(result, outcome)| answer(outcome, result));
+    let mut results = Vec::with_capacity(refusals.len());
+    for refusal in refusals {
+        let answer = match refusal {
+            Some(err) => Err(err),
+            None => judged
+                .next()
+                .unwrap_or_else(|| Err(ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR))),
+        };
         results.push(match answer {
             Ok(status) => ResultAnswer {
                 status: Some(status),
                 error: None,
             },
-            // A server fault leaves the result's fate unknown: the whole exchange fails, and
-            // the client sends it again (a duplicate is answered as such).
             Err(err) if err.status().is_server_error() => return Err(err),
             Err(err) => ResultAnswer {
                 status: None,

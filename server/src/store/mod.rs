@@ -9,9 +9,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{PoisonError, RwLock};
 
 use cyclepool_shared::distributor::{JobStatus, inputs_digest};
 use cyclepool_shared::protocol::DurabilityStats;
+use cyclepool_shared::range::RangeUnits;
 use cyclepool_shared::{JobId, LeaseId, Sha256Digest, VolunteerId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,6 +49,9 @@ pub enum StoreError {
     CommitThreadGone,
 }
 
+/// The store's page cache unless configured (`--cache-mib`): sled's own default is 1 GiB.
+pub const DEFAULT_CACHE_MIB: u64 = 256;
+
 /// The sled database and its trees.
 pub struct Store {
     db: sled::Db,
@@ -60,6 +65,10 @@ pub struct Store {
     credit: sled::Tree,
     known: sled::Tree,
     volunteers: sled::Tree,
+    /// Each volunteer's most recent units, for backtracking: volunteer ‖ position (u64 BE) →
+    /// unit key. Kept apart from `volunteers` so that a result adds one small record instead of
+    /// rewriting a list of thousands.
+    recent: sled::Tree,
     accounts: sled::Tree,
     tokens: sled::Tree,
     sessions: sled::Tree,
@@ -74,23 +83,74 @@ pub struct Store {
     log: sled::Tree,
     /// Abuse reports for the admin: report id (u64 BE) → `AbuseRecord`.
     abuse: sled::Tree,
+    /// The range jobs, whose units are stored only once first leased (see [`JobInputs`]): a
+    /// unit of one of these jobs that is not in `units` is fresh, and made from its range.
+    ranges: RwLock<HashMap<JobId, FreshUnits>>,
     commit: GroupCommit,
+}
+
+/// How a new job's units are made.
+#[derive(Debug, Clone, Copy)]
+pub enum JobInputs<'a> {
+    /// One unit per input, each stored at creation.
+    List(&'a [Vec<u8>]),
+    /// The units of a range, each stored only once it is first leased: creating a job of
+    /// millions of units writes one record, and a unit nobody has leased yet costs nothing.
+    Range(RangeUnits),
+}
+
+/// What a range job's units are before they are stored: their inputs, and the replicas each
+/// wants at first.
+#[derive(Debug, Clone, Copy)]
+struct FreshUnits {
+    range: RangeUnits,
+    wanted: u32,
+}
+
+impl FreshUnits {
+    fn of(job: &JobRecord) -> Option<Self> {
+        job.range.map(|range| Self {
+            range,
+            wanted: job.policy.initial_replicas,
+        })
+    }
+
+    fn unit(&self, index: u64) -> Option<UnitRecord> {
+        self.range
+            .input(index)
+            .map(|input| UnitRecord::new(input, self.wanted))
+    }
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 impl Store {
-    /// Opens (or creates) the store in `dir`. Fails if another process has it open.
+    /// Opens (or creates) the store in `dir` with the default page cache. Fails if another
+    /// process has it open.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_MIB << 20)
+    }
+
+    /// Opens (or creates) the store in `dir`, its page cache at most `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             // Durability comes from explicit group commits; the periodic flush only bounds
             // how much unacknowledged state (leases) a crash can lose.
             .flush_every_ms(Some(500))
             .open()?;
+        let jobs = db.open_tree("jobs")?;
+        let mut ranges = HashMap::new();
+        for value in jobs.iter().values() {
+            let job: JobRecord = decode("jobs", &value?)?;
+            if let Some(fresh) = FreshUnits::of(&job) {
+                ranges.insert(job.id, fresh);
+            }
+        }
         Ok(Self {
             meta: db.open_tree("meta")?,
-            jobs: db.open_tree("jobs")?,
+            jobs,
             units: db.open_tree("units")?,
             leases: db.open_tree("leases")?,
             results: db.open_tree("results")?,
@@ -99,6 +159,7 @@ impl Store {
             credit: db.open_tree("credit")?,
             known: db.open_tree("known")?,
             volunteers: db.open_tree("volunteers")?,
+            recent: db.open_tree("recent")?,
             accounts: db.open_tree("accounts")?,
             tokens: db.open_tree("tokens")?,
             sessions: db.open_tree("sessions")?,
@@ -111,21 +172,32 @@ impl Store {
             sites: db.open_tree("sites")?,
             site_origins: db.open_tree("site_origins")?,
             site_credit: db.open_tree("site_credit")?,
+            ranges: RwLock::new(ranges),
             commit: GroupCommit::start(db.clone()),
             db,
         })
     }
 
-    /// Creates a job with one unit per input, atomically. With `once`, the job is created only
-    /// if no job was ever created under that name (used for the demo job); returns `None` then.
+    /// Creates a job with its units, atomically. With `once`, the job is created only if no
+    /// job was ever created under that name (used for the demo job); returns `None` then.
+    /// Hashes every input (the job's `inputs_sha256`): for ten million range units, about
+    /// two seconds of one core.
     pub fn create_job(
         &self,
         spec: NewJob,
-        inputs: &[Vec<u8>],
+        inputs: JobInputs<'_>,
         now_ms: u64,
         once: Option<&str>,
     ) -> Result<Option<JobRecord>, StoreError> {
         let wanted = spec.policy.initial_replicas;
+        let (list, range): (&[Vec<u8>], _) = match inputs {
+            JobInputs::List(list) => (list, None),
+            JobInputs::Range(range) => (&[], Some(range)),
+        };
+        let (units, inputs_sha256) = match range {
+            Some(range) => (range.units(), inputs_digest(range.inputs())),
+            None => (list.len() as u64, inputs_digest(list)),
+        };
         let job = JobRecord {
             id: JobId(self.db.generate_id()?),
             distributor: spec.distributor,
@@ -134,7 +206,7 @@ impl Store {
             module_sha256: spec.module_sha256,
             module_bytes: spec.module_bytes,
             policy: spec.policy,
-            units: inputs.len() as u64,
+            units,
             created_ms: now_ms,
             expires_ms: spec.expires_ms,
             owner: spec.owner,
@@ -142,14 +214,15 @@ impl Store {
             group: spec.group,
             priority: spec.priority,
             weight: spec.weight,
-            inputs_sha256: Some(inputs_digest(inputs.iter().map(Vec::as_slice))),
+            inputs_sha256: Some(inputs_sha256),
             declaration: spec.declaration,
             review: spec.review,
             category: spec.category,
             log_seq: None,
+            range,
         };
         let encoded_job = encode(&job);
-        let encoded_units: Vec<([u8; 16], Vec<u8>)> = inputs
+        let encoded_units: Vec<([u8; 16], Vec<u8>)> = list
             .iter()
             .enumerate()
             .map(|(index, input)| {
@@ -177,7 +250,36 @@ impl Store {
                 Ok(true)
             })
             .map_err(tx_error)?;
-        Ok(created.then_some(job))
+        if !created {
+            return Ok(None);
+        }
+        if let Some(fresh) = FreshUnits::of(&job) {
+            self.ranges
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(job.id, fresh);
+        }
+        Ok(Some(job))
+    }
+
+    /// `job`'s fresh units, if it is a range job.
+    fn fresh_units(&self, job: JobId) -> Option<FreshUnits> {
+        self.ranges
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&job)
+            .copied()
+    }
+
+    /// A unit as a transaction sees it: as stored, or fresh if its range job has not stored it
+    /// yet (writing it back stores it).
+    fn unit_in(&self, units: &TransactionalTree, key: UnitKey) -> TxResult<Option<UnitRecord>> {
+        match get::<UnitRecord>(units, "units", &key.to_bytes())? {
+            Some(unit) => Ok(Some(unit)),
+            None => Ok(self
+                .fresh_units(key.job)
+                .and_then(|fresh| fresh.unit(key.index))),
+        }
     }
 
     /// Every job, in creation order.
@@ -216,55 +318,10 @@ impl Store {
         Ok(counts)
     }
 
-    /// Up to `limit` pending units after `after` (from the start when `None`), scanning at most
-    /// `scan_limit` units, so that a long run of finished units cannot stall the caller.
-    pub fn pending_units(
-        &self,
-        after: Option<UnitKey>,
-        limit: usize,
-        scan_limit: usize,
-    ) -> Result<PendingPage, StoreError> {
-        let range = match after {
-            Some(key) => self.units.range((
-                std::ops::Bound::Excluded(key.to_bytes()),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.units.iter(),
-        };
-        let mut page = PendingPage {
-            found: Vec::new(),
-            last_scanned: after,
-            at_end: false,
-        };
-        let mut range = range.take(scan_limit);
-        while page.found.len() < limit {
-            let Some(entry) = range.next() else {
-                // Stopped by the end of the tree, not by the scan limit?
-                page.at_end = page.last_scanned.is_none_or(|last| {
-                    self.units
-                        .range((
-                            std::ops::Bound::Excluded(last.to_bytes()),
-                            std::ops::Bound::Unbounded,
-                        ))
-                        .next()
-                        .is_none()
-                });
-                break;
-            };
-            let (key, value) = entry?;
-            let key = UnitKey::from_bytes(&key)?;
-            let unit: UnitRecord = decode("units", &value)?;
-            if unit.wants_replica() {
-                page.found.push(key);
-            }
-            page.last_scanned = Some(key);
-        }
-        Ok(page)
-    }
-
     /// Up to `limit` pending units of `job` after unit index `after` (from its first unit when
-    /// `None`), scanning at most `scan_limit` units and never past the job's last unit, so that
-    /// one job's feeder neither stalls the caller nor wanders into the next job's units.
+    /// `None`), looking at most at `scan_limit` units and never past the job's last unit, so
+    /// that one job's feeder neither stalls the caller nor wanders into the next job's units.
+    /// A range job's fresh units (not stored: never leased) are pending too.
     pub fn pending_units_of_job(
         &self,
         job: JobId,
@@ -293,14 +350,32 @@ impl Store {
             index: u64::MAX,
         }
         .to_bytes();
-        let mut range = self.units.range(start..=end);
+        let mut stored = self.units.range(start..=end).peekable();
+        // Indices from `next` up to the next stored unit (or the job's end) are fresh units.
+        let fresh_end = self.fresh_units(job).map_or(0, |fresh| fresh.range.units());
+        let mut next = first;
         let mut scanned = 0;
         while page.found.len() < limit && scanned < scan_limit {
-            let Some(entry) = range.next() else {
+            scanned += 1;
+            let next_stored = match stored.peek() {
+                Some(Ok((key, _))) => Some(UnitKey::from_bytes(key)?.index),
+                Some(Err(_)) => match stored.next() {
+                    Some(Err(err)) => return Err(err.into()),
+                    _ => None,
+                },
+                None => None,
+            };
+            if next < fresh_end && next_stored.is_none_or(|index| next < index) {
+                let key = UnitKey { job, index: next };
+                page.found.push(key);
+                page.last_scanned = Some(key);
+                next += 1;
+                continue;
+            }
+            let Some(entry) = stored.next() else {
                 page.at_end = true;
                 return Ok(page);
             };
-            scanned += 1;
             let (key, value) = entry?;
             let key = UnitKey::from_bytes(&key)?;
             let unit: UnitRecord = decode("units", &value)?;
@@ -308,10 +383,11 @@ impl Store {
                 page.found.push(key);
             }
             page.last_scanned = Some(key);
+            next = key.index.saturating_add(1);
         }
         // Stopped by a limit: at the end only if nothing of the job follows. (A read error
         // here counts as "something follows"; the next page reports it.)
-        page.at_end = range.next().is_none();
+        page.at_end = next >= fresh_end && stored.next().is_none();
         Ok(page)
     }
 
@@ -404,12 +480,14 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// One unit, if it exists.
+    /// One unit, if it exists: as stored, or fresh (a range job's unit never leased).
     pub fn unit(&self, key: UnitKey) -> Result<Option<UnitRecord>, StoreError> {
-        self.units
-            .get(key.to_bytes())?
-            .map(|value| decode("units", &value))
-            .transpose()
+        match self.units.get(key.to_bytes())? {
+            Some(value) => decode("units", &value).map(Some),
+            None => Ok(self
+                .fresh_units(key.job)
+                .and_then(|fresh| fresh.unit(key.index))),
+        }
     }
 
     /// Every volunteer's credit.
@@ -458,7 +536,8 @@ impl Store {
         self.commit.stats()
     }
 
-    /// Every unit with its state, in key order (for the audit tool).
+    /// Every stored unit with its state, in key order (for the audit tool). A range job's
+    /// fresh units are not among them.
     pub fn units(&self) -> impl Iterator<Item = Result<(UnitKey, UnitRecord), StoreError>> + '_ {
         self.units.iter().map(|entry| {
             let (key, value) = entry?;
@@ -533,6 +612,14 @@ fn result_key(unit: UnitKey, lease: LeaseId) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(&unit.to_bytes());
     key[16..].copy_from_slice(lease.as_bytes());
+    key
+}
+
+/// The key of a volunteer's `position`th recent unit in the `recent` tree.
+fn recent_key(volunteer: VolunteerId, position: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(volunteer.as_bytes());
+    key[32..].copy_from_slice(&position.to_be_bytes());
     key
 }
 
@@ -642,13 +729,13 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             assert!(
                 store
-                    .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                    .create_job(demo_spec(), JobInputs::List(&inputs), 0, Some("demo"))
                     .unwrap()
                     .is_some()
             );
             assert!(
                 store
-                    .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                    .create_job(demo_spec(), JobInputs::List(&inputs), 0, Some("demo"))
                     .unwrap()
                     .is_none()
             );
@@ -657,7 +744,7 @@ mod tests {
         let store = reopen(dir.path());
         assert!(
             store
-                .create_job(demo_spec(), &inputs, 0, Some("demo"))
+                .create_job(demo_spec(), JobInputs::List(&inputs), 0, Some("demo"))
                 .unwrap()
                 .is_none()
         );
@@ -670,7 +757,9 @@ mod tests {
                 .sum::<u64>(),
             0
         );
-        assert_eq!(store.pending_units(None, 10, 10).unwrap().found.len(), 2);
+        let job = store.jobs().unwrap()[0].id;
+        let page = store.pending_units_of_job(job, None, 10, 10).unwrap();
+        assert_eq!(page.found.len(), 2);
     }
 
     #[test]
@@ -679,11 +768,11 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let inputs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i]).collect();
         let first = store
-            .create_job(demo_spec(), &inputs, 0, None)
+            .create_job(demo_spec(), JobInputs::List(&inputs), 0, None)
             .unwrap()
             .unwrap();
         let second = store
-            .create_job(demo_spec(), &inputs, 0, None)
+            .create_job(demo_spec(), JobInputs::List(&inputs), 0, None)
             .unwrap()
             .unwrap();
         let page = store
@@ -719,16 +808,126 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let inputs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i]).collect();
-        store.create_job(demo_spec(), &inputs, 0, None).unwrap();
-        let first = store.pending_units(None, 4, 100).unwrap();
+        let job = store
+            .create_job(demo_spec(), JobInputs::List(&inputs), 0, None)
+            .unwrap()
+            .unwrap()
+            .id;
+        let first = store.pending_units_of_job(job, None, 4, 100).unwrap();
         assert_eq!(first.found.len(), 4);
         assert!(!first.at_end);
-        let rest = store.pending_units(first.last_scanned, 100, 100).unwrap();
+        let after = first.last_scanned.map(|unit| unit.index);
+        let rest = store.pending_units_of_job(job, after, 100, 100).unwrap();
         assert_eq!(rest.found.len(), 6);
         assert_eq!(rest.found[0].index, 4);
         assert!(rest.at_end);
-        let limited = store.pending_units(None, 100, 3).unwrap();
+        let limited = store.pending_units_of_job(job, None, 100, 3).unwrap();
         assert_eq!(limited.found.len(), 3);
         assert!(!limited.at_end);
+    }
+
+    /// A lease record for `unit`, as the scheduler makes one.
+    fn lease_on(unit: UnitKey, volunteer: u8) -> LeaseRecord {
+        LeaseRecord {
+            unit,
+            volunteer: VolunteerId::from_bytes([volunteer; 32]),
+            nonce: cyclepool_shared::Nonce::from_bytes([volunteer; 16]),
+            issued_ms: 0,
+            deadline_ms: 1_000,
+            state: LeaseState::Active,
+            spot_check: false,
+            site: None,
+        }
+    }
+
+    #[test]
+    fn a_range_jobs_units_are_stored_only_once_leased() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = RangeUnits::new(100, 110, 2).unwrap();
+        let job = {
+            let store = Store::open(dir.path()).unwrap();
+            let job = store
+                .create_job(demo_spec(), JobInputs::Range(range), 0, None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(job.units, 5);
+            assert_eq!(job.range, Some(range));
+            // The digest covers every input, as if each had been stored.
+            let inputs: Vec<Vec<u8>> = range.inputs().collect();
+            assert_eq!(job.inputs_sha256, Some(inputs_digest(&inputs)));
+            assert_eq!(store.units().count(), 0, "nothing stored at creation");
+            let fresh = store
+                .unit(UnitKey {
+                    job: job.id,
+                    index: 4,
+                })
+                .unwrap()
+                .unwrap();
+            assert_eq!(fresh.input, range.input(4).unwrap());
+            assert_eq!(fresh.state, UnitState::Open);
+            assert_eq!(
+                store
+                    .unit(UnitKey {
+                        job: job.id,
+                        index: 5
+                    })
+                    .unwrap(),
+                None
+            );
+            // Leasing units 1 and 3 stores them, and only them.
+            for (index, id) in [(1, 1u8), (3, 3)] {
+                let unit = UnitKey { job: job.id, index };
+                let grants = store
+                    .grant(&[(LeaseId::from_bytes([id; 16]), lease_on(unit, id))])
+                    .unwrap();
+                let input = range.input(index).unwrap();
+                assert!(
+                    matches!(grants.as_slice(), [Grant::Granted { input: got, .. }] if *got == input)
+                );
+            }
+            // Two leases on one unit in one call: the second sees the first, and the unit
+            // wants only one replica.
+            let first = UnitKey {
+                job: job.id,
+                index: 0,
+            };
+            let grants = store
+                .grant(&[
+                    (LeaseId::from_bytes([7; 16]), lease_on(first, 7)),
+                    (LeaseId::from_bytes([8; 16]), lease_on(first, 8)),
+                ])
+                .unwrap();
+            assert!(
+                matches!(grants.as_slice(), [Grant::Granted { .. }, Grant::NotWanted]),
+                "{grants:?}"
+            );
+            let stored: Vec<u64> = store.units().map(|unit| unit.unwrap().0.index).collect();
+            assert_eq!(stored, [0, 1, 3]);
+            store.flush().unwrap();
+            job
+        };
+        // After a restart, the gaps and the tail are still fresh, pending units.
+        let store = reopen(dir.path());
+        let page = store.pending_units_of_job(job.id, None, 100, 100).unwrap();
+        let found: Vec<u64> = page.found.iter().map(|unit| unit.index).collect();
+        // Units 0, 1 and 3 have their one replica out.
+        assert_eq!(found, [2, 4]);
+        assert!(page.at_end);
+        // In pages, by either limit, resuming where the last one stopped.
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.pending_units_of_job(job.id, after, 1, 2).unwrap();
+            seen.extend(page.found.iter().map(|unit| unit.index));
+            after = page.last_scanned.map(|unit| unit.index);
+            if page.at_end {
+                break;
+            }
+        }
+        assert_eq!(seen, [2, 4]);
+        let none = store
+            .pending_units_of_job(job.id, Some(4), 100, 100)
+            .unwrap();
+        assert!(none.found.is_empty() && none.at_end);
     }
 }

@@ -5,6 +5,7 @@ use cyclepool_shared::distributor::{
 };
 use cyclepool_shared::manifest::JobPolicy;
 use cyclepool_shared::protocol::{ReportKind, base64_bytes};
+use cyclepool_shared::range::RangeUnits;
 use cyclepool_shared::transparency::LogEvent;
 use cyclepool_shared::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,11 @@ pub struct JobRecord {
     /// The job's latest `published` entry in the transparency log.
     #[serde(default)]
     pub log_seq: Option<u64>,
+    /// A range job's units: each is stored only once it is first leased, made from the range
+    /// until then (`store::JobInputs::Range`). `None` for a job whose units were all stored at
+    /// creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<RangeUnits>,
 }
 
 impl JobRecord {
@@ -324,13 +330,18 @@ pub struct VolunteerRecord {
     pub checks_passed: u32,
     /// Caught returning a wrong answer to a check: blacklisted.
     pub caught: bool,
-    /// The units of this volunteer's most recent replicas (at most [`RECENT_UNITS`]), decided
-    /// or not: withdrawn if it is caught (backtracking).
+    /// How many replicas this volunteer has handed in: the next position in its list of recent
+    /// units (the `recent` tree, whose last [`RECENT_UNITS`] are withdrawn if it is caught).
+    #[serde(default)]
+    pub recent_count: u64,
+    /// The recent units as stores before the `recent` tree kept them: read when the volunteer
+    /// is caught, never added to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_units: Vec<UnitKey>,
 }
 
 /// How many of a volunteer's most recent units backtracking can reach.
-pub const RECENT_UNITS: usize = 4_096;
+pub const RECENT_UNITS: u64 = 4_096;
 
 /// A volunteer's credit: what it has done that was accepted as valid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -128,6 +128,30 @@ async fn each_result_is_judged_alone() {
     assert_eq!(app.progress().await.0, 1);
 }
 
+/// The results of one exchange are judged in one transaction, each after the ones before it:
+/// the same result twice (a client that lost track) is accepted, then a duplicate.
+#[tokio::test]
+async fn results_of_one_exchange_are_judged_in_order() {
+    let app = spawn_app(10).await;
+    let alice = volunteer(1);
+    let leases = app.lease(alice, 2).await.leases;
+    let first = compute(alice, &leases[0]);
+    let second = compute(alice, &leases[1]);
+    let answer = exchange_ok(&app, &exchange(vec![first.clone(), first, second], None)).await;
+    let statuses: Vec<_> = answer.results.iter().map(|result| result.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            Some(SubmitStatus::Accepted),
+            Some(SubmitStatus::Duplicate),
+            Some(SubmitStatus::Accepted)
+        ]
+    );
+    let app = app.restart().await;
+    assert_eq!(app.progress().await.0, 2);
+    assert_eq!(app.results(app.job_id().0).await.len(), 2);
+}
+
 #[tokio::test]
 async fn a_refused_lease_request_does_not_lose_the_results_answers() {
     let app = spawn_app(10).await;

@@ -315,12 +315,14 @@ async fn the_audit_verifies_every_stored_signature() {
         signature: secret_for(bob).sign(Purpose::Result, &message),
         compute_ms: 1,
     };
-    let outcome = store
-        .submit(&incoming, START_MS, &test_policy(), &|_| test_policy())
+    let outcomes = store
+        .submit(std::slice::from_ref(&incoming), START_MS, &|_| {
+            test_policy()
+        })
         .expect("storing the result");
     assert!(
-        matches!(outcome, SubmitOutcome::Accepted { .. }),
-        "{outcome:?}"
+        matches!(outcomes.as_slice(), [SubmitOutcome::Accepted { .. }]),
+        "{outcomes:?}"
     );
     let report = audit(&store, false).expect("auditing the store");
     assert!(!report.ok);
