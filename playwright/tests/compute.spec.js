@@ -43,7 +43,15 @@ test('Start computes correct results that the server stores; Stop stops', async 
   await expect.poll(() => page.workers().length).toBe(0);
   const shownDone = Number(await page.locator('#units-done').textContent());
   const requestsAtStop = workRequests.length;
-  const doneAtStop = (await server.stats()).jobs[0].done;
+  // A result sent just before Stop may still be on its way to the disk: wait until the count
+  // settles (the same twice, 300 ms apart).
+  let doneAtStop = -1;
+  await expect.poll(async () => {
+    const done = (await server.stats()).jobs[0].done;
+    const settled = done === doneAtStop;
+    doneAtStop = done;
+    return settled;
+  }, { intervals: [300], timeout: 10_000 }).toBe(true);
   // Give any straggler a chance to show itself: after Stop there must be none.
   await page.waitForTimeout(1_500);
   expect(workRequests.length).toBe(requestsAtStop);

@@ -11,6 +11,11 @@ use cyclepool_server::store::Store;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+// Under load, glibc's malloc, free and heap consolidation were a tenth of the server's time
+// (docs/BENCHMARKS.md); mimalloc's thread-local heaps take most of that away.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
