@@ -721,10 +721,14 @@ async fn run(scenario: &Scenario) -> Result<(), String> {
 }
 
 proptest! {
-    // Few cases, each up to 200 steps on a real store: a few seconds in a debug build. No
-    // regression file: a failure prints its minimal scenario, which belongs in a named test.
+    // Few cases, each up to 200 steps on a real store: a few seconds in a debug build; a long
+    // run sets PROPTEST_CASES. No regression file: a failure prints its minimal scenario,
+    // which belongs in a named test.
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|cases| cases.parse().ok())
+            .unwrap_or(64),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

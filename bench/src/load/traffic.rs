@@ -357,8 +357,9 @@ impl Phase {
         }
     }
 
-    async fn lease(&self, volunteer: &Volunteer) -> Answer<LeaseResponse> {
-        let request = LeaseRequest {
+    /// What every simulated volunteer asks for: `max_units` units of any public job.
+    fn lease_request(&self, volunteer: &Volunteer) -> LeaseRequest {
+        LeaseRequest {
             proof: None,
             protocol: PROTOCOL_VERSION,
             volunteer: volunteer.id,
@@ -366,7 +367,11 @@ impl Phase {
             exclude_jobs: Vec::new(),
             exclude_categories: Vec::new(),
             site: None,
-        };
+        }
+    }
+
+    async fn lease(&self, volunteer: &Volunteer) -> Answer<LeaseResponse> {
+        let request = self.lease_request(volunteer);
         let client = volunteer.client;
         let url = &self.load.lease_url;
         let served = &self.tally.lease;
@@ -459,15 +464,7 @@ impl Phase {
             let exchange = Exchange {
                 protocol: PROTOCOL_VERSION,
                 results: std::mem::take(&mut results),
-                lease: Some(LeaseRequest {
-                    proof: None,
-                    protocol: PROTOCOL_VERSION,
-                    volunteer: volunteer.id,
-                    max_units: self.load.max_units,
-                    exclude_jobs: Vec::new(),
-                    exclude_categories: Vec::new(),
-                    site: None,
-                }),
+                lease: Some(self.lease_request(volunteer)),
             };
             let url = &self.load.exchange_url;
             let answer: Answer<ExchangeResponse> = self
