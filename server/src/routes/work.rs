@@ -249,8 +249,8 @@ async fn check_result(
             ));
         }
         // The unit's input is read only for a job that checks results with `verify`.
-        let checked = job.as_ref().is_some_and(|job| job.policy.use_verify);
-        let unit = if open && checked {
+        let verifies = job.as_ref().is_some_and(|job| job.policy.use_verify);
+        let unit = if open && verifies {
             state.store.unit(record.unit)?
         } else {
             None

@@ -180,8 +180,8 @@ impl Store {
 
     /// Creates a job with its units, atomically. With `once`, the job is created only if no
     /// job was ever created under that name (used for the demo job); returns `None` then.
-    /// Hashes every input (the job's `inputs_sha256`): for ten million range units, about
-    /// two seconds of one core.
+    /// Hashes every input (the job's `inputs_sha256`): for ten million range units, about a
+    /// second of one core.
     pub fn create_job(
         &self,
         spec: NewJob,
@@ -929,5 +929,64 @@ mod tests {
             .pending_units_of_job(job.id, Some(4), 100, 100)
             .unwrap();
         assert!(none.found.is_empty() && none.at_end);
+    }
+
+    /// The audit compares every volunteer's credit with its results marked credited, so a
+    /// result credited twice (here: a credit record tampered with) is reported.
+    #[test]
+    fn the_audit_reports_credit_that_is_not_the_credited_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut spec = demo_spec();
+        spec.policy.initial_replicas = 1;
+        spec.policy.min_quorum = 1;
+        let policy = spec.policy.clone();
+        let job = store
+            .create_job(spec, JobInputs::List(&[vec![1, 2, 3]]), 0, None)
+            .unwrap()
+            .unwrap();
+        let unit = UnitKey {
+            job: job.id,
+            index: 0,
+        };
+        let lease = lease_on(unit, 5);
+        let id = LeaseId::from_bytes([5; 16]);
+        store.grant(&[(id, lease.clone())]).unwrap();
+        let output = vec![3, 2, 1];
+        let result = IncomingResult {
+            lease: id,
+            volunteer: lease.volunteer,
+            nonce: lease.nonce,
+            output_sha256: Sha256Digest::of(&output),
+            output,
+            signature: cyclepool_shared::Signature::from_bytes([0; 64]),
+            compute_ms: 7,
+        };
+        let outcomes = store.submit(&[result], 10, &|_| policy.clone()).unwrap();
+        assert!(
+            matches!(outcomes.as_slice(), [SubmitOutcome::Accepted { .. }]),
+            "{outcomes:?}"
+        );
+        let credit_problems = |store: &Store| -> Vec<String> {
+            crate::audit::audit(store, false)
+                .unwrap()
+                .problems
+                .into_iter()
+                .filter(|problem| problem.contains("credit"))
+                .collect()
+        };
+        assert_eq!(credit_problems(&store), Vec::<String>::new());
+        let doubled = CreditRecord {
+            results: 2,
+            compute_ms: 14,
+        };
+        store
+            .credit
+            .insert(lease.volunteer.as_bytes(), encode(&doubled))
+            .unwrap();
+        let problems = credit_problems(&store);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("Some((2, 14))"), "{problems:?}");
+        assert!(problems[0].contains("Some((1, 7))"), "{problems:?}");
     }
 }
