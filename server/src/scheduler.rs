@@ -100,10 +100,11 @@ pub struct Scheduler {
     store: Arc<Store>,
     clock: Clock,
     inner: Mutex<Inner>,
-    /// Every job's policy (fixed at creation), apart from `inner`: the store's submission
-    /// transaction looks policies up while it runs, and a lease request holds `inner` while it
-    /// waits for a transaction, so looking them up in `inner` could deadlock.
-    policies: RwLock<HashMap<JobId, JobPolicy>>,
+    /// Every job's record as in `inner`, apart from it: the store's submission transaction
+    /// looks policies up while it runs, and a lease request holds `inner` while it waits for a
+    /// transaction, so looking them up in `inner` could deadlock; and each result's checks
+    /// read its job here without waiting for a lease request to finish.
+    records: RwLock<HashMap<JobId, Arc<JobRecord>>>,
 }
 
 struct Inner {
@@ -211,14 +212,14 @@ impl Scheduler {
                 spot_checks.insert(id);
             }
         }
-        let policies = jobs
+        let records = jobs
             .iter()
-            .map(|(id, job)| (*id, job.record.policy.clone()))
+            .map(|(id, job)| (*id, Arc::new(job.record.clone())))
             .collect();
         Ok(Self {
             store,
             clock,
-            policies: RwLock::new(policies),
+            records: RwLock::new(records),
             inner: Mutex::new(Inner {
                 jobs,
                 deadlines,
@@ -232,10 +233,7 @@ impl Scheduler {
     /// Adding a job the scheduler already has only replaces its record.
     pub fn add_job(&self, job: JobRecord) {
         let now = self.clock.now_ms();
-        self.policies
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(job.id, job.policy.clone());
+        self.publish_record(&job);
         let mut inner = self.lock();
         if let Some(known) = inner.jobs.get_mut(&job.id) {
             known.record = job;
@@ -482,7 +480,7 @@ impl Scheduler {
 
     /// A job, if it exists.
     pub fn job(&self, id: JobId) -> Option<JobRecord> {
-        self.lock().jobs.get(&id).map(|job| job.record.clone())
+        self.shared_job(id).map(|job| (*job).clone())
     }
 
     /// Every job, by id.
@@ -515,6 +513,7 @@ impl Scheduler {
         // they reach memory.
         self.store.put_job(&record)?;
         inner.replace_record(record.clone(), now);
+        self.publish_record(&record);
         Ok(Some(record))
     }
 
@@ -547,6 +546,7 @@ impl Scheduler {
         let (records, _) = self.store.commit_logged(records, events, now, key)?;
         for record in &records {
             inner.replace_record(record.clone(), now);
+            self.publish_record(record);
         }
         Ok(records)
     }
@@ -684,15 +684,29 @@ impl Scheduler {
         true
     }
 
-    /// A job's policy (the default for an unknown job). Takes only the `policies` lock, so it
+    /// A job's policy (the default for an unknown job). Takes only the `records` lock, so it
     /// may be called inside a store transaction.
     fn policy_of_job(&self, job: JobId) -> JobPolicy {
-        self.policies
+        self.shared_job(job)
+            .map(|job| job.policy.clone())
+            .unwrap_or_default()
+    }
+
+    /// A job's record, shared, without taking the scheduler's main lock.
+    pub fn shared_job(&self, job: JobId) -> Option<Arc<JobRecord>> {
+        self.records
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&job)
             .cloned()
-            .unwrap_or_default()
+    }
+
+    /// Makes `record` the one [`Scheduler::shared_job`] answers with.
+    fn publish_record(&self, record: &JobRecord) {
+        self.records
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(record.id, Arc::new(record.clone()));
     }
 
     /// The next unit to try for this request: from the job whose turn it is, refilling that

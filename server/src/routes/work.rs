@@ -234,7 +234,7 @@ async fn check_result(
         let open = record.state == LeaseState::Active
             && record.volunteer == submission.volunteer
             && record.nonce == submission.nonce;
-        let job = state.scheduler.job(record.unit.job);
+        let job = state.scheduler.shared_job(record.unit.job);
         if let Some(job) = job
             .as_ref()
             .filter(|job| job.status == JobStatus::Cancelled)
