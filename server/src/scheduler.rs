@@ -268,8 +268,8 @@ impl Scheduler {
         let mut inner = self.lock();
         self.expire_due(&mut inner, now)?;
         let mut leases = Vec::new();
-        let leased = self.lease_into(
-            &mut inner,
+        let (mut inner, leased) = self.lease_into(
+            inner,
             (volunteer, site),
             max_units,
             filter,
@@ -287,16 +287,18 @@ impl Scheduler {
     /// as many units as are still wanted, grants them in one store transaction, and picks
     /// again for those not granted. A pick moves its job's pass as a grant would (and a refused
     /// grant moves it back), so the picks of one round interleave between jobs as single
-    /// leases would.
-    fn lease_into(
-        &self,
-        inner: &mut Inner,
+    /// leases would. The lock is let go while the store grants a round (the units picked are
+    /// out of their queues, and the store decides every grant), so that results and other
+    /// requests are not held up by the transaction; it is given back with the outcome.
+    fn lease_into<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
         (volunteer, site): (VolunteerId, Option<SiteId>),
         max_units: u32,
         filter: &LeaseFilter<'_>,
         now: u64,
         leases: &mut Vec<Lease>,
-    ) -> Result<(), StoreError> {
+    ) -> (MutexGuard<'a, Inner>, Result<(), StoreError>) {
         let wanted = max_units as usize;
         let mut skipped = 0;
         let mut attempts = 0;
@@ -311,9 +313,10 @@ impl Scheduler {
                 attempts += 1;
                 let (key, spot_check) = match inner.pick_spot_check(&mut rng, filter, now) {
                     Some(key) => (key, true),
-                    None => match self.next_unit(inner, filter, now, &mut pages_left)? {
-                        Some(key) => (key, false),
-                        None => break,
+                    None => match self.next_unit(&mut inner, filter, now, &mut pages_left) {
+                        Ok(Some(key)) => (key, false),
+                        Ok(None) => break,
+                        Err(err) => return (inner, Err(err)),
                     },
                 };
                 let Some(job) = inner.jobs.get_mut(&key.job) else {
@@ -339,12 +342,20 @@ impl Scheduler {
                 ));
             }
             if round.is_empty() {
-                return Ok(());
+                return (inner, Ok(()));
             }
-            let grants = self.store.grant(&round)?;
+            drop(inner);
+            let grants = self.store.grant(&round);
+            inner = self.lock();
+            let grants = match grants {
+                Ok(grants) => grants,
+                Err(err) => return (inner, Err(err)),
+            };
+            // One borrow of the guarded data, so that its fields can be borrowed apart.
+            let state = &mut *inner;
             for ((id, record), grant) in round.into_iter().zip(grants) {
                 let key = record.unit;
-                let Some(job) = inner.jobs.get_mut(&key.job) else {
+                let Some(job) = state.jobs.get_mut(&key.job) else {
                     continue;
                 };
                 let (input, input_sha256) = match grant {
@@ -370,9 +381,9 @@ impl Scheduler {
                 };
                 job.counts.leased += 1;
                 job.recent_volunteers.insert(volunteer, now);
-                inner.deadlines.insert((record.deadline_ms, id, key.job));
+                state.deadlines.insert((record.deadline_ms, id, key.job));
                 if record.spot_check {
-                    inner.spot_checks.insert(id);
+                    state.spot_checks.insert(id);
                 }
                 leases.push(Lease {
                     lease_id: id,
