@@ -1016,6 +1016,79 @@ mod tests {
             .expect("leasing")
     }
 
+    /// Lease requests let the scheduler's lock go while the store grants their round, so
+    /// they run at once here: eight threads of two-replica leasing, with results handed in
+    /// between. No unit goes beyond its replicas or twice to one volunteer, and the counts
+    /// the scheduler keeps equal what the store holds.
+    #[test]
+    fn concurrent_lease_requests_never_over_grant_and_keep_the_counts() {
+        let world = world();
+        let mut spec = spec();
+        spec.policy.initial_replicas = 2;
+        spec.policy.min_quorum = 2;
+        spec.policy.max_total_results = 4;
+        spec.policy.max_success_results = 4;
+        let job = create(&world.store, 300, spec);
+        let scheduler = Arc::new(world.scheduler());
+        scheduler.add_job(job.clone());
+        let threads: Vec<_> = (0..8u32)
+            .map(|who| {
+                let scheduler = Arc::clone(&scheduler);
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect("a runtime");
+                    let mut leased = Vec::new();
+                    for round in 0..20 {
+                        let leases = lease(&scheduler, who, 8, &EVERYONE);
+                        // Every other round, hand in what was leased (the right output).
+                        if round % 2 == 0 {
+                            for lease in &leases {
+                                runtime.block_on(submit(&scheduler, who, lease, &lease.input));
+                            }
+                        }
+                        leased.extend(leases.into_iter().map(|lease| lease.unit));
+                    }
+                    leased
+                })
+            })
+            .collect();
+        let mut per_volunteer = Vec::new();
+        for thread in threads {
+            per_volunteer.push(thread.join().expect("a leasing thread panicked"));
+        }
+        for (who, units) in per_volunteer.iter().enumerate() {
+            let distinct: HashSet<u64> = units.iter().copied().collect();
+            assert_eq!(
+                distinct.len(),
+                units.len(),
+                "volunteer {who} got a unit twice"
+            );
+        }
+        let (mut active, mut done) = (0u64, 0u64);
+        for index in 0..300 {
+            let unit = world
+                .store
+                .unit(UnitKey { job: job.id, index })
+                .expect("reading a unit")
+                .expect("every unit exists");
+            assert!(
+                unit.active.len() + unit.replicas.len() <= unit.wanted as usize,
+                "unit {index}: {unit:?}"
+            );
+            active += unit.active.len() as u64;
+            done += u64::from(matches!(unit.state, crate::store::UnitState::Done { .. }));
+        }
+        let stats = scheduler.stats();
+        let counted = stats
+            .jobs
+            .iter()
+            .find(|stats| stats.job_id == job.id)
+            .expect("the job's stats");
+        assert_eq!((counted.leased, counted.done), (active, done));
+        assert!(done > 0 && active > 0, "{done} done, {active} leased");
+    }
+
     /// Submits `output` for `lease` on behalf of volunteer `who`.
     async fn submit(
         scheduler: &Scheduler,
