@@ -159,13 +159,7 @@ fn declared_manifest() -> Manifest {
         inputs_sha256: Some(inputs),
         declaration: None,
     };
-    let message = job_declaration_message(
-        &manifest.module_sha256,
-        &inputs,
-        &manifest.title,
-        &manifest.description,
-        &manifest.policy,
-    );
+    let message = manifest.declaration_message(&inputs);
     manifest.declaration = Some(sign_declaration(&distributor(), &message));
     manifest
 }

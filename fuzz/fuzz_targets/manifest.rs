@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use cyclepool_fuzz::{round_trip, round_trip_all};
-use cyclepool_shared::distributor::{job_declaration_message, verify_declaration};
+use cyclepool_shared::distributor::verify_declaration;
 use cyclepool_shared::manifest::{
     CLOCK_SKEW_MS, MANIFEST_FORMAT, Manifest, ManifestError, PinError, PortalKey, PortalKeys,
     RevokedKey, SignedManifest, endorsement_message,
@@ -140,13 +140,7 @@ fn check_open(signed: &SignedManifest, keys: &PortalKeys) -> Result<Manifest, Ma
     assert!(manifest.expires_ms > NOW_MS);
     if let Some(declaration) = &manifest.declaration {
         let inputs = manifest.inputs_sha256.expect("a declaration covers inputs");
-        let message = job_declaration_message(
-            &manifest.module_sha256,
-            &inputs,
-            &manifest.title,
-            &manifest.description,
-            &manifest.policy,
-        );
+        let message = manifest.declaration_message(&inputs);
         assert_eq!(verify_declaration(declaration, &message), Ok(()));
         assert!(signing::is_usable_key(&declaration.public_key));
     }

@@ -45,6 +45,20 @@ pub struct Manifest {
     pub declaration: Option<crate::distributor::DeclarationSignature>,
 }
 
+impl Manifest {
+    /// The bytes its distributor signs to declare this job (`distributor::job_declaration_message`)
+    /// when its inputs digest to `inputs_sha256`.
+    pub fn declaration_message(&self, inputs_sha256: &Sha256Digest) -> Vec<u8> {
+        crate::distributor::job_declaration_message(
+            &self.module_sha256,
+            inputs_sha256,
+            &self.title,
+            &self.description,
+            &self.policy,
+        )
+    }
+}
+
 /// How a job's units are handed out and checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -271,13 +285,7 @@ impl SignedManifest {
             let inputs = manifest
                 .inputs_sha256
                 .ok_or(ManifestError::BadDeclaration)?;
-            let message = crate::distributor::job_declaration_message(
-                &manifest.module_sha256,
-                &inputs,
-                &manifest.title,
-                &manifest.description,
-                &manifest.policy,
-            );
+            let message = manifest.declaration_message(&inputs);
             crate::distributor::verify_declaration(declaration, &message)
                 .map_err(|_| ManifestError::BadDeclaration)?;
         }
@@ -407,13 +415,7 @@ mod tests {
         let mut declared = manifest(1_000, 10_000);
         let inputs = crate::distributor::inputs_digest([b"x".as_slice()]);
         declared.inputs_sha256 = Some(inputs);
-        let message = crate::distributor::job_declaration_message(
-            &declared.module_sha256,
-            &inputs,
-            &declared.title,
-            &declared.description,
-            &declared.policy,
-        );
+        let message = declared.declaration_message(&inputs);
         declared.declaration = Some(crate::distributor::sign_declaration(&distributor, &message));
         let signed = SignedManifest::sign(&declared, &secret);
         assert_eq!(signed.open(&keys, 2_000), Ok(declared.clone()));
