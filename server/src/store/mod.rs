@@ -271,14 +271,19 @@ impl Store {
             .copied()
     }
 
+    /// The unit at `key` as its range makes it, if its job is a range job that has such a
+    /// unit: what a unit not (yet) stored is.
+    fn fresh_unit(&self, key: UnitKey) -> Option<UnitRecord> {
+        self.fresh_units(key.job)
+            .and_then(|fresh| fresh.unit(key.index))
+    }
+
     /// A unit as a transaction sees it: as stored, or fresh if its range job has not stored it
     /// yet (writing it back stores it).
     fn unit_in(&self, units: &TransactionalTree, key: UnitKey) -> TxResult<Option<UnitRecord>> {
         match get::<UnitRecord>(units, "units", &key.to_bytes())? {
             Some(unit) => Ok(Some(unit)),
-            None => Ok(self
-                .fresh_units(key.job)
-                .and_then(|fresh| fresh.unit(key.index))),
+            None => Ok(self.fresh_unit(key)),
         }
     }
 
@@ -484,9 +489,7 @@ impl Store {
     pub fn unit(&self, key: UnitKey) -> Result<Option<UnitRecord>, StoreError> {
         match self.units.get(key.to_bytes())? {
             Some(value) => decode("units", &value).map(Some),
-            None => Ok(self
-                .fresh_units(key.job)
-                .and_then(|fresh| fresh.unit(key.index))),
+            None => Ok(self.fresh_unit(key)),
         }
     }
 
