@@ -1,10 +1,11 @@
 // Browser benchmark: click → first computed unit (cold and warm visits), volunteer-worker
-// utilisation with ~100 ms units, and the page weight (bytes on the wire) of the volunteer page
-// and the embed widget, in headless Chromium against the real server on loopback. It measures
-// and reports; it passes or fails nothing. Run by `cargo xtask bench-browser`.
+// utilisation with ~100 ms units, the page weight (bytes on the wire) of the volunteer page
+// and the embed widget, and the API requests a tab makes per acknowledged result, in headless
+// Chromium against the real server on loopback. It measures and reports; it passes or fails
+// nothing. Run by `cargo xtask bench-browser`.
 //
-//   node bench/browser.js [--runs N] [--window SECONDS] [--only latency,utilisation,weight]
-//                         [--json FILE]
+//   node bench/browser.js [--runs N] [--window SECONDS]
+//                         [--only latency,utilisation,weight,requests] [--json FILE]
 //
 // Timings come from inside the page: `performance.now()` of the Start click (the event's
 // timestamp) and of the worker messages the page already receives (`unit-computed` when a
@@ -21,7 +22,7 @@ const {
 const options = parseArgs(process.argv.slice(2));
 
 function parseArgs(args) {
-  const parsed = { runs: 10, window: 30, only: ['latency', 'utilisation', 'weight'], json: null };
+  const parsed = { runs: 10, window: 30, only: ['latency', 'utilisation', 'weight', 'requests'], json: null };
   for (let i = 0; i < args.length; i += 1) {
     const value = args[i + 1];
     switch (args[i]) {
@@ -495,6 +496,54 @@ async function weight(browser) {
 
 // --- Report -------------------------------------------------------------------------------
 
+// --- Requests per result -------------------------------------------------------------------
+
+/**
+ * The demo job (Mandelbrot tiles of a few ms each): one tab per worker count computes for
+ * `--window` seconds after a 5 s warm-up; the API requests its workers made in the window, by
+ * path, against the results the portal acknowledged in it (`unit-done` messages).
+ */
+async function requestsPerResult(browser) {
+  const rows = [];
+  for (const workers of [1, 2]) {
+    const server = await startServer(['--demo-units', '100000']);
+    try {
+      const context = await browser.newContext();
+      await context.addInitScript(instrument);
+      const page = await context.newPage();
+      await page.goto(server.url, { waitUntil: 'networkidle' });
+      await page.fill('#workers', String(workers));
+      await page.click('#start');
+      await page.waitForTimeout(5_000);
+      const counts = {};
+      const count = (request) => {
+        const path = new URL(request.url()).pathname;
+        if (!path.startsWith('/api/')) return;
+        const key = path.replace(/\/\d+/g, '/{n}');
+        counts[key] = (counts[key] ?? 0) + 1;
+      };
+      const from = await page.evaluate(() => performance.now());
+      context.on('request', count);
+      await page.waitForTimeout(options.window * 1_000);
+      context.off('request', count);
+      const to = await page.evaluate(() => performance.now());
+      const done = await page.evaluate(([a, b]) => window.cyclepoolBench.events
+        .filter((e) => e.type === 'unit-done' && e.t >= a && e.t < b).length, [from, to]);
+      await page.click('#stop');
+      await context.close();
+      const requests = Object.values(counts).reduce((a, b) => a + b, 0);
+      rows.push({
+        workers, seconds: options.window, results: done, requests, by_path: counts,
+        results_per_s: Number((done / options.window).toFixed(1)),
+        requests_per_result: done ? Number((requests / done).toFixed(3)) : null,
+      });
+    } finally {
+      await server.dispose();
+    }
+  }
+  return rows;
+}
+
 function report(results, version) {
   const load = (averages) => averages.map((value) => value.toFixed(2)).join(' ');
   const lines = [
@@ -528,6 +577,15 @@ function report(results, version) {
     }
     lines.push('');
   }
+  if (results.requests) {
+    lines.push(`API requests per acknowledged result, demo job (tiles of a few ms), ${options.window} s after 5 s`, '');
+    lines.push('| workers | results/s | requests | requests per result | by path |', '|---|---|---|---|---|');
+    for (const row of results.requests) {
+      const paths = Object.entries(row.by_path).map(([path, n]) => `${path} ${n}`).join(', ');
+      lines.push(`| ${row.workers} | ${row.results_per_s} | ${row.requests} | ${row.requests_per_result ?? '–'} | ${paths} |`);
+    }
+    lines.push('');
+  }
   if (results.weight) {
     const kb = (bytes) => (bytes / 1000).toFixed(1);
     for (const [name, w] of [['volunteer page', results.weight.volunteer], ['embed widget', results.weight.widget]]) {
@@ -554,6 +612,7 @@ function report(results, version) {
     if (options.only.includes('weight')) results.weight = await weight(browser);
     if (options.only.includes('latency')) results.latency = await latency(browser);
     if (options.only.includes('utilisation')) results.utilisation = await utilisation(browser);
+    if (options.only.includes('requests')) results.requests = await requestsPerResult(browser);
   } finally {
     await browser.close();
   }

@@ -118,9 +118,9 @@ function jobCard(page, jobId) {
 async function startVolunteer(browser, server, { workers = 1, slowRequestsMs = 0 } = {}) {
   const context = await browser.newContext();
   if (slowRequestsMs) {
-    // Slows each lease and result on its way to the server, so that progress rises over
-    // several one-second progress events instead of all at once.
-    await context.route(/\/api\/v1\/(lease|results)$/, async (route) => {
+    // Slows each lease and each batch of results on its way to the server, so that progress
+    // rises over several one-second progress events instead of all at once.
+    await context.route(/\/api\/v1\/(lease|results|exchange)$/, async (route) => {
       await new Promise((resolve) => setTimeout(resolve, slowRequestsMs));
       await route.continue();
     });

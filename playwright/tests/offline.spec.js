@@ -1,7 +1,8 @@
 // Offline work: workers keep computing the units in hand when the network drops, keep every
 // finished result in IndexedDB (through a reload of the tab), and send them all when the
-// network returns; a unit whose deadline passed while offline is skipped, not computed; a
-// result that reaches the portal after its deadline is refused once and dropped.
+// network returns, several to a request; a unit whose deadline passed while offline is
+// skipped, not computed; a result that reaches the portal after its deadline is refused once
+// and dropped.
 const { test, expect, createJob } = require('./server');
 
 /** What the offline queue holds (IndexedDB `cyclepool-offline`). */
@@ -106,11 +107,21 @@ test.describe('with the demo job (ten-minute leases)', () => {
     expect((await storedWork(page)).results.length).toBeGreaterThanOrEqual(finishedOffline.length);
 
     // The portal is back: every result finished offline is acknowledged, none lost.
+    const batches = [];
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname !== '/api/v1/exchange') return;
+      const leases = request.postDataJSON().results.map((r) => r.lease_id);
+      batches.push(leases.filter((id) => finishedOffline.includes(id)).length);
+    });
     portalCut = false;
     await expect.poll(async () => {
       const acknowledged = await acknowledgedLeases(server, 0);
       return finishedOffline.filter((id) => !acknowledged.has(id)).length;
     }, { timeout: 30_000 }).toBe(0);
+    // The backlog went several results to a request (POST /api/v1/exchange), not one each.
+    expect(finishedOffline.length).toBeGreaterThan(1);
+    expect(Math.max(...batches)).toBeGreaterThan(1);
+    expect(batches.filter((n) => n > 0).length).toBeLessThan(finishedOffline.length);
     await expect(page.locator('#state')).toHaveText('computing');
     await expect.poll(() => figure(page, 'units-done')).toBeGreaterThanOrEqual(finishedOffline.length);
     await page.click('#stop');
@@ -205,7 +216,9 @@ test.describe('with short leases', () => {
     const submissions = [];
     page.on('response', (response) => {
       const request = response.request();
-      if (new URL(request.url()).pathname === '/api/v1/results') submissions.push(request.postDataJSON().lease_id);
+      const path = new URL(request.url()).pathname;
+      if (path === '/api/v1/results') submissions.push(request.postDataJSON().lease_id);
+      if (path === '/api/v1/exchange') submissions.push(...request.postDataJSON().results.map((r) => r.lease_id));
     });
     await context.unroute('**/api/**');
     await expect.poll(async () => (await storedWork(page)).results.length, { timeout: 30_000 }).toBe(0);

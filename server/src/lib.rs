@@ -48,7 +48,7 @@ const LEASE_BODY_LIMIT: usize = 16 * 1024;
 const RESULT_BODY_LIMIT: usize = cyclepool_shared::protocol::MAX_OUTPUT_BYTES * 4 / 3 + 16 * 1024;
 /// Largest exchange body: 64 small results and a lease request. An exchange is for many
 /// small units; a large output goes to `/results` on its own.
-const EXCHANGE_BODY_LIMIT: usize = 2 * 1024 * 1024;
+const EXCHANGE_BODY_LIMIT: usize = cyclepool_shared::protocol::MAX_EXCHANGE_BODY_BYTES;
 
 /// Largest body of the account, token, key and group endpoints.
 const SMALL_BODY_LIMIT: usize = 16 * 1024;

@@ -132,6 +132,10 @@ pub enum SubmitStatus {
 /// The most results one [`Exchange`] may carry.
 pub const MAX_RESULTS_PER_EXCHANGE: usize = 64;
 
+/// The largest [`Exchange`] body: many small results and a lease request. A large output goes
+/// to `POST /api/v1/results` on its own.
+pub const MAX_EXCHANGE_BODY_BYTES: usize = 2 * 1024 * 1024;
+
 /// `POST /api/v1/exchange`: hand in finished results and ask for more work in one round
 /// trip, as a volunteer with a queue of small units does. Each result is judged exactly as
 /// `POST /api/v1/results` would judge it, and the answer comes once the accepted ones are

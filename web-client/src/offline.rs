@@ -6,6 +6,7 @@
 
 use cyclepool_shared::ErrorCode;
 use cyclepool_shared::protocol::{SubmitResponse, SubmitStatus};
+use serde::Deserialize;
 
 use crate::http::HttpError;
 
@@ -103,32 +104,75 @@ pub fn judge(answer: Result<SubmitResponse, HttpError>) -> Verdict {
     }
 }
 
+/// What `POST /api/v1/exchange` answered about one of its results: the portal's
+/// `ResultAnswer`, read with only what the client needs (the code by name, as in [`judge`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResultAnswer {
+    #[serde(default)]
+    pub status: Option<SubmitStatus>,
+    #[serde(default)]
+    pub error: Option<AnswerError>,
+}
+
+/// Why the portal refused one result of an exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AnswerError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Judges the portal's answer to one result of an exchange, by the same rules as [`judge`]:
+/// each `error` is what `POST /api/v1/results` would have answered with a 4xx.
+pub fn judge_answer(answer: ResultAnswer) -> Verdict {
+    match answer {
+        ResultAnswer {
+            status: Some(status),
+            ..
+        } => Verdict::Acknowledged(status),
+        ResultAnswer {
+            error: Some(AnswerError { code, message }),
+            ..
+        } => {
+            if is_final_code(&code) {
+                Verdict::Refused { code, message }
+            } else {
+                Verdict::Retry(format!("{code}: {message}"))
+            }
+        }
+        ResultAnswer { .. } => Verdict::Retry("an answer with neither status nor error".into()),
+    }
+}
+
 /// Whether a 4xx answer to a result is definitive. Only codes the portal gives about the
 /// result itself are: a 4xx with another code (or none, as from a proxy or a captive portal)
 /// says nothing about the result, which is kept.
 fn is_final(status: u16, code: &str) -> bool {
+    (400..500).contains(&status) && is_final_code(code)
+}
+
+/// Whether a refusal with this code is about the result itself (see [`is_final`]).
+fn is_final_code(code: &str) -> bool {
     let code = crate::from_name::<ErrorCode>(code).unwrap_or(ErrorCode::Unknown);
-    (400..500).contains(&status)
-        && matches!(
-            code,
-            ErrorCode::MalformedRequest
-                | ErrorCode::UnsupportedMediaType
-                | ErrorCode::PayloadTooLarge
-                | ErrorCode::UnsupportedProtocol
-                | ErrorCode::InvalidValue
-                | ErrorCode::IntegrityMismatch
-                | ErrorCode::UnknownLease
-                | ErrorCode::LeaseExpired
-                | ErrorCode::LeaseNotYours
-                | ErrorCode::NonceMismatch
-                | ErrorCode::ConflictingResult
-                | ErrorCode::BadSignature
-                | ErrorCode::InvalidResult
-                | ErrorCode::VolunteerBlacklisted
-                | ErrorCode::JobNotActive
-                | ErrorCode::Revoked
-                | ErrorCode::UnknownJob
-        )
+    matches!(
+        code,
+        ErrorCode::MalformedRequest
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedProtocol
+            | ErrorCode::InvalidValue
+            | ErrorCode::IntegrityMismatch
+            | ErrorCode::UnknownLease
+            | ErrorCode::LeaseExpired
+            | ErrorCode::LeaseNotYours
+            | ErrorCode::NonceMismatch
+            | ErrorCode::ConflictingResult
+            | ErrorCode::BadSignature
+            | ErrorCode::InvalidResult
+            | ErrorCode::VolunteerBlacklisted
+            | ErrorCode::JobNotActive
+            | ErrorCode::Revoked
+            | ErrorCode::UnknownJob
+    )
 }
 
 #[cfg(test)]
@@ -290,5 +334,64 @@ mod tests {
             judge(Err(HttpError::Protocol("not JSON".into()))),
             Verdict::Retry(_)
         ));
+    }
+
+    /// The portal's own `ResultAnswer`, as it sends it, read by this client.
+    fn as_sent(answer: &cyclepool_shared::protocol::ResultAnswer) -> ResultAnswer {
+        let json = serde_json::to_string(answer).expect("serialises");
+        serde_json::from_str(&json).expect("the client reads what the portal sends")
+    }
+
+    #[test]
+    fn an_exchange_answer_is_judged_like_a_submission() {
+        use cyclepool_shared::ErrorDetail;
+        use cyclepool_shared::protocol::ResultAnswer as Sent;
+
+        for status in [SubmitStatus::Accepted, SubmitStatus::Duplicate] {
+            let answer = Sent {
+                status: Some(status),
+                error: None,
+            };
+            assert_eq!(
+                judge_answer(as_sent(&answer)),
+                Verdict::Acknowledged(status)
+            );
+        }
+        let refusal = |code| Sent {
+            status: None,
+            error: Some(ErrorDetail {
+                code,
+                message: "says the portal".into(),
+            }),
+        };
+        // About the result itself: dropped, as a 4xx with that code to a submission would be.
+        for code in [
+            ErrorCode::LeaseExpired,
+            ErrorCode::BadSignature,
+            ErrorCode::IntegrityMismatch,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::InvalidResult,
+        ] {
+            assert!(
+                matches!(
+                    judge_answer(as_sent(&refusal(code))),
+                    Verdict::Refused { .. }
+                ),
+                "{code:?} should be final"
+            );
+        }
+        // Later: the key's rate limit says nothing about the result.
+        assert!(matches!(
+            judge_answer(as_sent(&refusal(ErrorCode::RateLimited))),
+            Verdict::Retry(_)
+        ));
+        // An answer from a newer portal with a code this client does not know, or with
+        // neither field: kept.
+        let unknown: ResultAnswer =
+            serde_json::from_str(r#"{"error": {"code": "some_future_code", "message": "?"}}"#)
+                .expect("parses");
+        assert!(matches!(judge_answer(unknown), Verdict::Retry(_)));
+        let empty: ResultAnswer = serde_json::from_str("{}").expect("parses");
+        assert!(matches!(judge_answer(empty), Verdict::Retry(_)));
     }
 }

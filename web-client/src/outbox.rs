@@ -1,32 +1,48 @@
 //! Sends finished results to the portal from the offline queue until each is acknowledged or
-//! refused for good, a few at a time.
+//! refused for good, several to a request.
 //!
 //! Every worker runs one of these beside its work loop. A result this worker just computed is
 //! stored claimed by it and sent straight away. Results left free in the queue (computed
 //! before a reload, by a worker that stopped, while the portal was out of reach, or given back
 //! after a failed try) form the backlog, which is claimed oldest first and goes before fresh
-//! results. A result leaves the queue only on a definitive answer ([`offline::judge`]);
-//! without one it is given back to the queue and the sender backs off, which keeps it from
-//! hammering a portal that is down.
+//! results. The results at hand when a request goes out travel together in one `POST
+//! /api/v1/exchange`, which the portal judges one by one and makes durable with one flush: a
+//! tab of small units, or a backlog sent after an outage, costs a request per batch, not per
+//! result. A result leaves the queue only on a definitive answer ([`offline::judge`]); without
+//! one it is given back to the queue and the sender backs off, which keeps it from hammering a
+//! portal that is down.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use cyclepool_shared::protocol::SubmitResponse;
+use cyclepool_shared::protocol::{
+    MAX_EXCHANGE_BODY_BYTES, MAX_RESULTS_PER_EXCHANGE, PROTOCOL_VERSION, ResultSubmission,
+    SubmitResponse,
+};
 use futures_channel::oneshot;
+use serde::{Deserialize, Serialize};
 
 use crate::events::WorkerEvent;
-use crate::http::post_json;
-use crate::offline::{self, Verdict};
+use crate::http::{HttpError, post_json};
+use crate::offline::{self, ResultAnswer, Verdict};
 use crate::queue::{Queue, StoredResult};
 use crate::{Backoff, Shared, now_ms};
 
+const EXCHANGE_URL: &str = "/api/v1/exchange";
 const RESULTS_URL: &str = "/api/v1/results";
 
-/// Results in flight at once per worker. The portal acknowledges a result only once it is on
-/// disk, and makes concurrent results durable together (group commit), so several in flight
+/// Requests in flight at once per worker. The portal acknowledges a result only once it is on
+/// disk, and makes concurrent requests durable together (group commit), so a few in flight
 /// keep up with small units where one at a time would fall behind.
-const MAX_IN_FLIGHT: usize = 16;
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Results in one exchange: up to the portal's limit.
+const MAX_BATCH: usize = MAX_RESULTS_PER_EXCHANGE;
+
+/// Output bytes in one exchange, well inside the portal's body limit once base64 (4/3) and
+/// each result's envelope are added. A result whose output alone is larger goes to
+/// `POST /api/v1/results` by itself.
+const MAX_BATCH_OUTPUT_BYTES: usize = MAX_EXCHANGE_BODY_BYTES / 2;
 
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
@@ -40,6 +56,24 @@ enum Source {
     Memory,
 }
 
+/// Results sent together, with where each is kept.
+type Batch = Vec<(StoredResult, Source)>;
+
+/// The body of `POST /api/v1/exchange` this client sends: results only (the work loop asks for
+/// units on its own).
+#[derive(Serialize)]
+struct ExchangeRequest<'a> {
+    protocol: u32,
+    results: Vec<&'a ResultSubmission>,
+}
+
+/// The part of the portal's answer to an exchange this client reads: one answer per result,
+/// in order.
+#[derive(Deserialize)]
+struct ExchangeAnswers {
+    results: Vec<ResultAnswer>,
+}
+
 struct Outbox {
     shared: Rc<Shared>,
     queue: Rc<Queue>,
@@ -47,6 +81,8 @@ struct Outbox {
     backoff: RefCell<Backoff>,
     /// No sending before this time (`now_ms()`): backing off after a try without an answer.
     retry_at: Cell<f64>,
+    /// A result taken for a batch it would have overflowed: the first of the next one.
+    held_over: RefCell<Option<(StoredResult, Source)>>,
 }
 
 /// Sends results until the worker stops. `first_pass_done` fires once the results waiting at
@@ -59,6 +95,7 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
         in_flight: Cell::new(0),
         backoff: RefCell::new(Backoff::default()),
         retry_at: Cell::new(0.0),
+        held_over: RefCell::new(None),
     });
     let mut first_pass_done = Some(first_pass_done);
     while !shared.stopped() {
@@ -77,7 +114,7 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
             }
             continue;
         }
-        let Some((result, source)) = outbox.next().await else {
+        let Some(batch) = outbox.next_batch().await else {
             if outbox.in_flight.get() == 0 {
                 if let Some(done) = first_pass_done.take() {
                     let _ = done.send(());
@@ -92,14 +129,20 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
             continue;
         };
         outbox.in_flight.set(outbox.in_flight.get() + 1);
-        wasm_bindgen_futures::spawn_local(Rc::clone(&outbox).send(result, source));
+        wasm_bindgen_futures::spawn_local(Rc::clone(&outbox).send(batch));
     }
     if let Some(done) = first_pass_done.take() {
         let _ = done.send(());
     }
-    // Stopped: fresh results not yet sent go back to the queue for the next worker (sends in
-    // flight finish by themselves).
-    let fresh: Vec<StoredResult> = shared.fresh.borrow_mut().drain(..).collect();
+    // Stopped: fresh results not yet sent (and one held over for the next batch) go back to the
+    // queue for the next worker (sends in flight finish by themselves).
+    let held_over = outbox.held_over.borrow_mut().take();
+    let mut fresh: Vec<StoredResult> = shared.fresh.borrow_mut().drain(..).collect();
+    match held_over {
+        Some((result, Source::Queue)) => fresh.push(result),
+        Some((result, Source::Memory)) => shared.unsaved.borrow_mut().push_front(result),
+        None => {}
+    }
     for result in fresh {
         if let Err(err) = outbox.queue.release_result(result.lease_id).await {
             shared.emit(&WorkerEvent::error(err, None));
@@ -108,6 +151,32 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
 }
 
 impl Outbox {
+    /// The results to send next: as many as are at hand, up to [`MAX_BATCH`] and
+    /// [`MAX_BATCH_OUTPUT_BYTES`] of output (a result too large for that goes alone, and one
+    /// that would overflow this batch starts the next).
+    async fn next_batch(&self) -> Option<Batch> {
+        let held_over = self.held_over.borrow_mut().take();
+        let first = match held_over {
+            Some(held) => held,
+            None => self.next().await?,
+        };
+        let mut output_bytes = first.0.submission.output.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && output_bytes < MAX_BATCH_OUTPUT_BYTES {
+            let Some(more) = self.next().await else {
+                break;
+            };
+            let size = more.0.submission.output.len();
+            if output_bytes + size > MAX_BATCH_OUTPUT_BYTES {
+                *self.held_over.borrow_mut() = Some(more);
+                break;
+            }
+            output_bytes += size;
+            batch.push(more);
+        }
+        Some(batch)
+    }
+
     /// The next result to send: one the queue could not store (most at risk), then the
     /// backlog oldest first, then fresh results.
     async fn next(&self) -> Option<(StoredResult, Source)> {
@@ -127,11 +196,65 @@ impl Outbox {
         fresh.map(|result| (result, Source::Queue))
     }
 
-    /// Offers one result and deals with the answer.
-    async fn send(self: Rc<Self>, result: StoredResult, source: Source) {
+    /// Offers a batch of results and deals with the answers.
+    async fn send(self: Rc<Self>, batch: Batch) {
+        let alone = batch.len() == 1 && batch[0].0.submission.output.len() > MAX_BATCH_OUTPUT_BYTES;
+        if alone {
+            self.send_alone(batch).await;
+        } else {
+            let request = ExchangeRequest {
+                protocol: PROTOCOL_VERSION,
+                results: batch.iter().map(|(result, _)| &result.submission).collect(),
+            };
+            let answer = post_json::<_, ExchangeAnswers>(EXCHANGE_URL, &request).await;
+            match answer {
+                Ok(answers) if answers.results.len() == batch.len() => {
+                    for ((result, source), answer) in batch.into_iter().zip(answers.results) {
+                        self.settle(result, source, offline::judge_answer(answer))
+                            .await;
+                    }
+                }
+                Ok(answers) => {
+                    let err = format!(
+                        "unexpected answer: {} answers to {} results",
+                        answers.results.len(),
+                        batch.len()
+                    );
+                    for (result, source) in batch {
+                        self.settle(result, source, Verdict::Retry(err.clone()))
+                            .await;
+                    }
+                }
+                // The exchange as a whole was refused, which says nothing definite about each
+                // result (something between us and the portal, or a portal without exchanges):
+                // each is offered on its own, and judged by its own answer.
+                Err(HttpError::Refused { .. }) => self.send_alone(batch).await,
+                Err(err) => {
+                    let err = err.to_string();
+                    for (result, source) in batch {
+                        self.settle(result, source, Verdict::Retry(err.clone()))
+                            .await;
+                    }
+                }
+            }
+        }
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        self.shared.outbox_wake.notify();
+    }
+
+    /// Offers each result by itself (`POST /api/v1/results`), one after another.
+    async fn send_alone(&self, batch: Batch) {
+        for (result, source) in batch {
+            let answer = post_json::<_, SubmitResponse>(RESULTS_URL, &result.submission).await;
+            self.settle(result, source, offline::judge(answer)).await;
+        }
+    }
+
+    /// Deals with the verdict on one result: forgotten once acknowledged or refused for good,
+    /// given back (and the sender backs off) otherwise.
+    async fn settle(&self, result: StoredResult, source: Source, verdict: Verdict) {
         let shared = &self.shared;
-        let answer = post_json::<_, SubmitResponse>(RESULTS_URL, &result.submission).await;
-        match offline::judge(answer) {
+        match verdict {
             Verdict::Acknowledged(status) => {
                 self.backoff.borrow_mut().reset();
                 shared.set_reachable(true);
@@ -179,8 +302,6 @@ impl Outbox {
                 }
             }
         }
-        self.in_flight.set(self.in_flight.get().saturating_sub(1));
-        shared.outbox_wake.notify();
     }
 
     /// Removes a result that got a definitive answer.

@@ -61,8 +61,9 @@ fn main() -> anyhow::Result<()> {
                  jobs            build only the example job modules into jobs/dist\n  \
                  bench-jobs      job throughput in Chromium against the same Rust natively\n  \
                  bench-browser [-- FLAGS]\n                  \
-                 click to first unit, worker utilisation and page weight in Chromium\n                  \
-                 (flags: --runs N, --window SECONDS, --only latency,utilisation,weight)\n  \
+                 click to first unit, worker utilisation, page weight and requests per\n                  \
+                 result in Chromium (flags: --runs N, --window SECONDS,\n                  \
+                 --only latency,utilisation,weight,requests)\n  \
                  load [-- FLAGS] simulated volunteers against the release server on loopback\n                  \
                  (`cargo xtask load -- --help` lists the flags)\n  \
                  fuzz [--seconds N] [TARGET...]\n                  \
