@@ -506,7 +506,7 @@ async function weight(browser) {
 async function requestsPerResult(browser) {
   const rows = [];
   for (const workers of [1, 2]) {
-    const server = await startServer(['--demo-units', '100000']);
+    const server = await startServer(['--demo-units', '65536']);
     try {
       const context = await browser.newContext();
       await context.addInitScript(instrument);

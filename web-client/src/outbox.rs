@@ -209,10 +209,16 @@ impl Outbox {
             let answer = post_json::<_, ExchangeAnswers>(EXCHANGE_URL, &request).await;
             match answer {
                 Ok(answers) if answers.results.len() == batch.len() => {
-                    for ((result, source), answer) in batch.into_iter().zip(answers.results) {
-                        self.settle(result, source, offline::judge_answer(answer))
-                            .await;
-                    }
+                    // Settled at once: each is its own queue transaction, which the browser
+                    // overlaps, and each is announced as soon as its own is done.
+                    let settled =
+                        batch
+                            .into_iter()
+                            .zip(answers.results)
+                            .map(|((result, source), answer)| {
+                                self.settle(result, source, offline::judge_answer(answer))
+                            });
+                    futures_util::future::join_all(settled).await;
                 }
                 Ok(answers) => {
                     let err = format!(
@@ -220,26 +226,25 @@ impl Outbox {
                         answers.results.len(),
                         batch.len()
                     );
-                    for (result, source) in batch {
-                        self.settle(result, source, Verdict::Retry(err.clone()))
-                            .await;
-                    }
+                    self.retry_all(batch, &err).await;
                 }
                 // The exchange as a whole was refused, which says nothing definite about each
                 // result (something between us and the portal, or a portal without exchanges):
                 // each is offered on its own, and judged by its own answer.
                 Err(HttpError::Refused { .. }) => self.send_alone(batch).await,
-                Err(err) => {
-                    let err = err.to_string();
-                    for (result, source) in batch {
-                        self.settle(result, source, Verdict::Retry(err.clone()))
-                            .await;
-                    }
-                }
+                Err(err) => self.retry_all(batch, &err.to_string()).await,
             }
         }
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
         self.shared.outbox_wake.notify();
+    }
+
+    /// Gives every result of `batch` back for a later try, saying why.
+    async fn retry_all(&self, batch: Batch, err: &str) {
+        let settled = batch
+            .into_iter()
+            .map(|(result, source)| self.settle(result, source, Verdict::Retry(err.to_owned())));
+        futures_util::future::join_all(settled).await;
     }
 
     /// Offers each result by itself (`POST /api/v1/results`), one after another.
