@@ -178,10 +178,10 @@ class IndexedDbQueue {
     });
   }
 
-  // The oldest free result (of any volunteer: it is signed already), claimed; or null.
-  async claimResult() {
-    const [result] = (await this.claim(RESULTS, 1, () => true)).claimed;
-    return result ? JSON.stringify(result) : null;
+  // Up to `max` of the oldest free results (of any volunteer: they are signed already),
+  // claimed in one transaction: a JSON array, oldest first.
+  async claimResults(max) {
+    return JSON.stringify((await this.claim(RESULTS, max, () => true)).claimed);
   }
 
   // The portal gave no definitive answer: the result stays, free for the next try.
@@ -250,9 +250,8 @@ class MemoryQueue {
     this.results.set(result.lease_id, { ...result, owner: claim ? 'memory' : null });
   }
 
-  async claimResult() {
-    const [result] = this.claimFrom(this.results, 1, () => true, 'finished_ms');
-    return result ? JSON.stringify(result) : null;
+  async claimResults(max) {
+    return JSON.stringify(this.claimFrom(this.results, max, () => true, 'finished_ms'));
   }
 
   async releaseResult(leaseId) {

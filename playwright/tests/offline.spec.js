@@ -131,6 +131,44 @@ test.describe('with the demo job (ten-minute leases)', () => {
   });
 });
 
+test.describe('batches of results', () => {
+  test.use({ serverArgs: ['--demo-units', '1024'] });
+
+  test('an exchange refused as a whole is offered again one result at a time, and nothing is lost', async ({ page, context, server }) => {
+    // Something between the tab and the portal (a proxy with a small body limit, say) refuses
+    // every request that carries several results, with a 413 that is not the portal's.
+    const refused = new Set();
+    const resentAlone = new Set();
+    let refusing = true;
+    await context.route('**/api/v1/exchange', async (route) => {
+      const leases = route.request().postDataJSON().results.map((r) => r.lease_id);
+      if (refusing && leases.length > 1) {
+        leases.forEach((id) => refused.add(id));
+        await route.fulfill({ status: 413, contentType: 'text/plain', body: 'Request Entity Too Large' });
+      } else {
+        if (leases.length === 1 && refused.has(leases[0])) resentAlone.add(leases[0]);
+        await route.continue();
+      }
+    });
+    await page.goto(server.url);
+    await page.fill('#workers', '1');
+    await page.locator('#cpu').fill('100');
+    await page.click('#start');
+    // The demo's tiles take a few ms: results pile up while requests are in flight.
+    await expect.poll(() => refused.size, { timeout: 20_000 }).toBeGreaterThan(1);
+    refusing = false;
+    // Each result of a refused batch reached the portal on its own.
+    await expect.poll(async () => {
+      const acknowledged = await acknowledgedLeases(server, 0);
+      return [...refused].filter((id) => !acknowledged.has(id)).length;
+    }, { timeout: 30_000 }).toBe(0);
+    // Each on its own, not in another batch after a backoff.
+    expect([...refused].filter((id) => !resentAlone.has(id))).toEqual([]);
+    await expect(page.locator('#log')).not.toContainText('the portal refused the result');
+    await page.click('#stop');
+  });
+});
+
 test.describe('with short leases', () => {
   test.use({ serverArgs: ['--demo-units', '0'] });
 

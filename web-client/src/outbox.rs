@@ -16,8 +16,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use cyclepool_shared::protocol::{
-    MAX_EXCHANGE_BODY_BYTES, MAX_RESULTS_PER_EXCHANGE, PROTOCOL_VERSION, ResultSubmission,
-    SubmitResponse,
+    MAX_EXCHANGE_BODY_BYTES, MAX_OUTPUT_BYTES, MAX_RESULTS_PER_EXCHANGE, PROTOCOL_VERSION,
+    ResultSubmission,
 };
 use futures_channel::oneshot;
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,6 @@ use crate::queue::{Queue, StoredResult};
 use crate::{Backoff, Shared, now_ms};
 
 const EXCHANGE_URL: &str = "/api/v1/exchange";
-const RESULTS_URL: &str = "/api/v1/results";
 
 /// Requests in flight at once per worker. The portal acknowledges a result only once it is on
 /// disk, and makes concurrent requests durable together (group commit), so a few in flight
@@ -40,9 +39,10 @@ const MAX_IN_FLIGHT: usize = 4;
 const MAX_BATCH: usize = MAX_RESULTS_PER_EXCHANGE;
 
 /// Output bytes in one exchange, well inside the portal's body limit once base64 (4/3) and
-/// each result's envelope are added. A result whose output alone is larger goes to
-/// `POST /api/v1/results` by itself.
+/// each result's envelope are added. Any output the portal takes (at most
+/// `MAX_OUTPUT_BYTES`, as much as this) fits in an exchange by itself.
 const MAX_BATCH_OUTPUT_BYTES: usize = MAX_EXCHANGE_BODY_BYTES / 2;
+const _: () = assert!(MAX_BATCH_OUTPUT_BYTES >= MAX_OUTPUT_BYTES);
 
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
@@ -151,108 +151,128 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
 }
 
 impl Outbox {
-    /// The results to send next: as many as are at hand, up to [`MAX_BATCH`] and
-    /// [`MAX_BATCH_OUTPUT_BYTES`] of output (a result too large for that goes alone, and one
-    /// that would overflow this batch starts the next).
+    /// The results to send next, as many as are at hand up to [`MAX_BATCH`] and
+    /// [`MAX_BATCH_OUTPUT_BYTES`] of output: first those the queue could not store (most at
+    /// risk), then the backlog oldest first (claimed in one queue transaction), then fresh
+    /// results. One that would overflow the batch is held over to start the next.
     async fn next_batch(&self) -> Option<Batch> {
+        let shared = &self.shared;
+        let mut batch = Batch::new();
         let held_over = self.held_over.borrow_mut().take();
-        let first = match held_over {
-            Some(held) => held,
-            None => self.next().await?,
-        };
-        let mut output_bytes = first.0.submission.output.len();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && output_bytes < MAX_BATCH_OUTPUT_BYTES {
-            let Some(more) = self.next().await else {
+        batch.extend(held_over);
+        while batch.len() < MAX_BATCH {
+            let unsaved = shared.unsaved.borrow_mut().pop_front();
+            let Some(result) = unsaved else {
                 break;
             };
-            let size = more.0.submission.output.len();
-            if output_bytes + size > MAX_BATCH_OUTPUT_BYTES {
-                *self.held_over.borrow_mut() = Some(more);
-                break;
+            if !self.add(&mut batch, result, Source::Memory) {
+                return Some(batch);
             }
-            output_bytes += size;
-            batch.push(more);
         }
-        Some(batch)
-    }
-
-    /// The next result to send: one the queue could not store (most at risk), then the
-    /// backlog oldest first, then fresh results.
-    async fn next(&self) -> Option<(StoredResult, Source)> {
-        let shared = &self.shared;
-        let unsaved = shared.unsaved.borrow_mut().pop_front();
-        if let Some(result) = unsaved {
-            return Some((result, Source::Memory));
-        }
-        if shared.backlog.get() {
-            match self.queue.claim_result().await {
-                Ok(Some(result)) => return Some((result, Source::Queue)),
-                Ok(None) => shared.backlog.set(false),
+        if shared.backlog.get() && batch.len() < MAX_BATCH {
+            let wanted = MAX_BATCH - batch.len();
+            match self.queue.claim_results(wanted as u32).await {
+                Ok(claimed) => {
+                    if claimed.records < wanted {
+                        shared.backlog.set(false);
+                    }
+                    for err in claimed.unreadable {
+                        shared.emit(&WorkerEvent::error(err, None));
+                    }
+                    let mut results = claimed.results.into_iter();
+                    let full = !results
+                        .by_ref()
+                        .all(|result| self.add(&mut batch, result, Source::Queue));
+                    // Claimed without room in this batch: free again, for the next one.
+                    for result in results {
+                        shared.backlog.set(true);
+                        if let Err(err) = self.queue.release_result(result.lease_id).await {
+                            shared.emit(&WorkerEvent::error(err, None));
+                        }
+                    }
+                    if full {
+                        return Some(batch);
+                    }
+                }
                 Err(err) => shared.emit(&WorkerEvent::error(err, None)),
             }
         }
-        let fresh = shared.fresh.borrow_mut().pop_front();
-        fresh.map(|result| (result, Source::Queue))
+        while batch.len() < MAX_BATCH {
+            let fresh = shared.fresh.borrow_mut().pop_front();
+            let Some(result) = fresh else {
+                break;
+            };
+            if !self.add(&mut batch, result, Source::Queue) {
+                break;
+            }
+        }
+        (!batch.is_empty()).then_some(batch)
     }
 
-    /// Offers a batch of results and deals with the answers.
-    async fn send(self: Rc<Self>, batch: Batch) {
-        let alone = batch.len() == 1 && batch[0].0.submission.output.len() > MAX_BATCH_OUTPUT_BYTES;
-        if alone {
-            self.send_alone(batch).await;
+    /// Adds `result` to `batch` if it fits (the first always does); otherwise holds it over as
+    /// the first of the next batch and returns false.
+    fn add(&self, batch: &mut Batch, result: StoredResult, source: Source) -> bool {
+        let output_bytes: usize = batch
+            .iter()
+            .map(|(result, _)| result.submission.output.len())
+            .sum();
+        let fits = batch.is_empty()
+            || (batch.len() < MAX_BATCH
+                && output_bytes + result.submission.output.len() <= MAX_BATCH_OUTPUT_BYTES);
+        if fits {
+            batch.push((result, source));
         } else {
-            let request = ExchangeRequest {
-                protocol: PROTOCOL_VERSION,
-                results: batch.iter().map(|(result, _)| &result.submission).collect(),
-            };
-            let answer = post_json::<_, ExchangeAnswers>(EXCHANGE_URL, &request).await;
-            match answer {
-                Ok(answers) if answers.results.len() == batch.len() => {
-                    // Settled at once: each is its own queue transaction, which the browser
-                    // overlaps, and each is announced as soon as its own is done.
-                    let settled =
-                        batch
-                            .into_iter()
-                            .zip(answers.results)
-                            .map(|((result, source), answer)| {
-                                self.settle(result, source, offline::judge_answer(answer))
-                            });
-                    futures_util::future::join_all(settled).await;
+            *self.held_over.borrow_mut() = Some((result, source));
+        }
+        fits
+    }
+
+    /// Offers a batch of results in one exchange and deals with the answers.
+    async fn send(self: Rc<Self>, batch: Batch) {
+        match exchange(&batch).await {
+            // Refused as a whole, which says nothing definite about each of several results
+            // (something between us and the portal): each is offered again in an exchange of
+            // its own, and judged by its own answer.
+            Err(HttpError::Refused { .. }) if batch.len() > 1 => {
+                for one in batch {
+                    let one = vec![one];
+                    let answer = exchange(&one).await;
+                    self.settle_all(one, answer).await;
                 }
-                Ok(answers) => {
-                    let err = format!(
-                        "unexpected answer: {} answers to {} results",
-                        answers.results.len(),
-                        batch.len()
-                    );
-                    self.retry_all(batch, &err).await;
-                }
-                // The exchange as a whole was refused, which says nothing definite about each
-                // result (something between us and the portal, or a portal without exchanges):
-                // each is offered on its own, and judged by its own answer.
-                Err(HttpError::Refused { .. }) => self.send_alone(batch).await,
-                Err(err) => self.retry_all(batch, &err.to_string()).await,
             }
+            answer => self.settle_all(batch, answer).await,
         }
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
         self.shared.outbox_wake.notify();
     }
 
-    /// Gives every result of `batch` back for a later try, saying why.
-    async fn retry_all(&self, batch: Batch, err: &str) {
+    /// Settles each result of `batch` by the exchange's answer, all at once: each is its own
+    /// queue transaction, which the browser overlaps, and each is announced as soon as its
+    /// own is done.
+    async fn settle_all(&self, batch: Batch, answer: Result<ExchangeAnswers, HttpError>) {
+        let verdicts = match answer {
+            Ok(answers) if answers.results.len() == batch.len() => answers
+                .results
+                .into_iter()
+                .map(offline::judge_answer)
+                .collect(),
+            Ok(answers) => {
+                let err = format!(
+                    "unexpected answer: {} answers to {} results",
+                    answers.results.len(),
+                    batch.len()
+                );
+                vec![Verdict::Retry(err); batch.len()]
+            }
+            // An exchange of one refused as a whole: judged as a submission of it would be.
+            Err(err) if batch.len() == 1 => vec![offline::judge(Err(err))],
+            Err(err) => vec![Verdict::Retry(err.to_string()); batch.len()],
+        };
         let settled = batch
             .into_iter()
-            .map(|(result, source)| self.settle(result, source, Verdict::Retry(err.to_owned())));
+            .zip(verdicts)
+            .map(|((result, source), verdict)| self.settle(result, source, verdict));
         futures_util::future::join_all(settled).await;
-    }
-
-    /// Offers each result by itself (`POST /api/v1/results`), one after another.
-    async fn send_alone(&self, batch: Batch) {
-        for (result, source) in batch {
-            let answer = post_json::<_, SubmitResponse>(RESULTS_URL, &result.submission).await;
-            self.settle(result, source, offline::judge(answer)).await;
-        }
     }
 
     /// Deals with the verdict on one result: forgotten once acknowledged or refused for good,
@@ -335,4 +355,13 @@ async fn back_off(shared: &Shared, wait_ms: f64) -> bool {
             return true;
         }
     }
+}
+
+/// Sends the results of `batch` in one `POST /api/v1/exchange`.
+async fn exchange(batch: &Batch) -> Result<ExchangeAnswers, HttpError> {
+    let request = ExchangeRequest {
+        protocol: PROTOCOL_VERSION,
+        results: batch.iter().map(|(result, _)| &result.submission).collect(),
+    };
+    post_json(EXCHANGE_URL, &request).await
 }

@@ -47,8 +47,8 @@ extern "C" {
     fn drop_unit(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = finishUnit)]
     fn finish_unit(this: &JsQueue, result: &str, claim: bool) -> js_sys::Promise;
-    #[wasm_bindgen(method, js_name = claimResult)]
-    fn claim_result(this: &JsQueue) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = claimResults)]
+    fn claim_results(this: &JsQueue, max: u32) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = releaseResult)]
     fn release_result(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = removeResult)]
@@ -83,6 +83,17 @@ pub struct StoredResult {
     /// The computation's time with sub-millisecond resolution.
     pub busy_ms: f64,
     pub submission: ResultSubmission,
+}
+
+/// What a claim of stored results found.
+#[derive(Debug, Default)]
+pub struct ClaimedResults {
+    /// Claimed by this worker, oldest first.
+    pub results: Vec<StoredResult>,
+    /// Why each record that could not be read was removed.
+    pub unreadable: Vec<String>,
+    /// Records claimed, readable or not: fewer than asked means the backlog is empty.
+    pub records: usize,
 }
 
 /// What a look for stored units found.
@@ -204,22 +215,28 @@ impl Queue {
         done(self.js.finish_unit(&to_json(result)?, claim)).await
     }
 
-    /// Claims the oldest result no live worker is sending, if any. A record this version
-    /// cannot read could never be sent: it is removed, and the error returned.
-    pub async fn claim_result(&self) -> Result<Option<StoredResult>, String> {
-        let Some(json) = text(self.js.claim_result()).await? else {
-            return Ok(None);
-        };
-        let record: Box<RawValue> = from_json(&json)?;
-        match serde_json::from_str::<StoredResult>(record.get()) {
-            Ok(result) => Ok(Some(result)),
-            Err(err) => {
-                if let Some(id) = lease_id_of(&record) {
-                    done(self.js.remove_result(&id)).await?;
+    /// Claims up to `max` of the oldest results no live worker is sending, in one queue
+    /// transaction, oldest first. A record this version cannot read could never be sent: it
+    /// is removed, and said why in `unreadable`.
+    pub async fn claim_results(&self, max: u32) -> Result<ClaimedResults, String> {
+        let json = text(self.js.claim_results(max)).await?;
+        let records: Vec<Box<RawValue>> = from_json(json.as_deref().unwrap_or("[]"))?;
+        let mut claimed = ClaimedResults::default();
+        for record in records {
+            match serde_json::from_str::<StoredResult>(record.get()) {
+                Ok(result) => claimed.results.push(result),
+                Err(err) => {
+                    if let Some(id) = lease_id_of(&record) {
+                        done(self.js.remove_result(&id)).await?;
+                    }
+                    claimed
+                        .unreadable
+                        .push(format!("offline queue: unreadable result removed: {err}"));
                 }
-                Err(format!("offline queue: unreadable result removed: {err}"))
             }
         }
+        claimed.records = claimed.results.len() + claimed.unreadable.len();
+        Ok(claimed)
     }
 
     /// Frees a result for a later try (no definitive answer).
