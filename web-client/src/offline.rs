@@ -5,7 +5,10 @@
 //! cyclepool-web-client`).
 
 use cyclepool_shared::ErrorCode;
-use cyclepool_shared::protocol::{SubmitResponse, SubmitStatus};
+use cyclepool_shared::protocol::{
+    MAX_EXCHANGE_BODY_BYTES, MAX_OUTPUT_BYTES, MAX_RESULTS_PER_EXCHANGE, SubmitResponse,
+    SubmitStatus,
+};
 use serde::Deserialize;
 
 use crate::http::HttpError;
@@ -76,6 +79,24 @@ pub fn freshness(
     } else {
         Freshness::Expired
     }
+}
+
+/// Results in one exchange: up to the portal's limit.
+pub const MAX_BATCH: usize = MAX_RESULTS_PER_EXCHANGE;
+
+/// Output bytes in one exchange, well inside the portal's body limit once base64 (4/3) and
+/// each result's envelope are added. Any output the portal takes (at most
+/// `MAX_OUTPUT_BYTES`, as much as this) fits in an exchange by itself.
+pub const MAX_BATCH_OUTPUT_BYTES: usize = MAX_EXCHANGE_BODY_BYTES / 2;
+const _: () = assert!(MAX_BATCH_OUTPUT_BYTES >= MAX_OUTPUT_BYTES);
+
+/// Whether a result with `next_output_bytes` of output joins a batch of `results` results
+/// holding `output_bytes` of output. The first always does: any output goes in an exchange,
+/// by itself if need be (one the portal would refuse is refused there, like a submission).
+pub fn fits_in_batch(results: usize, output_bytes: usize, next_output_bytes: usize) -> bool {
+    results == 0
+        || (results < MAX_BATCH
+            && output_bytes.saturating_add(next_output_bytes) <= MAX_BATCH_OUTPUT_BYTES)
 }
 
 /// What the portal's answer to a result means for the stored copy.
@@ -393,5 +414,51 @@ mod tests {
         assert!(matches!(judge_answer(unknown), Verdict::Retry(_)));
         let empty: ResultAnswer = serde_json::from_str("{}").expect("parses");
         assert!(matches!(judge_answer(empty), Verdict::Retry(_)));
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_portals_limits_and_always_takes_its_first() {
+        assert!(fits_in_batch(0, 0, MAX_OUTPUT_BYTES));
+        assert!(fits_in_batch(0, 0, usize::MAX));
+        assert!(fits_in_batch(MAX_BATCH - 1, 0, 10));
+        assert!(!fits_in_batch(MAX_BATCH, 0, 0));
+        assert!(fits_in_batch(3, MAX_BATCH_OUTPUT_BYTES - 10, 10));
+        assert!(!fits_in_batch(3, MAX_BATCH_OUTPUT_BYTES - 10, 11));
+        assert!(!fits_in_batch(1, usize::MAX, 1));
+    }
+
+    /// The largest batches the rules allow are bodies the portal takes.
+    #[test]
+    fn the_largest_batches_fit_the_portals_body_limit() {
+        use cyclepool_shared::protocol::{Exchange, ResultSubmission};
+        use cyclepool_shared::{LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
+
+        let result = |output: Vec<u8>| ResultSubmission {
+            protocol: PROTOCOL_VERSION,
+            volunteer: VolunteerId::from_bytes([0xab; 32]),
+            lease_id: LeaseId::from_bytes([0xcd; 16]),
+            nonce: Nonce::from_bytes([0xef; 16]),
+            output_sha256: Sha256Digest::of(&output),
+            output,
+            signature: Signature::from_bytes([0x12; 64]),
+            compute_ms: u64::MAX,
+        };
+        let body = |results: Vec<ResultSubmission>| {
+            serde_json::to_vec(&Exchange {
+                protocol: PROTOCOL_VERSION,
+                results,
+                lease: None,
+            })
+            .expect("serialises")
+            .len()
+        };
+        // Every byte of output in one result, the rest empty; or the bytes spread evenly.
+        let mut one_large = vec![result(vec![0xff; MAX_BATCH_OUTPUT_BYTES])];
+        one_large.extend((1..MAX_BATCH).map(|_| result(Vec::new())));
+        let share = MAX_BATCH_OUTPUT_BYTES / MAX_BATCH;
+        let even = (0..MAX_BATCH).map(|_| result(vec![0xff; share])).collect();
+        for size in [body(one_large), body(even)] {
+            assert!(size <= MAX_EXCHANGE_BODY_BYTES, "{size} bytes");
+        }
     }
 }

@@ -15,10 +15,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use cyclepool_shared::protocol::{
-    MAX_EXCHANGE_BODY_BYTES, MAX_OUTPUT_BYTES, MAX_RESULTS_PER_EXCHANGE, PROTOCOL_VERSION,
-    ResultSubmission,
-};
+use cyclepool_shared::protocol::{PROTOCOL_VERSION, ResultSubmission};
 use futures_channel::oneshot;
 use serde::{Deserialize, Serialize};
 
@@ -34,15 +31,6 @@ const EXCHANGE_URL: &str = "/api/v1/exchange";
 /// disk, and makes concurrent requests durable together (group commit), so a few in flight
 /// keep up with small units where one at a time would fall behind.
 const MAX_IN_FLIGHT: usize = 4;
-
-/// Results in one exchange: up to the portal's limit.
-const MAX_BATCH: usize = MAX_RESULTS_PER_EXCHANGE;
-
-/// Output bytes in one exchange, well inside the portal's body limit once base64 (4/3) and
-/// each result's envelope are added. Any output the portal takes (at most
-/// `MAX_OUTPUT_BYTES`, as much as this) fits in an exchange by itself.
-const MAX_BATCH_OUTPUT_BYTES: usize = MAX_EXCHANGE_BODY_BYTES / 2;
-const _: () = assert!(MAX_BATCH_OUTPUT_BYTES >= MAX_OUTPUT_BYTES);
 
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
@@ -151,8 +139,7 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
 }
 
 impl Outbox {
-    /// The results to send next, as many as are at hand up to [`MAX_BATCH`] and
-    /// [`MAX_BATCH_OUTPUT_BYTES`] of output: first those the queue could not store (most at
+    /// The results to send next, as many as are at hand up to [`offline::fits_in_batch`]: first those the queue could not store (most at
     /// risk), then the backlog oldest first (claimed in one queue transaction), then fresh
     /// results. One that would overflow the batch is held over to start the next.
     async fn next_batch(&self) -> Option<Batch> {
@@ -160,7 +147,7 @@ impl Outbox {
         let mut batch = Batch::new();
         let held_over = self.held_over.borrow_mut().take();
         batch.extend(held_over);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < offline::MAX_BATCH {
             let unsaved = shared.unsaved.borrow_mut().pop_front();
             let Some(result) = unsaved else {
                 break;
@@ -169,8 +156,8 @@ impl Outbox {
                 return Some(batch);
             }
         }
-        if shared.backlog.get() && batch.len() < MAX_BATCH {
-            let wanted = MAX_BATCH - batch.len();
+        if shared.backlog.get() && batch.len() < offline::MAX_BATCH {
+            let wanted = offline::MAX_BATCH - batch.len();
             match self.queue.claim_results(wanted as u32).await {
                 Ok(claimed) => {
                     if claimed.records < wanted {
@@ -197,7 +184,7 @@ impl Outbox {
                 Err(err) => shared.emit(&WorkerEvent::error(err, None)),
             }
         }
-        while batch.len() < MAX_BATCH {
+        while batch.len() < offline::MAX_BATCH {
             let fresh = shared.fresh.borrow_mut().pop_front();
             let Some(result) = fresh else {
                 break;
@@ -216,9 +203,8 @@ impl Outbox {
             .iter()
             .map(|(result, _)| result.submission.output.len())
             .sum();
-        let fits = batch.is_empty()
-            || (batch.len() < MAX_BATCH
-                && output_bytes + result.submission.output.len() <= MAX_BATCH_OUTPUT_BYTES);
+        let fits =
+            offline::fits_in_batch(batch.len(), output_bytes, result.submission.output.len());
         if fits {
             batch.push((result, source));
         } else {
