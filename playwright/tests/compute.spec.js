@@ -1,14 +1,14 @@
 // The volunteer page end to end: nothing computes before Start; after Start, module workers
 // running the wasm client verify the signed manifest and module, then compute real units in a
-// sandbox worker; the server stores results equal to a native run of the same module; Stop
-// stops all work.
+// sandbox worker, handing in results and asking for units in the same requests; the server
+// stores results equal to a native run of the same module; Stop stops all work.
 const { test, expect } = require('./server');
 
-const isWorkRequest = (url) => /\/api\/v1\/(lease|results)$/.test(new URL(url).pathname);
+const isWorkRequest = (url) => /\/api\/v1\/(lease|results|exchange)$/.test(new URL(url).pathname);
 
 test('Start computes correct results that the server stores; Stop stops', async ({ page, server }) => {
   const workRequests = [];
-  page.on('request', (request) => { if (isWorkRequest(request.url())) workRequests.push(request.url()); });
+  page.on('request', (request) => { if (isWorkRequest(request.url())) workRequests.push(request); });
 
   await page.goto(server.url);
   // The page has loaded and talked to the server (job title from /api/v1/stats)...
@@ -33,6 +33,12 @@ test('Start computes correct results that the server stores; Stop stops', async 
   await expect(page.locator('#running-distributor')).toHaveText('portal-demo');
   const stats = await server.stats();
   await expect(page.locator('#running-module')).toHaveText(stats.jobs[0].module_sha256);
+  // Results and requests for more units travel together (POST /api/v1/exchange): the
+  // workers never ask for units on their own.
+  const paths = workRequests.map((request) => new URL(request.url()).pathname);
+  expect(paths.filter((p) => p !== '/api/v1/exchange')).toEqual([]);
+  const bodies = workRequests.map((request) => request.postDataJSON());
+  expect(bodies.some((body) => body.lease && body.results.length > 0)).toBe(true);
   // Two volunteer workers, each running units in a sandbox worker of its own.
   const scripts = page.workers().map((worker) => new URL(worker.url()).pathname).sort();
   expect(scripts).toEqual(['/sandbox.js', '/sandbox.js', '/worker.js', '/worker.js']);

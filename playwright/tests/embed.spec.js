@@ -5,7 +5,7 @@
 // consent; loading the script twice gives one widget; and an unregistered origin cannot frame
 // the widget at all (frame-ancestors).
 const http = require('node:http');
-const { test, expect, createJob, le } = require('./server');
+const { test, expect, createJob, le, leaseRequestOf } = require('./server');
 
 test.use({ serverArgs: ['--demo-units', '64'] });
 
@@ -68,7 +68,8 @@ async function publicSite(server, site) {
 function watchLeases(page) {
   const leases = [];
   page.context().on('request', (request) => {
-    if (new URL(request.url()).pathname === '/api/v1/lease') leases.push(JSON.parse(request.postData()));
+    const lease = leaseRequestOf(request);
+    if (lease) leases.push(lease);
   });
   return leases;
 }

@@ -3,7 +3,7 @@
 // group's job, and a browser that did not join never receives a unit of it.
 const fs = require('node:fs');
 const path = require('node:path');
-const { test, expect, le, registerDistributor } = require('./server');
+const { test, expect, le, registerDistributor, leaseAnswerOf } = require('./server');
 
 const jobsDir = path.resolve(__dirname, '..', '..', 'jobs', 'dist');
 
@@ -35,7 +35,8 @@ test('a group job runs only in browsers that joined through the invitation', asy
   const outsider = await (await browser.newContext()).newPage();
   const outsiderLeases = [];
   outsider.on('response', async (response) => {
-    if (new URL(response.url()).pathname === '/api/v1/lease') outsiderLeases.push(...(await response.json()).leases);
+    const answer = leaseAnswerOf(new URL(response.url()).pathname, await response.json().catch(() => null));
+    if (answer) outsiderLeases.push(...answer.leases);
   });
   await outsider.goto(server.url);
   await outsider.click('#start');

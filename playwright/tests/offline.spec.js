@@ -3,7 +3,7 @@
 // network returns, several to a request; a unit whose deadline passed while offline is
 // skipped, not computed; a result that reaches the portal after its deadline is refused once
 // and dropped.
-const { test, expect, createJob } = require('./server');
+const { test, expect, createJob, leaseRequestOf, leaseAnswerOf } = require('./server');
 
 /** What the offline queue holds (IndexedDB `cyclepool-offline`). */
 function storedWork(page) {
@@ -53,7 +53,8 @@ test.describe('with the demo job (ten-minute leases)', () => {
     await context.route(portal, (route) => (portalCut ? route.abort('internetdisconnected') : route.continue()));
     const leaseRequests = [];
     page.on('request', (request) => {
-      if (new URL(request.url()).pathname === '/api/v1/lease') leaseRequests.push(request.postDataJSON());
+      const lease = leaseRequestOf(request);
+      if (lease) leaseRequests.push(lease);
     });
     await page.goto(server.url);
     // The prefetch setting is remembered in this browser.
@@ -187,7 +188,8 @@ test.describe('with short leases', () => {
       const path = new URL(route.request().url()).pathname;
       try {
         const response = await route.fetch();
-        if (path === '/api/v1/lease' && !state.leases) state.leases = (await response.json()).leases;
+        const answer = leaseAnswerOf(path, await response.json().catch(() => null));
+        if (answer && !state.leases) state.leases = answer.leases;
         if (path.startsWith('/api/v1/modules/')) state.offline = true;
         return await route.fulfill({ response });
       } catch {

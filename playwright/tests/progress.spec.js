@@ -2,7 +2,7 @@
 // (the choice is remembered in the browser), unchecking a job while running stops new leases
 // of it from the next request on, and the page shows validated credit, time donated and a
 // throughput chart drawn from its own completions.
-const { test, expect, createJob, le } = require('./server');
+const { test, expect, createJob, le, leaseRequestOf, leaseAnswerOf } = require('./server');
 
 // A large demo job (job 0, Mandelbrot tiles), so that it has work for the whole test.
 test.use({ serverArgs: ['--demo-units', '1024'] });
@@ -26,14 +26,16 @@ async function factorJob(server) {
 function recordLeases(page) {
   const exchanges = [];
   page.on('request', (request) => {
-    if (new URL(request.url()).pathname !== '/api/v1/lease') return;
-    exchanges.push({ request, excluded: request.postDataJSON().exclude_jobs ?? [], leased: null });
+    const lease = leaseRequestOf(request);
+    if (!lease) return;
+    exchanges.push({ request, lease, excluded: lease.exclude_jobs ?? [], leased: null });
   });
   page.on('response', async (response) => {
     const exchange = exchanges.find((e) => e.request === response.request());
     if (!exchange) return;
     const body = await response.json().catch(() => ({}));
-    exchange.leased = (body.leases ?? []).map((lease) => lease.job_id);
+    const answer = leaseAnswerOf(new URL(response.url()).pathname, body);
+    exchange.leased = (answer?.leases ?? []).map((lease) => lease.job_id);
   });
   return exchanges;
 }
@@ -165,7 +167,7 @@ test('a category left to others covers its jobs, those published later included'
   });
   const atPublish = exchanges.length;
   await expect.poll(() => answered(exchanges.slice(atPublish)).length, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
-  expect(exchanges.every((e) => JSON.stringify(e.request.postDataJSON().exclude_categories) === '["cryptography"]')).toBe(true);
+  expect(exchanges.every((e) => JSON.stringify(e.lease.exclude_categories) === '["cryptography"]')).toBe(true);
   expect(leasedJobs(exchanges)).not.toContain(FACTOR_JOB);
   expect(leasedJobs(exchanges)).not.toContain(later.job_id);
   expect(leasedJobs(exchanges)).toContain(DEMO_JOB);

@@ -1,6 +1,6 @@
 // The volunteer page rides out a portal that restarts or sheds load: workers back off with
 // jitter, say so on the page (errors are shown, not swallowed), and resume by themselves.
-const { test, expect } = require('./server');
+const { test, expect, leaseRequestOf } = require('./server');
 
 async function unitsDone(page) {
   return Number(await page.locator('#units-done').textContent());
@@ -29,7 +29,9 @@ test('workers resume by themselves after the portal is killed and restarted', as
 test('workers back off while the portal answers 503, then resume', async ({ page, server }) => {
   const refused = [];
   // The portal sheds load: every request for work is refused for a while.
-  await page.context().route('**/api/v1/lease', async (route) => {
+  const forWork = /\/api\/v1\/(lease|exchange)$/;
+  await page.context().route(forWork, async (route) => {
+    if (!leaseRequestOf(route.request())) return route.continue();
     refused.push(Date.now());
     await route.fulfill({
       status: 503,
@@ -48,6 +50,6 @@ test('workers back off while the portal answers 503, then resume', async ({ page
   expect(asked).toBeLessThan(30);
   expect(await unitsDone(page)).toBe(0);
 
-  await page.context().unroute('**/api/v1/lease');
+  await page.context().unroute(forWork);
   await expect.poll(() => unitsDone(page), { timeout: 45_000 }).toBeGreaterThanOrEqual(3);
 });

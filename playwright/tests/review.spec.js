@@ -8,6 +8,7 @@ const os = require('node:os');
 const path = require('node:path');
 const {
   test, expect, createJob, createJobAs, reports, adminApi, registerDistributor, cliBin, jobsDir,
+  leaseRequestOf, leaseAnswerOf,
 } = require('./server');
 
 test.use({ serverArgs: ['--demo-units', '0'] });
@@ -17,11 +18,11 @@ function watchLeases(page) {
   const leased = [];
   leased.answers = 0;
   page.context().on('response', async (response) => {
-    if (!response.url().endsWith('/api/v1/lease')) return;
+    if (!leaseRequestOf(response.request())) return;
     try {
-      const body = await response.json();
+      const answer = leaseAnswerOf(new URL(response.url()).pathname, await response.json());
       leased.answers += 1;
-      for (const lease of body.leases ?? []) leased.push(lease.job_id);
+      for (const lease of answer?.leases ?? []) leased.push(lease.job_id);
     } catch {
       // A response whose body is gone (the test ended) holds no lease we need.
     }
@@ -92,11 +93,12 @@ test('a job whose declaring key was revoked is refused, even from a replayed man
 
   // An attacker on the path replays the signed job: leases rewritten to name it, and its old
   // manifest, still validly signed by the portal.
-  await page.context().route('**/api/v1/lease', async (route) => {
+  await page.context().route(/\/api\/v1\/(lease|exchange)$/, async (route) => {
     try {
       const response = await route.fetch();
       const body = await response.json();
-      for (const lease of body.leases ?? []) lease.job_id = jobId;
+      const answer = leaseAnswerOf(new URL(route.request().url()).pathname, body);
+      for (const lease of answer?.leases ?? []) lease.job_id = jobId;
       await route.fulfill({ response, json: body });
     } catch (error) {
       if (!/disposed|closed/i.test(String(error?.message ?? error))) throw error;

@@ -210,6 +210,27 @@ async function trustAccount(server, accountId) {
 /** The distributor CLI built beside the server binary (`cargo build` builds both). */
 const cliBin = path.join(path.dirname(serverBin), 'cyclepool');
 
+/**
+ * The request for units a browser request carries, or null: the body of `POST /api/v1/lease`,
+ * or the `lease` of a `POST /api/v1/exchange` (how the web client asks for units).
+ */
+function leaseRequestOf(request) {
+  const path = new URL(request.url()).pathname;
+  if (request.method() !== 'POST') return null;
+  if (path === '/api/v1/lease') return request.postDataJSON();
+  if (path === '/api/v1/exchange') return request.postDataJSON()?.lease ?? null;
+  return null;
+}
+
+/** The answer to a request for units `body` (a lease or exchange answer) carries, or null. */
+function leaseAnswerOf(path, body) {
+  if (path === '/api/v1/lease') return body;
+  if (path === '/api/v1/exchange') return body?.lease ?? null;
+  return null;
+}
+
+module.exports.leaseRequestOf = leaseRequestOf;
+module.exports.leaseAnswerOf = leaseAnswerOf;
 module.exports.adminApi = adminApi;
 module.exports.registerDistributor = registerDistributor;
 module.exports.trustAccount = trustAccount;

@@ -15,7 +15,7 @@ extern "C" {
 }
 
 /// Why a request did not produce the expected answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum HttpError {
     /// No answer: the network or the server is down. Worth retrying later.
     Network(String),

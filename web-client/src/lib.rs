@@ -143,6 +143,12 @@ struct Shared {
     outbox_wake: Signal,
     /// Set with `outbox_wake` when the portal is back: retry at once, not after the backoff.
     outbox_nudged: Cell<bool>,
+    /// The work loop's request for units, set with `outbox_wake`: the outbox carries it in its
+    /// next exchange, with the results at hand, and answers it there.
+    lease_want: RefCell<Option<outbox::LeaseWant>>,
+    /// Results being signed and stored, not yet handed to the outbox: a request for units
+    /// waits a moment for them, to travel in the same exchange.
+    finishing: Cell<usize>,
     /// Wakes the work loop from a backoff when the portal is back.
     loop_wake: Signal,
     on_event: js_sys::Function,
@@ -182,6 +188,8 @@ impl VolunteerWorker {
                 backlog: Cell::new(true),
                 outbox_wake: Signal::default(),
                 outbox_nudged: Cell::new(false),
+                lease_want: RefCell::new(None),
+                finishing: Cell::new(0),
                 loop_wake: Signal::default(),
                 on_event,
             }),

@@ -15,14 +15,15 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use cyclepool_shared::protocol::{PROTOCOL_VERSION, ResultSubmission};
+use cyclepool_shared::protocol::{LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission};
 use futures_channel::oneshot;
 use serde::{Deserialize, Serialize};
 
 use crate::events::WorkerEvent;
 use crate::http::{HttpError, post_json};
-use crate::offline::{self, ResultAnswer, Verdict};
+use crate::offline::{self, AnswerError, ResultAnswer, Verdict};
 use crate::queue::{Queue, StoredResult};
+use crate::work::{self, Fetched};
 use crate::{Backoff, Shared, now_ms};
 
 const EXCHANGE_URL: &str = "/api/v1/exchange";
@@ -31,6 +32,10 @@ const EXCHANGE_URL: &str = "/api/v1/exchange";
 /// disk, and makes concurrent requests durable together (group commit), so a few in flight
 /// keep up with small units where one at a time would fall behind.
 const MAX_IN_FLIGHT: usize = 4;
+
+/// How long a request for units waits for a result being signed and stored (a few ms of
+/// IndexedDB), so that both go in one exchange.
+const FINISHING_WAIT_MS: f64 = 50.0;
 
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
@@ -47,19 +52,31 @@ enum Source {
 /// Results sent together, with where each is kept.
 type Batch = Vec<(StoredResult, Source)>;
 
-/// The body of `POST /api/v1/exchange` this client sends: results only (the work loop asks for
-/// units on its own).
+/// The work loop's request for units, carried by the next exchange.
+pub struct LeaseWant {
+    pub request: LeaseRequest,
+    /// Gets what the portal answered to it.
+    pub answer: oneshot::Sender<Fetched>,
+}
+
+/// The body of `POST /api/v1/exchange` this client sends.
 #[derive(Serialize)]
 struct ExchangeRequest<'a> {
     protocol: u32,
     results: Vec<&'a ResultSubmission>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<&'a LeaseRequest>,
 }
 
 /// The part of the portal's answer to an exchange this client reads: one answer per result,
-/// in order.
+/// in order, and the answer to its request for units, if it made one.
 #[derive(Deserialize)]
 struct ExchangeAnswers {
     results: Vec<ResultAnswer>,
+    #[serde(default)]
+    lease: Option<LeaseResponse>,
+    #[serde(default)]
+    lease_error: Option<AnswerError>,
 }
 
 struct Outbox {
@@ -86,7 +103,33 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
         held_over: RefCell::new(None),
     });
     let mut first_pass_done = Some(first_pass_done);
+    // When the request for units waiting now began to wait for a finishing result.
+    let mut want_held_since: Option<f64> = None;
     while !shared.stopped() {
+        let want = shared.lease_want.borrow_mut().take();
+        if let Some(want) = want {
+            let held_since = *want_held_since.get_or_insert_with(now_ms);
+            let left_ms = held_since + FINISHING_WAIT_MS - now_ms();
+            if shared.finishing.get() > 0 && shared.fresh.borrow().is_empty() && left_ms >= 1.0 {
+                // A result is nearly ready (the unit before this one): take it along.
+                *shared.lease_want.borrow_mut() = Some(want);
+                shared.outbox_wake.wait(left_ms as u64).await;
+                continue;
+            }
+            want_held_since = None;
+            // A request for work goes at once, with the results at hand unless sending is at
+            // its limit or backing off (then it goes alone).
+            let sending =
+                outbox.in_flight.get() < MAX_IN_FLIGHT && outbox.retry_at.get() <= now_ms();
+            let batch = if sending {
+                outbox.next_batch().await.unwrap_or_default()
+            } else {
+                Batch::new()
+            };
+            outbox.in_flight.set(outbox.in_flight.get() + 1);
+            wasm_bindgen_futures::spawn_local(Rc::clone(&outbox).send(batch, Some(want)));
+            continue;
+        }
         if outbox.in_flight.get() >= MAX_IN_FLIGHT {
             // Woken when one of them is answered.
             shared.outbox_wake.wait(IDLE_LOOK_MS).await;
@@ -117,8 +160,10 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
             continue;
         };
         outbox.in_flight.set(outbox.in_flight.get() + 1);
-        wasm_bindgen_futures::spawn_local(Rc::clone(&outbox).send(batch));
+        wasm_bindgen_futures::spawn_local(Rc::clone(&outbox).send(batch, None));
     }
+    // A request for work left unsent is answered "stopping" by dropping it.
+    drop(shared.lease_want.borrow_mut().take());
     if let Some(done) = first_pass_done.take() {
         let _ = done.send(());
     }
@@ -213,20 +258,49 @@ impl Outbox {
         fits
     }
 
-    /// Offers a batch of results in one exchange and deals with the answers.
-    async fn send(self: Rc<Self>, batch: Batch) {
-        match exchange(&batch).await {
+    /// Offers a batch of results, and the work loop's request for units if any, in one
+    /// exchange, and deals with the answers.
+    async fn send(self: Rc<Self>, batch: Batch, want: Option<LeaseWant>) {
+        // The portal takes a request for units only with results of the same key (results of
+        // an earlier key may wait in the queue): otherwise it goes in an exchange of its own.
+        let (want, apart) = match want {
+            Some(want)
+                if batch
+                    .iter()
+                    .any(|(result, _)| result.submission.volunteer != want.request.volunteer) =>
+            {
+                (None, Some(want))
+            }
+            want => (want, None),
+        };
+        if let Some(apart) = apart {
+            let answer = exchange(&[], Some(&apart.request)).await;
+            // An exchange without results: nothing else in its answer.
+            let _ = answer_lease(apart, answer);
+        }
+        let lease = want.as_ref().map(|want| &want.request);
+        match exchange(&batch, lease).await {
             // Refused as a whole, which says nothing definite about each of several results
             // (something between us and the portal): each is offered again in an exchange of
-            // its own, and judged by its own answer.
+            // its own, and judged by its own answer; the request for units too.
             Err(HttpError::Refused { .. }) if batch.len() > 1 => {
+                if let Some(want) = want {
+                    let answer = exchange(&[], Some(&want.request)).await;
+                    let _ = answer_lease(want, answer);
+                }
                 for one in batch {
                     let one = vec![one];
-                    let answer = exchange(&one).await;
+                    let answer = exchange(&one, None).await;
                     self.settle_all(one, answer).await;
                 }
             }
-            answer => self.settle_all(batch, answer).await,
+            answer => {
+                let answer = match want {
+                    Some(want) => answer_lease(want, answer),
+                    None => answer,
+                };
+                self.settle_all(batch, answer).await;
+            }
         }
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
         self.shared.outbox_wake.notify();
@@ -343,11 +417,54 @@ async fn back_off(shared: &Shared, wait_ms: f64) -> bool {
     }
 }
 
-/// Sends the results of `batch` in one `POST /api/v1/exchange`.
-async fn exchange(batch: &Batch) -> Result<ExchangeAnswers, HttpError> {
+/// Sends the results of `batch`, and `lease` if any, in one `POST /api/v1/exchange`.
+async fn exchange(
+    batch: &[(StoredResult, Source)],
+    lease: Option<&LeaseRequest>,
+) -> Result<ExchangeAnswers, HttpError> {
     let request = ExchangeRequest {
         protocol: PROTOCOL_VERSION,
         results: batch.iter().map(|(result, _)| &result.submission).collect(),
+        lease,
     };
     post_json(EXCHANGE_URL, &request).await
+}
+
+/// Hands the work loop what the exchange answered to its request for units (the lease, a
+/// refusal, or the exchange's failure), and gives back the rest of the answer.
+fn answer_lease(
+    want: LeaseWant,
+    mut answer: Result<ExchangeAnswers, HttpError>,
+) -> Result<ExchangeAnswers, HttpError> {
+    let fetched = match &mut answer {
+        Ok(answers) => match (answers.lease.take(), answers.lease_error.take()) {
+            (Some(response), _) => work::fetched(Ok(response)),
+            (None, Some(refusal)) => Fetched::Failed(refused_lease(refusal)),
+            (None, None) => Fetched::Failed(HttpError::Protocol(
+                "an exchange with a request for units answered neither".into(),
+            )),
+        },
+        Err(err) => Fetched::Failed(err.clone()),
+    };
+    // The work loop may have stopped waiting (it is stopping): nothing to do.
+    let _ = want.answer.send(fetched);
+    answer
+}
+
+/// A request for units the portal refused inside an exchange, as the error `POST
+/// /api/v1/lease` would have given (a key over its rate is worth retrying later).
+fn refused_lease(refusal: AnswerError) -> HttpError {
+    let AnswerError { code, message } = refusal;
+    if code == "rate_limited" {
+        HttpError::Unavailable {
+            status: 429,
+            message,
+        }
+    } else {
+        HttpError::Refused {
+            status: 400,
+            code,
+            message,
+        }
+    }
 }

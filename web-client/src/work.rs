@@ -22,7 +22,7 @@ use futures_channel::oneshot;
 use gloo_timers::future::sleep;
 
 use crate::events::WorkerEvent;
-use crate::http::{HttpError, post_json};
+use crate::http::HttpError;
 use crate::jobs::{Jobs, Load, LoadedJob};
 use crate::offline::{self, Freshness};
 use crate::queue::{Queue, StoredResult, StoredUnit};
@@ -30,7 +30,6 @@ use crate::sandbox::{Answer, Sandbox, UnitFailure};
 use crate::wake::Signal;
 use crate::{Backoff, Shared, Throttle, now_ms};
 
-const LEASE_URL: &str = "/api/v1/lease";
 /// How often a paused worker looks whether it may go on.
 const PAUSE_POLL_MS: u64 = 250;
 /// How long the loop waits for a top-up in flight before looking again.
@@ -60,7 +59,7 @@ struct Work {
 }
 
 /// What asking the portal for work gave.
-enum Fetched {
+pub(crate) enum Fetched {
     Leases(Vec<Lease>),
     NoWork { retry_ms: u64 },
     Failed(HttpError),
@@ -338,6 +337,8 @@ impl Work {
                     shared.emit(&WorkerEvent::Idle { retry_ms });
                 }
             }
+            // Stopping: nothing to say.
+            Fetched::Failed(_) if shared.stopped() => {}
             Fetched::Failed(err) => {
                 shared.note_failure(&err);
                 let wait_ms = self.lease_backoff.borrow_mut().next_ms();
@@ -429,6 +430,7 @@ impl Work {
         let compute_ms = computed.ms.unwrap_or(busy_ms).round() as u64;
         // Spawned tasks run once this one waits, which is once the loop has handed the next
         // unit (if one is ready) to the sandbox.
+        self.shared.finishing.set(self.shared.finishing.get() + 1);
         wasm_bindgen_futures::spawn_local(finish(
             Rc::clone(&self.shared),
             Rc::clone(&self.queue),
@@ -525,11 +527,29 @@ async fn finish(shared: Rc<Shared>, queue: Rc<Queue>, lease: Lease, output: Vec<
             shared.unsaved.borrow_mut().push_back(result);
         }
     }
+    shared
+        .finishing
+        .set(shared.finishing.get().saturating_sub(1));
     shared.outbox_wake.notify();
 }
 
-/// Asks the portal for up to `max` units.
+/// Asks the portal for up to `max` units in the outbox's next exchange (`POST
+/// /api/v1/exchange`), which carries the results at hand with it: one request for both.
 async fn fetch_leases(shared: &Shared, max: u32) -> Fetched {
+    let (answer, answered) = oneshot::channel();
+    // One request at a time: the work loop waits for its answer (or a top-up is in flight).
+    *shared.lease_want.borrow_mut() = Some(crate::outbox::LeaseWant {
+        request: lease_request(shared, max),
+        answer,
+    });
+    shared.outbox_wake.notify();
+    answered
+        .await
+        .unwrap_or_else(|_| Fetched::Failed(HttpError::Network("the worker is stopping".into())))
+}
+
+/// The request for up to `max` units, with this key's proof.
+fn lease_request(shared: &Shared, max: u32) -> LeaseRequest {
     // The proof lets the portal hand out restricted jobs of groups this key joined; it costs
     // one signature per request (a request fetches several units).
     let at_ms = js_sys::Date::now() as u64;
@@ -540,7 +560,7 @@ async fn fetch_leases(shared: &Shared, max: u32) -> Fetched {
             &lease_proof_message(&shared.volunteer, at_ms),
         ),
     };
-    let request = LeaseRequest {
+    LeaseRequest {
         proof: Some(proof),
         protocol: PROTOCOL_VERSION,
         volunteer: shared.volunteer,
@@ -548,8 +568,12 @@ async fn fetch_leases(shared: &Shared, max: u32) -> Fetched {
         exclude_jobs: shared.excluded_jobs.borrow().clone(),
         exclude_categories: shared.excluded_categories.borrow().clone(),
         site: shared.site.get(),
-    };
-    match post_json::<_, LeaseResponse>(LEASE_URL, &request).await {
+    }
+}
+
+/// What the portal's answer to a request for units means for the work loop.
+pub(crate) fn fetched(answer: Result<LeaseResponse, HttpError>) -> Fetched {
+    match answer {
         Ok(response) if response.leases.is_empty() => Fetched::NoWork {
             retry_ms: response.retry_after_ms.unwrap_or(5_000),
         },
