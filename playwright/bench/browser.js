@@ -82,6 +82,13 @@ const round = (value, digits = 1) => Number(value.toFixed(digits));
  * Notes every finished request of `context` (pages, frames and their workers alike) until
  * `settled()`, which waits for the notes in progress.
  */
+/** For `POST /api/v1/exchange`, what it carried: `{ lease, results }`; otherwise null. */
+function exchangeCarries(request) {
+  if (request.method() !== 'POST' || new URL(request.url()).pathname !== '/api/v1/exchange') return null;
+  const body = request.postDataJSON();
+  return { lease: Boolean(body?.lease), results: body?.results?.length ?? 0 };
+}
+
 function recordRequests(context) {
   const records = [];
   const pending = [];
@@ -95,6 +102,8 @@ function recordRequests(context) {
         url: request.url(),
         path: new URL(request.url()).pathname,
         method: request.method(),
+        // What an exchange carried: a request for units, results.
+        carries: exchangeCarries(request),
         encoding: (await response?.headerValue('content-encoding')) ?? null,
         accept: await request.headerValue('accept-encoding'),
         start: timing.startTime,
@@ -133,8 +142,8 @@ async function visitAndStart(context, url) {
   const clickEpoch = marks.origin + marks.click;
   const first = (type) => marks.events.find((e) => e.type === type)?.t - marks.click;
   // Where the time went: each request of the first unit's path, from the click.
-  const since = (path, method = 'GET') => {
-    const found = requests.records.filter((r) => r.method === method && path.test(r.path) && r.start >= clickEpoch - 1)
+  const since = (path, method = 'GET', carrying = () => true) => {
+    const found = requests.records.filter((r) => r.method === method && path.test(r.path) && r.start >= clickEpoch - 1 && carrying(r))
       .sort((a, b) => a.start - b.start)[0];
     return found ? { start: found.start - clickEpoch, end: found.end - clickEpoch } : null;
   };
@@ -142,12 +151,13 @@ async function visitAndStart(context, url) {
     'client wasm (page)': since(/\/pkg\/cyclepool_web_client_bg\.wasm$/),
     'portal keys': since(/^\/\.well-known\/cyclepool-keys\.json$/),
     'worker.js': since(/^\/worker\.js$/),
-    'first lease': since(/^\/api\/v1\/lease$/, 'POST'),
+    // The web client asks for units and hands in results by exchange (before: /lease, /results).
+    'first lease': since(/^\/api\/v1\/(lease|exchange)$/, 'POST', (r) => !r.carries || r.carries.lease),
     'manifest': since(/^\/api\/v1\/jobs\/\d+\/manifest$/),
     'log check': since(/^\/api\/v1\/log\/jobs\/\d+$/),
     'job module': since(/^\/api\/v1\/modules\//),
     'sandbox.js': since(/^\/sandbox\.js$/),
-    'first result': since(/^\/api\/v1\/results$/, 'POST'),
+    'first result': since(/^\/api\/v1\/(results|exchange)$/, 'POST', (r) => !r.carries || r.carries.results > 0),
   };
   // Stop stops the workers; the tab goes too.
   await page.close();
