@@ -184,9 +184,10 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
 }
 
 impl Outbox {
-    /// The results to send next, as many as are at hand up to [`offline::fits_in_batch`]: first those the queue could not store (most at
-    /// risk), then the backlog oldest first (claimed in one queue transaction), then fresh
-    /// results. One that would overflow the batch is held over to start the next.
+    /// The results to send next, as many as are at hand up to [`offline::fits_in_batch`]:
+    /// first those the queue could not store (most at risk), then the backlog oldest first
+    /// (claimed in one queue transaction), then fresh results. One that would overflow the
+    /// batch is held over to start the next.
     async fn next_batch(&self) -> Option<Batch> {
         let shared = &self.shared;
         let mut batch = Batch::new();
@@ -205,7 +206,7 @@ impl Outbox {
             let wanted = offline::MAX_BATCH - batch.len();
             match self.queue.claim_results(wanted as u32).await {
                 Ok(claimed) => {
-                    if claimed.records < wanted {
+                    if claimed.records() < wanted {
                         shared.backlog.set(false);
                     }
                     for err in claimed.unreadable {
@@ -274,9 +275,7 @@ impl Outbox {
             want => (want, None),
         };
         if let Some(apart) = apart {
-            let answer = exchange(&[], Some(&apart.request)).await;
-            // An exchange without results: nothing else in its answer.
-            let _ = answer_lease(apart, answer);
+            lease_alone(apart).await;
         }
         let lease = want.as_ref().map(|want| &want.request);
         match exchange(&batch, lease).await {
@@ -285,8 +284,7 @@ impl Outbox {
             // its own, and judged by its own answer; the request for units too.
             Err(HttpError::Refused { .. }) if batch.len() > 1 => {
                 if let Some(want) = want {
-                    let answer = exchange(&[], Some(&want.request)).await;
-                    let _ = answer_lease(want, answer);
+                    lease_alone(want).await;
                 }
                 for one in batch {
                     let one = vec![one];
@@ -430,6 +428,13 @@ async fn exchange(
     post_json(EXCHANGE_URL, &request).await
 }
 
+/// Sends a request for units in an exchange of its own, and hands the work loop the answer.
+async fn lease_alone(want: LeaseWant) {
+    let answer = exchange(&[], Some(&want.request)).await;
+    // No results went with it: nothing else in its answer.
+    let _ = answer_lease(want, answer);
+}
+
 /// Hands the work loop what the exchange answered to its request for units (the lease, a
 /// refusal, or the exchange's failure), and gives back the rest of the answer.
 fn answer_lease(
@@ -438,7 +443,7 @@ fn answer_lease(
 ) -> Result<ExchangeAnswers, HttpError> {
     let fetched = match &mut answer {
         Ok(answers) => match (answers.lease.take(), answers.lease_error.take()) {
-            (Some(response), _) => work::fetched(Ok(response)),
+            (Some(response), _) => work::fetched(response),
             (None, Some(refusal)) => Fetched::Failed(refused_lease(refusal)),
             (None, None) => Fetched::Failed(HttpError::Protocol(
                 "an exchange with a request for units answered neither".into(),
@@ -451,8 +456,10 @@ fn answer_lease(
     answer
 }
 
-/// A request for units the portal refused inside an exchange, as the error `POST
-/// /api/v1/lease` would have given (a key over its rate is worth retrying later).
+/// A request for units the portal refused inside an exchange, as an error of `POST
+/// /api/v1/lease` (a key over its rate is worth retrying later). The answer names the code,
+/// not the status, and the work loop branches only on the kind of error: a refusal is
+/// given 400.
 fn refused_lease(refusal: AnswerError) -> HttpError {
     let AnswerError { code, message } = refusal;
     if code == "rate_limited" {

@@ -92,8 +92,13 @@ pub struct ClaimedResults {
     pub results: Vec<StoredResult>,
     /// Why each record that could not be read was removed.
     pub unreadable: Vec<String>,
+}
+
+impl ClaimedResults {
     /// Records claimed, readable or not: fewer than asked means the backlog is empty.
-    pub records: usize,
+    pub fn records(&self) -> usize {
+        self.results.len() + self.unreadable.len()
+    }
 }
 
 /// What a look for stored units found.
@@ -177,20 +182,14 @@ impl Queue {
         )
         .await?;
         let found: Found = from_json(json.as_deref().unwrap_or(r#"{"claimed":[],"dropped":[]}"#))?;
-        let mut claimed = Claimed::default();
-        for record in found.claimed {
-            match serde_json::from_str::<StoredUnit>(record.get()) {
-                Ok(unit) => claimed.units.push(unit),
-                Err(err) => {
-                    if let Some(id) = lease_id_of(&record) {
-                        done(self.js.drop_unit(&id)).await?;
-                    }
-                    claimed
-                        .unreadable
-                        .push(format!("offline queue: unreadable unit dropped: {err}"));
-                }
-            }
-        }
+        let (units, unreadable) = self
+            .read_claimed(found.claimed, JsQueue::drop_unit, "unit dropped")
+            .await?;
+        let mut claimed = Claimed {
+            units,
+            unreadable,
+            ..Claimed::default()
+        };
         for record in found.dropped {
             if let Ok(Dropped { lease }) = serde_json::from_str(record.get()) {
                 claimed.expired.push((lease.job_id, lease.unit));
@@ -221,22 +220,37 @@ impl Queue {
     pub async fn claim_results(&self, max: u32) -> Result<ClaimedResults, String> {
         let json = text(self.js.claim_results(max)).await?;
         let records: Vec<Box<RawValue>> = from_json(json.as_deref().unwrap_or("[]"))?;
-        let mut claimed = ClaimedResults::default();
+        let (results, unreadable) = self
+            .read_claimed(records, JsQueue::remove_result, "result removed")
+            .await?;
+        Ok(ClaimedResults {
+            results,
+            unreadable,
+        })
+    }
+
+    /// Reads claimed records; one this version cannot read could never be used, so it is
+    /// taken out of the queue with `forget` and said why (`what` became of it).
+    async fn read_claimed<T: DeserializeOwned>(
+        &self,
+        records: Vec<Box<RawValue>>,
+        forget: fn(&JsQueue, &str) -> js_sys::Promise,
+        what: &str,
+    ) -> Result<(Vec<T>, Vec<String>), String> {
+        let mut read = Vec::with_capacity(records.len());
+        let mut unreadable = Vec::new();
         for record in records {
-            match serde_json::from_str::<StoredResult>(record.get()) {
-                Ok(result) => claimed.results.push(result),
+            match serde_json::from_str::<T>(record.get()) {
+                Ok(value) => read.push(value),
                 Err(err) => {
                     if let Some(id) = lease_id_of(&record) {
-                        done(self.js.remove_result(&id)).await?;
+                        done(forget(&self.js, &id)).await?;
                     }
-                    claimed
-                        .unreadable
-                        .push(format!("offline queue: unreadable result removed: {err}"));
+                    unreadable.push(format!("offline queue: unreadable {what}: {err}"));
                 }
             }
         }
-        claimed.records = claimed.results.len() + claimed.unreadable.len();
-        Ok(claimed)
+        Ok((read, unreadable))
     }
 
     /// Frees a result for a later try (no definitive answer).

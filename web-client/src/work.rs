@@ -572,12 +572,12 @@ fn lease_request(shared: &Shared, max: u32) -> LeaseRequest {
 }
 
 /// What the portal's answer to a request for units means for the work loop.
-pub(crate) fn fetched(answer: Result<LeaseResponse, HttpError>) -> Fetched {
-    match answer {
-        Ok(response) if response.leases.is_empty() => Fetched::NoWork {
+pub(crate) fn fetched(response: LeaseResponse) -> Fetched {
+    if response.leases.is_empty() {
+        Fetched::NoWork {
             retry_ms: response.retry_after_ms.unwrap_or(5_000),
-        },
-        Ok(response) => Fetched::Leases(response.leases),
-        Err(err) => Fetched::Failed(err),
+        }
+    } else {
+        Fetched::Leases(response.leases)
     }
 }
