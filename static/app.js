@@ -103,27 +103,49 @@ function log(message, kind = 'info') {
   while (elements.log.children.length > LOG_LIMIT) elements.log.lastElementChild.remove();
 }
 
+// Writes `text` into `element` only if it differs: every write is a DOM change, which costs a
+// style, layout and paint pass even when the text is the same.
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+// Worker events come several times a second per worker (two per unit). Each one redrew the
+// page, and that repainting took a tenth of a core from the units on a 2-core machine; now the
+// page is redrawn at most every RENDER_INTERVAL_MS for them, which a person cannot tell apart.
+const RENDER_INTERVAL_MS = 250;
+let renderTimer;
+let lastRenderAt = -Infinity;
+
+function renderSoon() {
+  if (renderTimer !== undefined) return;
+  const wait = Math.max(0, lastRenderAt + RENDER_INTERVAL_MS - performance.now());
+  renderTimer = setTimeout(render, wait);
+}
+
 function render() {
+  clearTimeout(renderTimer);
+  renderTimer = undefined;
   const now = performance.now();
+  lastRenderAt = now;
   session.completions = session.completions.filter((t) => now - t <= RATE_WINDOW_MS);
   const windowMs = Math.min(RATE_WINDOW_MS, now - (session.startedAt ?? now)) || RATE_WINDOW_MS;
   const rate = session.workers.length ? (session.completions.length * 1000) / Math.max(windowMs, 1000) : 0;
-  elements.unitsDone.textContent = String(session.unitsDone);
-  elements.rate.textContent = `${rate.toFixed(1)} units/s`;
-  elements.activeWorkers.textContent = String(session.workers.length);
-  elements.resultsWaiting.textContent = String(session.waiting.results);
-  elements.unitsExpired.textContent = String(session.unitsExpired);
+  setText(elements.unitsDone, String(session.unitsDone));
+  setText(elements.rate, `${rate.toFixed(1)} units/s`);
+  setText(elements.activeWorkers, String(session.workers.length));
+  setText(elements.resultsWaiting, String(session.waiting.results));
+  setText(elements.unitsExpired, String(session.unitsExpired));
   showState();
-  elements.sessionTime.textContent = `this page: ${formatDuration(session.busyTotalMs)} computing`;
+  setText(elements.sessionTime, `this page: ${formatDuration(session.busyTotalMs)} computing`);
   // Processor use: time the workers spent computing over the last few seconds, per worker.
   session.busy = session.busy.filter(([t]) => now - t <= BUSY_WINDOW_MS);
   const running = now - (session.startedAt ?? now);
   if (session.workers.length && running >= 1000 && !isPaused()) {
     const spent = session.busy.reduce((sum, [, ms]) => sum + ms, 0);
     const share = spent / (Math.min(BUSY_WINDOW_MS, running) * session.workers.length);
-    elements.busy.textContent = `${Math.round(100 * share)} %`;
+    setText(elements.busy, `${Math.round(100 * share)} %`);
   } else {
-    elements.busy.textContent = isPaused() && session.workers.length ? 'paused' : '–';
+    setText(elements.busy, isPaused() && session.workers.length ? 'paused' : '–');
   }
 }
 
@@ -140,7 +162,7 @@ function showState() {
   } else if (session.idle) {
     state = 'waiting for work';
   }
-  elements.state.textContent = state;
+  setText(elements.state, state);
 }
 
 // Reads how much work the offline queue holds (shared by every worker of this browser).
@@ -279,7 +301,7 @@ function onWorkerEvent(event, index) {
     default:
       break;
   }
-  render();
+  renderSoon();
 }
 
 // A private group's invitation arrives as `/#join=<invite>`: in the fragment, so it never
@@ -609,7 +631,7 @@ function drawThroughput() {
   const peak = Math.max(...rates);
   const total = rates.reduce((sum, rate) => sum + rate, 0) / perMinute;
   const summary = peak ? `${total} units, at most ${peak} units/min` : 'none yet';
-  elements.throughputSummary.textContent = summary;
+  setText(elements.throughputSummary, summary);
   canvas.setAttribute('aria-label', `Units per minute over the last 10 minutes: ${summary}`);
   // Drawn at the display's resolution, so the bars stay sharp.
   const scale = window.devicePixelRatio || 1;

@@ -232,7 +232,8 @@ function onWorkerEvent(event) {
     case 'unit-done':
       session.units += 1;
       elements.units.textContent = String(session.units);
-      elements.state.textContent = 'computing';
+      // Written only on a change: each write costs the frame a layout and a paint.
+      if (elements.state.textContent !== 'computing') elements.state.textContent = 'computing';
       tell('unit', { units: session.units });
       break;
     case 'job':
