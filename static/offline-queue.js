@@ -195,9 +195,14 @@ class IndexedDbQueue {
     });
   }
 
-  // The portal acknowledged the result, or refused it for good.
-  removeResult(leaseId) {
-    return run(this.db, [RESULTS], 'readwrite', (transaction) => transaction.objectStore(RESULTS).delete(leaseId));
+  // The portal acknowledged these results (a JSON array of their lease ids), or refused them
+  // for good: removed in one transaction.
+  removeResults(json) {
+    const ids = JSON.parse(json);
+    return run(this.db, [RESULTS], 'readwrite', (transaction) => {
+      const store = transaction.objectStore(RESULTS);
+      for (const id of ids) store.delete(id);
+    });
   }
 
   counts() {
@@ -259,8 +264,8 @@ class MemoryQueue {
     if (result) result.owner = null;
   }
 
-  async removeResult(leaseId) {
-    this.results.delete(leaseId);
+  async removeResults(json) {
+    for (const id of JSON.parse(json)) this.results.delete(id);
   }
 
   async counts() {

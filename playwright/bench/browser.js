@@ -277,6 +277,68 @@ function utilisationOf(events, from, to) {
   });
 }
 
+/** The kernel's unit for thread times in /proc (USER_HZ, 100 on Linux whatever the kernel's HZ). */
+const USER_HZ = 100;
+
+/**
+ * CPU time so far (ms) of every thread of this process's descendants (Chromium's processes
+ * and the server), by `pid/tid`, with the thread's name; `null` without a Linux /proc.
+ */
+function threadCpu() {
+  let pids;
+  try {
+    pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return null;
+  }
+  const parentOf = new Map();
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      parentOf.set(pid, stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch { /* ended meanwhile */ }
+  }
+  const self = String(process.pid);
+  const descends = (pid) => {
+    for (let up = parentOf.get(pid); up && up !== '0'; up = parentOf.get(up)) if (up === self) return true;
+    return false;
+  };
+  const threads = new Map();
+  for (const pid of parentOf.keys()) {
+    if (!descends(pid)) continue;
+    let tids = [];
+    try { tids = fs.readdirSync(`/proc/${pid}/task`); } catch { /* ended meanwhile */ }
+    for (const tid of tids) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        threads.set(`${pid}/${tid}`, {
+          name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+          ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ, // utime + stime
+        });
+      } catch { /* ended meanwhile */ }
+    }
+  }
+  return threads;
+}
+
+/**
+ * Where the CPU went between two `threadCpu()` readings: the sandboxes' share of all the CPU
+ * the browser and the server used, and the CPU used outside the sandboxes per unit computed.
+ * The sandboxes are the busiest worker threads, one per volunteer worker. "In the module"
+ * counts a unit's wall time, which includes the time its thread waited for a core while the
+ * page, the volunteer workers, the browser's own processes and the server ran; this counts
+ * what each of them used.
+ */
+function cpuBetween(before, after, sandboxes, units) {
+  if (!before || !after || units === 0) return null;
+  const spent = [...after].map(([key, thread]) => ({ name: thread.name, ms: thread.ms - (before.get(key)?.ms ?? 0) }));
+  const total = spent.reduce((sum, thread) => sum + thread.ms, 0);
+  const inSandboxes = spent.filter((thread) => thread.name.startsWith('DedicatedWorker'))
+    .sort((a, b) => b.ms - a.ms).slice(0, sandboxes).reduce((sum, thread) => sum + thread.ms, 0);
+  return { sandbox_share: round(inSandboxes / total, 4), outside_ms_per_unit: round((total - inSandboxes) / units, 2) };
+}
+
 /**
  * The ceiling: the portal's sandbox script alone in a page, every unit handed to it at once,
  * so that it never waits for anyone: the share of the wall time it spends in the module.
@@ -336,8 +398,12 @@ async function utilisation(browser) {
       await page.click('#start');
       await page.waitForFunction(() => window.cyclepoolBench.events.some((e) => e.type === 'unit-computed'), null, { timeout: 60_000 });
       const firstUnit = await page.evaluate(() => window.cyclepoolBench.events.find((e) => e.type === 'unit-computed').t);
+      await page.waitForFunction((from) => performance.now() > from, firstUnit + warmupMs,
+        { timeout: warmupMs + 30_000, polling: 100 });
+      const cpuBefore = threadCpu();
       await page.waitForFunction((until) => performance.now() > until, firstUnit + warmupMs + windowMs,
-        { timeout: warmupMs + windowMs + 30_000, polling: 1000 });
+        { timeout: windowMs + 30_000, polling: 100 });
+      const cpuAfter = threadCpu();
       const events = await page.evaluate(() => window.cyclepoolBench.events);
       await page.click('#stop');
       await context.close();
@@ -348,6 +414,7 @@ async function utilisation(browser) {
         ...setting,
         max_iter: maxIter,
         units_per_s: round(computed / (windowMs / 1000), 2),
+        cpu: cpuBetween(cpuBefore, cpuAfter, setting.workers, computed),
         utilisation_min: Math.min(...perWorker.map((w) => w.utilisation)),
         per_worker: perWorker,
         errors,
@@ -580,10 +647,10 @@ function report(results, version) {
     const { sandbox_alone: alone, settings } = results.utilisation;
     lines.push(`Worker utilisation (compute time / wall time, ${options.window} s window after 5 s, units of max_iter ${settings[0].max_iter})`, '');
     lines.push(`The sandbox alone, ${alone.units} units handed over at once: ${(100 * alone.utilisation).toFixed(2)} % in the module over ${alone.wall_s} s`, '');
-    lines.push('| workers | prefetch | units/s | median unit (ms) | in the module, per worker | sandbox holding a unit | median gap (ms) | largest gap (ms) | errors |', '|---|---|---|---|---|---|---|---|---|');
+    lines.push('| workers | prefetch | units/s | median unit (ms) | in the module, per worker | sandbox holding a unit | median gap (ms) | largest gap (ms) | sandboxes\' share of the CPU used | CPU outside the sandboxes per unit | errors |', '|---|---|---|---|---|---|---|---|---|---|---|');
     const percent = (row, field) => row.per_worker.map((w) => `${(100 * w[field]).toFixed(2)} %`).join(', ');
     for (const row of settings) {
-      lines.push(`| ${row.workers} | ${row.prefetch} | ${row.units_per_s} | ${row.per_worker.map((w) => w.unit_ms_median).join(', ')} | ${percent(row, 'utilisation')} | ${percent(row, 'sandbox_held')} | ${row.per_worker.map((w) => w.gap_ms_median).join(', ')} | ${row.per_worker.map((w) => w.gap_ms_max).join(', ')} | ${row.errors} |`);
+      lines.push(`| ${row.workers} | ${row.prefetch} | ${row.units_per_s} | ${row.per_worker.map((w) => w.unit_ms_median).join(', ')} | ${percent(row, 'utilisation')} | ${percent(row, 'sandbox_held')} | ${row.per_worker.map((w) => w.gap_ms_median).join(', ')} | ${row.per_worker.map((w) => w.gap_ms_max).join(', ')} | ${row.cpu ? `${(100 * row.cpu.sandbox_share).toFixed(1)} %` : '–'} | ${row.cpu ? `${row.cpu.outside_ms_per_unit} ms` : '–'} | ${row.errors} |`);
     }
     lines.push('');
   }

@@ -2,7 +2,9 @@
 //! refused for good, several to a request.
 //!
 //! Every worker runs one of these beside its work loop. A result this worker just computed is
-//! stored claimed by it and sent straight away. Results left free in the queue (computed
+//! stored claimed by it and goes in the next exchange, which leaves at once unless results went
+//! out less than [`RESULTS_INTERVAL_MS`] ago (then with the next request for units, a full
+//! batch, or when that time is up). Results left free in the queue (computed
 //! before a reload, by a worker that stopped, while the portal was out of reach, or given back
 //! after a failed try) form the backlog, which is claimed oldest first and goes before fresh
 //! results. The results at hand when a request goes out travel together in one `POST
@@ -36,6 +38,17 @@ const MAX_IN_FLIGHT: usize = 4;
 /// How long a request for units waits for a result being signed and stored (a few ms of
 /// IndexedDB), so that both go in one exchange.
 const FINISHING_WAIT_MS: f64 = 50.0;
+
+/// Fresh results go out at most this often when nothing else calls for an exchange (a request
+/// for units, a full batch, a backlog): the first at once, those that follow within this time
+/// together in the next. A tab of 100 ms units then makes a request every few units instead of
+/// one per unit, and each request costs the browser (and the portal) far more than a result in
+/// it; a result is acknowledged at most this much later.
+const RESULTS_INTERVAL_MS: f64 = 500.0;
+
+/// A fresh result whose deadline (the portal's clock, read with this one) is nearer than this
+/// goes at once.
+const DEADLINE_MARGIN_MS: f64 = 60_000.0;
 
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
@@ -88,6 +101,8 @@ struct Outbox {
     retry_at: Cell<f64>,
     /// A result taken for a batch it would have overflowed: the first of the next one.
     held_over: RefCell<Option<(StoredResult, Source)>>,
+    /// When the last exchange carrying results went out (`now_ms()`).
+    results_sent_at: Cell<f64>,
 }
 
 /// Sends results until the worker stops. `first_pass_done` fires once the results waiting at
@@ -101,6 +116,7 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
         backoff: RefCell::new(Backoff::default()),
         retry_at: Cell::new(0.0),
         held_over: RefCell::new(None),
+        results_sent_at: Cell::new(f64::NEG_INFINITY),
     });
     let mut first_pass_done = Some(first_pass_done);
     // When the request for units waiting now began to wait for a finishing result.
@@ -145,6 +161,11 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
             }
             continue;
         }
+        if let Some(wait_ms) = outbox.hold_fresh_ms() {
+            // Woken early by a new result (the batch may be full) or a request for units.
+            shared.outbox_wake.wait(wait_ms as u64).await;
+            continue;
+        }
         let Some(batch) = outbox.next_batch().await else {
             if outbox.in_flight.get() == 0 {
                 if let Some(done) = first_pass_done.take() {
@@ -184,6 +205,32 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
 }
 
 impl Outbox {
+    /// How long the fresh results may wait for company before they go, or `None` to send
+    /// now: when they are all there is to send, the batch is not full, none is near its
+    /// deadline, and results went out less than [`RESULTS_INTERVAL_MS`] ago.
+    fn hold_fresh_ms(&self) -> Option<f64> {
+        let shared = &self.shared;
+        if shared.backlog.get()
+            || !shared.unsaved.borrow().is_empty()
+            || self.held_over.borrow().is_some()
+        {
+            return None;
+        }
+        let fresh = shared.fresh.borrow();
+        if fresh.is_empty() || fresh.len() >= offline::MAX_BATCH {
+            return None;
+        }
+        let now = js_sys::Date::now();
+        if fresh
+            .iter()
+            .any(|result| result.deadline_ms as f64 - now < DEADLINE_MARGIN_MS)
+        {
+            return None;
+        }
+        let wait_ms = self.results_sent_at.get() + RESULTS_INTERVAL_MS - now_ms();
+        (wait_ms >= 1.0).then_some(wait_ms)
+    }
+
     /// The results to send next, as many as are at hand up to [`offline::fits_in_batch`]:
     /// first those the queue could not store (most at risk), then the backlog oldest first
     /// (claimed in one queue transaction), then fresh results. One that would overflow the
@@ -262,6 +309,9 @@ impl Outbox {
     /// Offers a batch of results, and the work loop's request for units if any, in one
     /// exchange, and deals with the answers.
     async fn send(self: Rc<Self>, batch: Batch, want: Option<LeaseWant>) {
+        if !batch.is_empty() {
+            self.results_sent_at.set(now_ms());
+        }
         // The portal takes a request for units only with results of the same key (results of
         // an earlier key may wait in the queue): otherwise it goes in an exchange of its own.
         let (want, apart) = match want {
@@ -304,9 +354,9 @@ impl Outbox {
         self.shared.outbox_wake.notify();
     }
 
-    /// Settles each result of `batch` by the exchange's answer, all at once: each is its own
-    /// queue transaction, which the browser overlaps, and each is announced as soon as its
-    /// own is done.
+    /// Settles each result of `batch` by the exchange's answer: those answered for good leave
+    /// the queue together, in one transaction, and are announced once it is done; the others
+    /// are given back.
     async fn settle_all(&self, batch: Batch, answer: Result<ExchangeAnswers, HttpError>) {
         let verdicts = match answer {
             Ok(answers) if answers.results.len() == batch.len() => answers
@@ -326,74 +376,72 @@ impl Outbox {
             Err(err) if batch.len() == 1 => vec![offline::judge(Err(err))],
             Err(err) => vec![Verdict::Retry(err.to_string()); batch.len()],
         };
-        let settled = batch
-            .into_iter()
-            .zip(verdicts)
-            .map(|((result, source), verdict)| self.settle(result, source, verdict));
-        futures_util::future::join_all(settled).await;
-    }
-
-    /// Deals with the verdict on one result: forgotten once acknowledged or refused for good,
-    /// given back (and the sender backs off) otherwise.
-    async fn settle(&self, result: StoredResult, source: Source, verdict: Verdict) {
         let shared = &self.shared;
-        match verdict {
-            Verdict::Acknowledged(status) => {
-                self.backoff.borrow_mut().reset();
-                shared.set_reachable(true);
-                self.forget(&result, &source).await;
-                shared.emit(&WorkerEvent::UnitDone {
+        let mut answered = Vec::new();
+        let mut stored = Vec::new();
+        let mut given_back = Vec::new();
+        for ((result, source), verdict) in batch.into_iter().zip(verdicts) {
+            let event = match verdict {
+                Verdict::Acknowledged(status) => WorkerEvent::UnitDone {
                     job_id: result.job_id,
                     unit: result.unit,
                     compute_ms: result.submission.compute_ms,
                     busy_ms: result.busy_ms,
                     status,
-                });
-            }
-            Verdict::Refused { code, message } => {
-                self.backoff.borrow_mut().reset();
-                shared.set_reachable(true);
-                self.forget(&result, &source).await;
-                shared.emit(&WorkerEvent::ResultRefused {
+                },
+                Verdict::Refused { code, message } => WorkerEvent::ResultRefused {
                     job_id: result.job_id,
                     unit: result.unit,
                     code,
                     message,
-                });
-            }
-            Verdict::Retry(err) => {
-                shared.set_reachable(false);
-                let unit = format!("unit {} of job {}", result.unit, result.job_id);
-                // Given back: free in the queue, for whichever worker tries next.
-                match source {
-                    Source::Queue => {
-                        if let Err(err) = self.queue.release_result(result.lease_id).await {
-                            shared.emit(&WorkerEvent::error(err, None));
-                        }
-                    }
-                    Source::Memory => shared.unsaved.borrow_mut().push_front(result),
+                },
+                Verdict::Retry(err) => {
+                    given_back.push(self.give_back(result, source, err));
+                    continue;
                 }
-                shared.backlog.set(true);
-                // Several sends fail together when the portal goes away: one backoff for all.
-                if now_ms() >= self.retry_at.get() {
-                    let wait_ms = self.backoff.borrow_mut().next_ms();
-                    self.retry_at.set(now_ms() + wait_ms as f64);
-                    shared.emit(&WorkerEvent::error(
-                        format!("sending {unit}: {err}; the result is kept and sent later"),
-                        Some(wait_ms),
-                    ));
-                }
+            };
+            self.backoff.borrow_mut().reset();
+            shared.set_reachable(true);
+            if let Source::Queue = source {
+                stored.push(result.lease_id);
             }
+            answered.push(event);
+        }
+        futures_util::future::join_all(given_back).await;
+        // If this fails the results are sent again later and answered `duplicate`: harmless.
+        if !stored.is_empty() {
+            if let Err(err) = self.queue.remove_results(&stored).await {
+                shared.emit(&WorkerEvent::error(err, None));
+            }
+        }
+        for event in &answered {
+            shared.emit(event);
         }
     }
 
-    /// Removes a result that got a definitive answer.
-    async fn forget(&self, result: &StoredResult, source: &Source) {
-        if let Source::Queue = source {
-            // If this fails the result is sent again later and answered `duplicate`: harmless.
-            if let Err(err) = self.queue.remove_result(result.lease_id).await {
-                self.shared.emit(&WorkerEvent::error(err, None));
+    /// Gives back a result without a definitive answer (free in the queue, for whichever
+    /// worker tries next) and backs off.
+    async fn give_back(&self, result: StoredResult, source: Source, err: String) {
+        let shared = &self.shared;
+        shared.set_reachable(false);
+        let unit = format!("unit {} of job {}", result.unit, result.job_id);
+        match source {
+            Source::Queue => {
+                if let Err(err) = self.queue.release_result(result.lease_id).await {
+                    shared.emit(&WorkerEvent::error(err, None));
+                }
             }
+            Source::Memory => shared.unsaved.borrow_mut().push_front(result),
+        }
+        shared.backlog.set(true);
+        // Several sends fail together when the portal goes away: one backoff for all.
+        if now_ms() >= self.retry_at.get() {
+            let wait_ms = self.backoff.borrow_mut().next_ms();
+            self.retry_at.set(now_ms() + wait_ms as f64);
+            shared.emit(&WorkerEvent::error(
+                format!("sending {unit}: {err}; the result is kept and sent later"),
+                Some(wait_ms),
+            ));
         }
     }
 }

@@ -51,8 +51,8 @@ extern "C" {
     fn claim_results(this: &JsQueue, max: u32) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = releaseResult)]
     fn release_result(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
-    #[wasm_bindgen(method, js_name = removeResult)]
-    fn remove_result(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = removeResults)]
+    fn remove_results(this: &JsQueue, lease_ids: &str) -> js_sys::Promise;
 }
 
 /// A unit in hand, as stored: the lease as the portal sent it and when it arrived.
@@ -221,7 +221,7 @@ impl Queue {
         let json = text(self.js.claim_results(max)).await?;
         let records: Vec<Box<RawValue>> = from_json(json.as_deref().unwrap_or("[]"))?;
         let (results, unreadable) = self
-            .read_claimed(records, JsQueue::remove_result, "result removed")
+            .read_claimed(records, remove_result, "result removed")
             .await?;
         Ok(ClaimedResults {
             results,
@@ -258,10 +258,17 @@ impl Queue {
         done(self.js.release_result(&lease_id.to_string())).await
     }
 
-    /// Removes a result the portal acknowledged or refused for good.
-    pub async fn remove_result(&self, lease_id: LeaseId) -> Result<(), String> {
-        done(self.js.remove_result(&lease_id.to_string())).await
+    /// Removes results the portal acknowledged or refused for good, in one transaction.
+    pub async fn remove_results(&self, lease_ids: &[LeaseId]) -> Result<(), String> {
+        done(self.js.remove_results(&to_json(&lease_ids)?)).await
     }
+}
+
+/// Removes the result stored under `lease_id`.
+fn remove_result(js: &JsQueue, lease_id: &str) -> js_sys::Promise {
+    // A lease id read from a record is any string: written as JSON, not pasted into it.
+    let ids = serde_json::to_string(&[lease_id]).unwrap_or_else(|_| "[]".to_owned());
+    js.remove_results(&ids)
 }
 
 /// The store key of a record this version cannot otherwise read, if it has one.
