@@ -99,6 +99,37 @@ pub fn fits_in_batch(results: usize, output_bytes: usize, next_output_bytes: usi
             && output_bytes.saturating_add(next_output_bytes) <= MAX_BATCH_OUTPUT_BYTES)
 }
 
+/// Fresh results go out at most this often when nothing else calls for an exchange (a request
+/// for units, a full batch, a backlog): the first at once, those that follow within this time
+/// together in the next. A tab of 100 ms units then makes a request every few units instead of
+/// one per unit, and each request costs the browser (and the portal) far more than a result in
+/// it; a result is acknowledged at most this much later.
+pub const RESULTS_INTERVAL_MS: f64 = 500.0;
+
+/// A fresh result whose deadline (the portal's clock, read with this one) is nearer than this
+/// goes at once.
+pub const SEND_NOW_BEFORE_DEADLINE_MS: f64 = 60_000.0;
+
+/// How long `fresh` results, all there is to send, may wait for company before they go, or
+/// `None` to send them now: when the batch is full, when one is due within
+/// [`SEND_NOW_BEFORE_DEADLINE_MS`] of `now_ms` (`nearest_deadline_ms`, the portal's clock),
+/// or when no results went out in the last [`RESULTS_INTERVAL_MS`] (`since_sent_ms` ago).
+pub fn hold_fresh_ms(
+    fresh: usize,
+    nearest_deadline_ms: f64,
+    now_ms: f64,
+    since_sent_ms: f64,
+) -> Option<f64> {
+    if fresh == 0
+        || fresh >= MAX_BATCH
+        || nearest_deadline_ms - now_ms < SEND_NOW_BEFORE_DEADLINE_MS
+    {
+        return None;
+    }
+    let wait_ms = RESULTS_INTERVAL_MS - since_sent_ms;
+    (wait_ms >= 1.0).then_some(wait_ms)
+}
+
 /// What the portal's answer to a result means for the stored copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -208,6 +239,25 @@ mod tests {
             code: code.to_owned(),
             message: format!("{code} says the portal"),
         })
+    }
+
+    #[test]
+    fn fresh_results_wait_for_company_only_after_results_just_went() {
+        let far = 1e12;
+        let now = 1e9;
+        // Nothing to send, or the first results (none sent yet): at once.
+        assert_eq!(hold_fresh_ms(0, far, now, 10.0), None);
+        assert_eq!(hold_fresh_ms(1, far, now, f64::INFINITY), None);
+        // Results went out 100 ms ago: the next wait the rest of the interval...
+        assert_eq!(hold_fresh_ms(1, far, now, 100.0), Some(400.0));
+        assert_eq!(hold_fresh_ms(MAX_BATCH - 1, far, now, 0.0), Some(500.0));
+        // ...unless the interval is up, the batch is full, or one is near its deadline.
+        assert_eq!(hold_fresh_ms(3, far, now, 500.0), None);
+        assert_eq!(hold_fresh_ms(3, far, now, 499.5), None);
+        assert_eq!(hold_fresh_ms(MAX_BATCH, far, now, 100.0), None);
+        assert_eq!(hold_fresh_ms(2, now + 59_999.0, now, 100.0), None);
+        assert_eq!(hold_fresh_ms(2, now - 1.0, now, 100.0), None);
+        assert_eq!(hold_fresh_ms(2, now + 60_000.0, now, 100.0), Some(400.0));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! refused for good, several to a request.
 //!
 //! Every worker runs one of these beside its work loop. A result this worker just computed is
-//! stored claimed by it and goes in the next exchange, which leaves at once unless results went
-//! out less than [`RESULTS_INTERVAL_MS`] ago (then with the next request for units, a full
-//! batch, or when that time is up). Results left free in the queue (computed
+//! stored claimed by it and goes in the next exchange, which leaves at once unless results
+//! went out less than [`offline::RESULTS_INTERVAL_MS`] ago (then with the next request for
+//! units, a full batch, or when that time is up). Results left free in the queue (computed
 //! before a reload, by a worker that stopped, while the portal was out of reach, or given back
 //! after a failed try) form the backlog, which is claimed oldest first and goes before fresh
 //! results. The results at hand when a request goes out travel together in one `POST
@@ -38,17 +38,6 @@ const MAX_IN_FLIGHT: usize = 4;
 /// How long a request for units waits for a result being signed and stored (a few ms of
 /// IndexedDB), so that both go in one exchange.
 const FINISHING_WAIT_MS: f64 = 50.0;
-
-/// Fresh results go out at most this often when nothing else calls for an exchange (a request
-/// for units, a full batch, a backlog): the first at once, those that follow within this time
-/// together in the next. A tab of 100 ms units then makes a request every few units instead of
-/// one per unit, and each request costs the browser (and the portal) far more than a result in
-/// it; a result is acknowledged at most this much later.
-const RESULTS_INTERVAL_MS: f64 = 500.0;
-
-/// A fresh result whose deadline (the portal's clock, read with this one) is nearer than this
-/// goes at once.
-const DEADLINE_MARGIN_MS: f64 = 60_000.0;
 
 /// With nothing to send, look at the queue this often anyway: a worker that died (a closed
 /// tab of this portal) may have left results there that no one announced.
@@ -205,9 +194,8 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
 }
 
 impl Outbox {
-    /// How long the fresh results may wait for company before they go, or `None` to send
-    /// now: when they are all there is to send, the batch is not full, none is near its
-    /// deadline, and results went out less than [`RESULTS_INTERVAL_MS`] ago.
+    /// How long the fresh results may wait for company before they go
+    /// ([`offline::hold_fresh_ms`]), or `None` to send now; never while anything else waits.
     fn hold_fresh_ms(&self) -> Option<f64> {
         let shared = &self.shared;
         if shared.backlog.get()
@@ -217,18 +205,16 @@ impl Outbox {
             return None;
         }
         let fresh = shared.fresh.borrow();
-        if fresh.is_empty() || fresh.len() >= offline::MAX_BATCH {
-            return None;
-        }
-        let now = js_sys::Date::now();
-        if fresh
+        let nearest_deadline_ms = fresh
             .iter()
-            .any(|result| result.deadline_ms as f64 - now < DEADLINE_MARGIN_MS)
-        {
-            return None;
-        }
-        let wait_ms = self.results_sent_at.get() + RESULTS_INTERVAL_MS - now_ms();
-        (wait_ms >= 1.0).then_some(wait_ms)
+            .map(|result| result.deadline_ms as f64)
+            .fold(f64::INFINITY, f64::min);
+        offline::hold_fresh_ms(
+            fresh.len(),
+            nearest_deadline_ms,
+            js_sys::Date::now(),
+            now_ms() - self.results_sent_at.get(),
+        )
     }
 
     /// The results to send next, as many as are at hand up to [`offline::fits_in_batch`]:
