@@ -1,6 +1,7 @@
 //! Every response carries the Content-Security-Policy and `nosniff`: successes, every kind
 //! of error, and paths no route claims, static files sent precompressed included.
 
+use cyclepool_server::web::WEB_CLIENT_WASM;
 use cyclepool_shared::protocol::SubmitStatus;
 use reqwest::Method;
 
@@ -145,4 +146,49 @@ async fn the_web_client_goes_precompressed_where_accepted() {
             "accepting {accepted}"
         );
     }
+}
+
+/// The pages' own files are compressed as they are sent, at a better brotli quality than the
+/// default, and decompress to the file.
+#[tokio::test]
+async fn the_pages_go_compressed_better_than_by_default() {
+    let pages = tempfile::tempdir().expect("creating a static directory");
+    let static_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../static");
+    let app_js = std::fs::read(static_dir.join("app.js")).expect("reading static/app.js");
+    std::fs::write(pages.path().join("app.js"), &app_js).unwrap();
+    std::fs::write(pages.path().join("index.html"), b"placeholder").unwrap();
+    std::fs::write(pages.path().join("worker.js"), b"placeholder").unwrap();
+    std::fs::create_dir_all(pages.path().join("pkg")).unwrap();
+    std::fs::write(pages.path().join(WEB_CLIENT_WASM), b"\0asm").unwrap();
+    let app = spawn_app_with_pages(pages.path()).await;
+
+    let response = app
+        .client
+        .get(app.url("/app.js"))
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_security_headers(&headers);
+    assert_eq!(headers.get("content-encoding").unwrap(), "br");
+    assert_eq!(headers.get("content-type").unwrap(), "text/javascript");
+    let sent = response.bytes().await.unwrap();
+    let mut decompressed = Vec::new();
+    brotli::BrotliDecompress(&mut &sent[..], &mut decompressed).expect("valid brotli");
+    assert_eq!(decompressed, app_js);
+    // Quality 4 is what compressing on the fly does by default.
+    let mut at_default = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 4,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &app_js[..], &mut at_default, &params).unwrap();
+    assert!(
+        sent.len() < at_default.len(),
+        "{} bytes sent, {} at quality 4",
+        sent.len(),
+        at_default.len()
+    );
 }
