@@ -3,7 +3,7 @@
 
 import { waitingWork } from '/offline-queue.js';
 import {
-  loadClient, spawnWorker, startWorker, trustedPortalKeys, volunteerSeed,
+  loadClient, setText, spawnWorker, startWorker, trustedPortalKeys, volunteerSeed,
 } from '/volunteer-common.js';
 
 const RATE_WINDOW_MS = 10_000;
@@ -101,12 +101,6 @@ function log(message, kind = 'info') {
   item.textContent = `${new Date().toLocaleTimeString()} ${message}`;
   elements.log.prepend(item);
   while (elements.log.children.length > LOG_LIMIT) elements.log.lastElementChild.remove();
-}
-
-// Writes `text` into `element` only if it differs: every write is a DOM change, which costs a
-// style, layout and paint pass even when the text is the same.
-function setText(element, text) {
-  if (element.textContent !== text) element.textContent = text;
 }
 
 // Worker events come several times a second per worker (two per unit). Each one redrew the

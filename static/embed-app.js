@@ -4,7 +4,8 @@
 // the volunteer page does, crediting the site, and tells the page around it only what happened:
 // consent given or withdrawn, started, stopped, units done, errors. Never a key or a secret.
 import {
-  loadClient, spawnWorker, startWorker, storageAvailable, trustedPortalKeys, visitIdentity, volunteerSeed,
+  loadClient, setText, spawnWorker, startWorker, storageAvailable, trustedPortalKeys, visitIdentity,
+  volunteerSeed,
 } from '/volunteer-common.js';
 
 // The protocol's limit on `exclude_jobs` in one lease request.
@@ -232,8 +233,7 @@ function onWorkerEvent(event) {
     case 'unit-done':
       session.units += 1;
       elements.units.textContent = String(session.units);
-      // Written only on a change: each write costs the frame a layout and a paint.
-      if (elements.state.textContent !== 'computing') elements.state.textContent = 'computing';
+      setText(elements.state, 'computing');
       tell('unit', { units: session.units });
       break;
     case 'job':

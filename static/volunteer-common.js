@@ -116,6 +116,13 @@ export async function visitIdentity(pinPortalKeys) {
   };
 }
 
+// Writes `text` into `element` only if it differs: every write is a DOM change, which costs a
+// style, layout and paint pass even when the text is the same, and the pages write on every
+// worker message.
+export function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 // Creates one module worker of the volunteer client (static/worker.js): its scripts load at
 // once, but it does nothing until `startWorker` gives it its start command. `onEvent` gets
 // what it reports.

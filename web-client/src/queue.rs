@@ -267,7 +267,7 @@ impl Queue {
 /// Removes the result stored under `lease_id`.
 fn remove_result(js: &JsQueue, lease_id: &str) -> js_sys::Promise {
     // A lease id read from a record is any string: written as JSON, not pasted into it.
-    let ids = serde_json::to_string(&[lease_id]).unwrap_or_else(|_| "[]".to_owned());
+    let ids = to_json(&[lease_id]).unwrap_or_else(|_| "[]".to_owned());
     js.remove_results(&ids)
 }
 
