@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, KeyId, PublicKey, Sha256Digest, Signature, VolunteerId};
+use crate::json::{FromJson, Json, JsonError, Object, ToJson};
 use crate::manifest::JobPolicy;
 use crate::signing::{self, Purpose, SecretKey};
 
@@ -445,6 +446,54 @@ pub struct PublicSite {
     /// account. Its widget is not served and its leases are refused.
     pub revoked: bool,
     pub credit: SiteCredit,
+}
+
+// The browser's codec (`crate::json`) for what the web client reads and writes of these.
+
+crate::json_number_id!(AccountId, GroupId, SiteId);
+
+crate::json_names!(Category {
+    Mathematics => "mathematics",
+    Physics => "physics",
+    Astronomy => "astronomy",
+    Biology => "biology",
+    Medicine => "medicine",
+    Climate => "climate",
+    Cryptography => "cryptography",
+    ComputerScience => "computer_science",
+    Art => "art",
+    Other => "other",
+});
+
+impl ToJson for DeclarationSignature {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("public_key", &self.public_key)
+            .field("signature", &self.signature)
+            .end();
+    }
+}
+
+impl FromJson for DeclarationSignature {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("declaration")?;
+        fields.only(&["public_key", "signature"])?;
+        Ok(Self {
+            public_key: fields.req("public_key")?,
+            signature: fields.req("signature")?,
+        })
+    }
+}
+
+impl ToJson for JoinGroup {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("volunteer", &self.volunteer)
+            .field("invite", &self.invite)
+            .field("at_ms", &self.at_ms)
+            .field("signature", &self.signature)
+            .end();
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::{FromJson, Json, JsonError, Object, ToJson};
+
 /// `{"error": {"code": "...", "message": "..."}}`: what every 4xx and 5xx response carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -107,6 +109,105 @@ impl ErrorBody {
     }
 }
 
+/// Every code and its name on the wire (`Unknown` stands for any other name).
+const ERROR_CODE_NAMES: &[(ErrorCode, &str)] = &[
+    (ErrorCode::MalformedRequest, "malformed_request"),
+    (ErrorCode::UnsupportedMediaType, "unsupported_media_type"),
+    (ErrorCode::PayloadTooLarge, "payload_too_large"),
+    (ErrorCode::UnsupportedProtocol, "unsupported_protocol"),
+    (ErrorCode::InvalidValue, "invalid_value"),
+    (ErrorCode::IntegrityMismatch, "integrity_mismatch"),
+    (ErrorCode::UnknownLease, "unknown_lease"),
+    (ErrorCode::LeaseExpired, "lease_expired"),
+    (ErrorCode::LeaseNotYours, "lease_not_yours"),
+    (ErrorCode::NonceMismatch, "nonce_mismatch"),
+    (ErrorCode::ConflictingResult, "conflicting_result"),
+    (ErrorCode::BadSignature, "bad_signature"),
+    (ErrorCode::InvalidResult, "invalid_result"),
+    (ErrorCode::VolunteerBlacklisted, "volunteer_blacklisted"),
+    (ErrorCode::Unauthorized, "unauthorized"),
+    (ErrorCode::Forbidden, "forbidden"),
+    (ErrorCode::CsrfRejected, "csrf_rejected"),
+    (ErrorCode::JobNotActive, "job_not_active"),
+    (ErrorCode::UnknownGroup, "unknown_group"),
+    (ErrorCode::UnknownSite, "unknown_site"),
+    (ErrorCode::Conflict, "conflict"),
+    (ErrorCode::RateLimited, "rate_limited"),
+    (ErrorCode::TermsNotAccepted, "terms_not_accepted"),
+    (ErrorCode::Revoked, "revoked"),
+    (ErrorCode::InvalidModule, "invalid_module"),
+    (ErrorCode::UnknownJob, "unknown_job"),
+    (ErrorCode::UnknownModule, "unknown_module"),
+    (ErrorCode::NotFound, "not_found"),
+    (ErrorCode::MethodNotAllowed, "method_not_allowed"),
+    (ErrorCode::RequestTimeout, "request_timeout"),
+    (ErrorCode::Unavailable, "unavailable"),
+    (ErrorCode::Internal, "internal"),
+];
+
+impl ErrorCode {
+    /// The code's name on the wire (`unknown` for [`ErrorCode::Unknown`]).
+    pub fn name(self) -> &'static str {
+        ERROR_CODE_NAMES
+            .iter()
+            .find(|(code, _)| *code == self)
+            .map_or("unknown", |(_, name)| name)
+    }
+
+    /// The code of a name on the wire; a name this version does not know is `Unknown`.
+    pub fn from_name(name: &str) -> Self {
+        ERROR_CODE_NAMES
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map_or(Self::Unknown, |(code, _)| *code)
+    }
+}
+
+impl ToJson for ErrorCode {
+    fn write_json(&self, out: &mut String) {
+        self.name().write_json(out);
+    }
+}
+
+impl FromJson for ErrorCode {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        value.as_str().map(Self::from_name)
+    }
+}
+
+impl ToJson for ErrorDetail {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .end();
+    }
+}
+
+impl FromJson for ErrorDetail {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("error")?;
+        Ok(Self {
+            code: fields.req("code")?,
+            message: fields.req("message")?,
+        })
+    }
+}
+
+impl ToJson for ErrorBody {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out).field("error", &self.error).end();
+    }
+}
+
+impl FromJson for ErrorBody {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        Ok(Self {
+            error: value.fields("error body")?.req("error")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +226,59 @@ mod tests {
         let body: ErrorBody =
             serde_json::from_str(r#"{"error":{"code":"from_the_future","message":"x"}}"#).unwrap();
         assert_eq!(body.error.code, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn the_codec_names_every_code_as_serde_does() {
+        for (code, name) in ERROR_CODE_NAMES {
+            assert_eq!(serde_json::to_string(code).unwrap(), format!("\"{name}\""));
+            assert_eq!(ErrorCode::from_name(name), *code);
+            // Adding a code without a name breaks this match: add it to the table too.
+            match code {
+                ErrorCode::MalformedRequest => {}
+                ErrorCode::UnsupportedMediaType => {}
+                ErrorCode::PayloadTooLarge => {}
+                ErrorCode::UnsupportedProtocol => {}
+                ErrorCode::InvalidValue => {}
+                ErrorCode::IntegrityMismatch => {}
+                ErrorCode::UnknownLease => {}
+                ErrorCode::LeaseExpired => {}
+                ErrorCode::LeaseNotYours => {}
+                ErrorCode::NonceMismatch => {}
+                ErrorCode::ConflictingResult => {}
+                ErrorCode::BadSignature => {}
+                ErrorCode::InvalidResult => {}
+                ErrorCode::VolunteerBlacklisted => {}
+                ErrorCode::Unauthorized => {}
+                ErrorCode::Forbidden => {}
+                ErrorCode::CsrfRejected => {}
+                ErrorCode::JobNotActive => {}
+                ErrorCode::UnknownGroup => {}
+                ErrorCode::UnknownSite => {}
+                ErrorCode::Conflict => {}
+                ErrorCode::RateLimited => {}
+                ErrorCode::TermsNotAccepted => {}
+                ErrorCode::Revoked => {}
+                ErrorCode::InvalidModule => {}
+                ErrorCode::UnknownJob => {}
+                ErrorCode::UnknownModule => {}
+                ErrorCode::NotFound => {}
+                ErrorCode::MethodNotAllowed => {}
+                ErrorCode::RequestTimeout => {}
+                ErrorCode::Unavailable => {}
+                ErrorCode::Internal => {}
+                ErrorCode::Unknown => panic!("`unknown` stands for names not in the table"),
+            }
+        }
+        let body = ErrorBody::new(ErrorCode::LeaseExpired, "lease \"expired\"");
+        assert_eq!(
+            crate::json::to_string(&body),
+            serde_json::to_string(&body).unwrap()
+        );
+        let read: ErrorBody =
+            crate::json::from_str(r#"{"error":{"code":"from_the_future","message":"x"}}"#).unwrap();
+        assert_eq!(read.error.code, ErrorCode::Unknown);
+        assert_eq!(read.error.message, "x");
+        assert_eq!(ERROR_CODE_NAMES.len(), 32);
     }
 }

@@ -76,6 +76,23 @@ macro_rules! hex_id {
             }
         }
 
+        impl crate::json::ToJson for $name {
+            fn write_json(&self, out: &mut String) {
+                out.push('"');
+                out.push_str(&hex::encode(&self.0));
+                out.push('"');
+            }
+        }
+
+        impl crate::json::FromJson for $name {
+            fn from_json(value: &crate::json::Json) -> Result<Self, crate::json::JsonError> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|err: ParseIdError| crate::json::JsonError(err.to_string()))
+            }
+        }
+
         // Written by hand: the derive cannot know the wire form is a fixed-length hex string.
         #[cfg(feature = "openapi")]
         impl utoipa::PartialSchema for $name {
@@ -190,6 +207,8 @@ impl KeyId {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct JobId(pub u64);
+
+crate::json_number_id!(JobId);
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,6 +8,7 @@ pub mod distributor;
 pub mod error;
 pub mod hex;
 pub mod ids;
+pub mod json;
 pub mod manifest;
 pub mod protocol;
 pub mod range;

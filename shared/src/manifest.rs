@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, KeyId, PublicKey, Sha256Digest, Signature};
+use crate::json::{FromJson, Json, JsonError, Object, ToJson};
 use crate::signing::{self, Purpose, SecretKey};
 
 /// The manifest format this crate reads and writes.
@@ -257,7 +258,7 @@ impl SignedManifest {
             &self.signature,
         )
         .map_err(|_| ManifestError::BadSignature)?;
-        let manifest: Manifest = serde_json::from_str(&self.manifest)
+        let manifest: Manifest = crate::json::from_str(&self.manifest)
             .map_err(|err| ManifestError::Malformed(err.to_string()))?;
         if manifest.format != MANIFEST_FORMAT {
             return Err(ManifestError::Malformed(format!(
@@ -375,6 +376,148 @@ impl PortalKeys {
         Ok(PortalKeys {
             keys: trusted,
             revoked,
+        })
+    }
+}
+
+// The browser's codec (`crate::json`): what the web client reads and writes of these, in the
+// same form as serde (the tests hold the two to each other).
+
+impl FromJson for Manifest {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("manifest")?;
+        Ok(Self {
+            format: fields.req("format")?,
+            job_id: fields.req("job_id")?,
+            distributor: fields.req("distributor")?,
+            title: fields.req("title")?,
+            description: fields.req("description")?,
+            module_sha256: fields.req("module_sha256")?,
+            module_bytes: fields.req("module_bytes")?,
+            policy: fields.req("policy")?,
+            issued_ms: fields.req("issued_ms")?,
+            expires_ms: fields.req("expires_ms")?,
+            inputs_sha256: fields.opt("inputs_sha256")?,
+            declaration: fields.opt("declaration")?,
+        })
+    }
+}
+
+impl FromJson for JobPolicy {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("policy")?;
+        let default = Self::default();
+        Ok(Self {
+            lease_ttl_ms: fields.or_else("lease_ttl_ms", || default.lease_ttl_ms)?,
+            unit_budget_ms: fields.or_else("unit_budget_ms", || default.unit_budget_ms)?,
+            min_quorum: fields.or_else("min_quorum", || default.min_quorum)?,
+            initial_replicas: fields.or_else("initial_replicas", || default.initial_replicas)?,
+            max_error_results: fields.or_else("max_error_results", || default.max_error_results)?,
+            max_total_results: fields.or_else("max_total_results", || default.max_total_results)?,
+            max_success_results: fields
+                .or_else("max_success_results", || default.max_success_results)?,
+            use_verify: fields.or_else("use_verify", || default.use_verify)?,
+            reexecution_rate: fields.or_else("reexecution_rate", || default.reexecution_rate)?,
+            spot_check_rate: fields.or_else("spot_check_rate", || default.spot_check_rate)?,
+            target_error_rate: fields.or_else("target_error_rate", || default.target_error_rate)?,
+            assumed_saboteur_fraction: fields.or_else("assumed_saboteur_fraction", || {
+                default.assumed_saboteur_fraction
+            })?,
+        })
+    }
+}
+
+impl FromJson for SignedManifest {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("signed manifest")?;
+        Ok(Self {
+            manifest: fields.req("manifest")?,
+            key_id: fields.req("key_id")?,
+            signature: fields.req("signature")?,
+        })
+    }
+}
+
+impl ToJson for PortalKey {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("key_id", &self.key_id)
+            .field("public_key", &self.public_key)
+            .field("not_before_ms", &self.not_before_ms)
+            .field("not_after_ms", &self.not_after_ms)
+            .some("endorsement", &self.endorsement)
+            .end();
+    }
+}
+
+impl FromJson for PortalKey {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("portal key")?;
+        Ok(Self {
+            key_id: fields.req("key_id")?,
+            public_key: fields.req("public_key")?,
+            not_before_ms: fields.req("not_before_ms")?,
+            not_after_ms: fields.req("not_after_ms")?,
+            endorsement: fields.opt("endorsement")?,
+        })
+    }
+}
+
+impl ToJson for Endorsement {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("key_id", &self.key_id)
+            .field("signature", &self.signature)
+            .end();
+    }
+}
+
+impl FromJson for Endorsement {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("endorsement")?;
+        Ok(Self {
+            key_id: fields.req("key_id")?,
+            signature: fields.req("signature")?,
+        })
+    }
+}
+
+impl ToJson for RevokedKey {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("key_id", &self.key_id)
+            .field("revoked_ms", &self.revoked_ms)
+            .field("reason", &self.reason)
+            .end();
+    }
+}
+
+impl FromJson for RevokedKey {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("revoked key")?;
+        Ok(Self {
+            key_id: fields.req("key_id")?,
+            revoked_ms: fields.req("revoked_ms")?,
+            reason: fields.req("reason")?,
+        })
+    }
+}
+
+impl ToJson for PortalKeys {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("keys", &self.keys)
+            .field("revoked", &self.revoked)
+            .end();
+    }
+}
+
+impl FromJson for PortalKeys {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("portal keys")?;
+        Ok(Self {
+            keys: fields.req("keys")?,
+            revoked: fields.req("revoked")?,
         })
     }
 }
@@ -560,5 +703,72 @@ mod tests {
         let mut substituted = rotated;
         substituted.keys[2].public_key = stranger.public_key();
         assert!(PortalKeys::pin(&pinned, &substituted).is_err());
+    }
+
+    #[test]
+    fn the_codec_reads_manifests_and_keys_as_serde_does() {
+        let portal = SecretKey::from_seed(&[1; 32]);
+        let next = SecretKey::from_seed(&[2; 32]);
+        let keys = PortalKeys {
+            keys: vec![
+                PortalKey::new(&portal, 0, 1_000, None),
+                PortalKey::new(&next, 500, u64::MAX, Some(&portal)),
+            ],
+            revoked: vec![RevokedKey {
+                key_id: KeyId::of(&portal.public_key()),
+                revoked_ms: 900,
+                reason: "rotated \"early\"".into(),
+            }],
+        };
+        let text = serde_json::to_string(&keys).unwrap();
+        assert_eq!(crate::json::to_string(&keys), text);
+        assert_eq!(crate::json::from_str::<PortalKeys>(&text).unwrap(), keys);
+
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rate = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for round in 0..200 {
+            let manifest = Manifest {
+                format: MANIFEST_FORMAT,
+                job_id: JobId(round),
+                distributor: "lab <i>".into(),
+                title: format!("job {round} ✓"),
+                description: "line one\nline two".into(),
+                module_sha256: Sha256Digest::of(b"module"),
+                module_bytes: 1234,
+                policy: JobPolicy {
+                    min_quorum: 2,
+                    reexecution_rate: rate(),
+                    spot_check_rate: rate(),
+                    target_error_rate: rate() / 1e6,
+                    assumed_saboteur_fraction: rate(),
+                    use_verify: round % 2 == 0,
+                    ..JobPolicy::default()
+                },
+                issued_ms: 1_700_000_000_000,
+                expires_ms: 1_800_000_000_000,
+                inputs_sha256: (round % 3 != 0).then(|| Sha256Digest::of(b"inputs")),
+                declaration: (round % 2 == 0).then(|| crate::distributor::DeclarationSignature {
+                    public_key: next.public_key(),
+                    signature: next.sign(Purpose::JobDeclaration, b"declaration"),
+                }),
+            };
+            let signed = SignedManifest::sign(&manifest, &portal);
+            let text = serde_json::to_string(&signed).unwrap();
+            let read: SignedManifest = crate::json::from_str(&text).unwrap();
+            assert_eq!(read, signed);
+            assert_eq!(
+                crate::json::from_str::<Manifest>(&read.manifest).unwrap(),
+                manifest
+            );
+        }
+        // A policy's missing fields take their defaults, as with serde.
+        let policy: JobPolicy = crate::json::from_str(r#"{"min_quorum":3}"#).unwrap();
+        assert_eq!(policy, serde_json::from_str(r#"{"min_quorum":3}"#).unwrap());
+        assert!(crate::json::from_str::<JobPolicy>(r#"{"spot_check_rate":null}"#).is_err());
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorDetail;
 use crate::ids::{JobId, LeaseId, Nonce, Sha256Digest, Signature, VolunteerId};
+use crate::json::{self, Base64, FromJson, Json, JsonError, Object, ToJson};
 use crate::manifest::{JobPolicy, SignedManifest};
 
 /// The protocol version this crate speaks. Requests name it; the server refuses others.
@@ -345,6 +346,150 @@ pub struct DurabilityStats {
     pub flushes: u64,
 }
 
+// The browser's codec (`crate::json`): what the web client writes and reads, in the same
+// form as serde above (the tests below hold the two to each other).
+
+impl ToJson for LeaseRequest {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("protocol", &self.protocol)
+            .field("volunteer", &self.volunteer)
+            .field("max_units", &self.max_units)
+            .nonempty("exclude_jobs", &self.exclude_jobs)
+            .some("proof", &self.proof)
+            .nonempty("exclude_categories", &self.exclude_categories)
+            .some("site", &self.site)
+            .end();
+    }
+}
+
+impl ToJson for LeaseProof {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("at_ms", &self.at_ms)
+            .field("signature", &self.signature)
+            .end();
+    }
+}
+
+impl FromJson for LeaseResponse {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("lease response")?;
+        Ok(Self {
+            protocol: fields.req("protocol")?,
+            leases: fields.req("leases")?,
+            retry_after_ms: fields.opt("retry_after_ms")?,
+        })
+    }
+}
+
+impl FromJson for Lease {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("lease")?;
+        Ok(Self {
+            lease_id: fields.req("lease_id")?,
+            nonce: fields.req("nonce")?,
+            job_id: fields.req("job_id")?,
+            unit: fields.req("unit")?,
+            module_sha256: fields.req("module_sha256")?,
+            input: fields.req_with("input", json::base64)?,
+            input_sha256: fields.req("input_sha256")?,
+            deadline_ms: fields.req("deadline_ms")?,
+        })
+    }
+}
+
+impl ToJson for ResultSubmission {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("protocol", &self.protocol)
+            .field("volunteer", &self.volunteer)
+            .field("lease_id", &self.lease_id)
+            .field("nonce", &self.nonce)
+            .field("output", &Base64(&self.output))
+            .field("output_sha256", &self.output_sha256)
+            .field("signature", &self.signature)
+            .field("compute_ms", &self.compute_ms)
+            .end();
+    }
+}
+
+crate::json_names!(SubmitStatus { Accepted => "accepted", Duplicate => "duplicate" });
+
+impl ToJson for Exchange {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("protocol", &self.protocol)
+            .field("results", &self.results)
+            .field("lease", &self.lease)
+            .end();
+    }
+}
+
+impl FromJson for ExchangeResponse {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("exchange response")?;
+        Ok(Self {
+            protocol: fields.req("protocol")?,
+            results: fields.req("results")?,
+            lease: fields.opt("lease")?,
+            lease_error: fields.opt("lease_error")?,
+        })
+    }
+}
+
+impl FromJson for ResultAnswer {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("result answer")?;
+        Ok(Self {
+            status: fields.opt("status")?,
+            error: fields.opt("error")?,
+        })
+    }
+}
+
+impl ToJson for Report {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("protocol", &self.protocol)
+            .field("volunteer", &self.volunteer)
+            .field("job_id", &self.job_id)
+            .some("lease", &self.lease)
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .end();
+    }
+}
+
+impl ToJson for LeaseRef {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("lease_id", &self.lease_id)
+            .field("nonce", &self.nonce)
+            .end();
+    }
+}
+
+crate::json_names!(ReportKind {
+    UnitTimeout => "unit_timeout",
+    UnitTrap => "unit_trap",
+    UnitJobError => "unit_job_error",
+    InputCorrupt => "input_corrupt",
+    ManifestRefused => "manifest_refused",
+    ModuleRefused => "module_refused",
+    Abuse => "abuse",
+});
+
+impl FromJson for ReportResponse {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("report response")?;
+        Ok(Self {
+            protocol: fields.req("protocol")?,
+            released: fields.req("released")?,
+        })
+    }
+}
+
 /// Serde adapter: `Vec<u8>` as a standard base64 string.
 pub mod base64_bytes {
     use base64::Engine as _;
@@ -442,5 +587,167 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("invalid base64"), "{err}");
+    }
+
+    #[test]
+    fn the_codec_writes_and_reads_the_protocol_as_serde_does() {
+        let volunteer = VolunteerId::from_bytes([1; 32]);
+        let submission = ResultSubmission {
+            protocol: PROTOCOL_VERSION,
+            volunteer,
+            lease_id: LeaseId::from_bytes([2; 16]),
+            nonce: Nonce::from_bytes([3; 16]),
+            output: vec![0, 1, 2, 255, 7],
+            output_sha256: Sha256Digest::of(&[0, 1, 2, 255, 7]),
+            signature: Signature::from_bytes([4; 64]),
+            compute_ms: 12,
+        };
+        let minimal = LeaseRequest {
+            protocol: 1,
+            volunteer,
+            max_units: 4,
+            exclude_jobs: Vec::new(),
+            proof: None,
+            exclude_categories: Vec::new(),
+            site: None,
+        };
+        let full = LeaseRequest {
+            exclude_jobs: vec![JobId(3), JobId(u64::MAX)],
+            proof: Some(LeaseProof {
+                at_ms: 1_700_000_000_000,
+                signature: Signature::from_bytes([9; 64]),
+            }),
+            exclude_categories: vec![
+                crate::distributor::Category::ComputerScience,
+                crate::distributor::Category::Art,
+            ],
+            site: Some(crate::distributor::SiteId(6)),
+            ..minimal.clone()
+        };
+        let exchanges = [
+            Exchange {
+                protocol: 1,
+                results: vec![submission.clone(), submission.clone()],
+                lease: Some(full),
+            },
+            Exchange {
+                protocol: 1,
+                results: Vec::new(),
+                lease: Some(minimal),
+            },
+            Exchange {
+                protocol: 1,
+                results: vec![submission],
+                lease: None,
+            },
+        ];
+        for exchange in &exchanges {
+            assert_eq!(
+                json::to_string(exchange),
+                serde_json::to_string(exchange).unwrap()
+            );
+        }
+        for kind in [
+            ReportKind::UnitTimeout,
+            ReportKind::Abuse,
+            ReportKind::InputCorrupt,
+        ] {
+            for lease in [
+                None,
+                Some(LeaseRef {
+                    lease_id: LeaseId::from_bytes([5; 16]),
+                    nonce: Nonce::from_bytes([6; 16]),
+                }),
+            ] {
+                let report = Report {
+                    protocol: 1,
+                    volunteer,
+                    job_id: JobId(8),
+                    lease,
+                    kind,
+                    message: "trap: \"unreachable\"\n".into(),
+                };
+                assert_eq!(
+                    json::to_string(&report),
+                    serde_json::to_string(&report).unwrap()
+                );
+            }
+        }
+
+        let lease = Lease {
+            lease_id: LeaseId::from_bytes([2; 16]),
+            nonce: Nonce::from_bytes([3; 16]),
+            job_id: JobId(1),
+            unit: 99,
+            module_sha256: Sha256Digest::of(b"module"),
+            input: b"input bytes".to_vec(),
+            input_sha256: Sha256Digest::of(b"input bytes"),
+            deadline_ms: 1_700_000_600_000,
+        };
+        let answers = [
+            ExchangeResponse {
+                protocol: 1,
+                results: vec![
+                    ResultAnswer {
+                        status: Some(SubmitStatus::Accepted),
+                        error: None,
+                    },
+                    ResultAnswer {
+                        status: Some(SubmitStatus::Duplicate),
+                        error: None,
+                    },
+                    ResultAnswer {
+                        status: None,
+                        error: Some(ErrorDetail {
+                            code: crate::ErrorCode::LeaseExpired,
+                            message: "late".into(),
+                        }),
+                    },
+                ],
+                lease: Some(LeaseResponse {
+                    protocol: 1,
+                    leases: vec![lease.clone(), lease],
+                    retry_after_ms: None,
+                }),
+                lease_error: None,
+            },
+            ExchangeResponse {
+                protocol: 1,
+                results: Vec::new(),
+                lease: Some(LeaseResponse {
+                    protocol: 1,
+                    leases: Vec::new(),
+                    retry_after_ms: Some(5_000),
+                }),
+                lease_error: Some(ErrorDetail {
+                    code: crate::ErrorCode::RateLimited,
+                    message: "slow down".into(),
+                }),
+            },
+        ];
+        for answer in &answers {
+            let text = serde_json::to_string(answer).unwrap();
+            assert_eq!(&json::from_str::<ExchangeResponse>(&text).unwrap(), answer);
+        }
+        let released = ReportResponse {
+            protocol: 1,
+            released: true,
+        };
+        let text = serde_json::to_string(&released).unwrap();
+        assert_eq!(json::from_str::<ReportResponse>(&text).unwrap(), released);
+
+        // A newer portal's extra fields are ignored, as serde ignores them; broken values
+        // are named.
+        let text = r#"{"protocol":1,"results":[{"status":"accepted","extra":1}],"new":true}"#;
+        assert!(json::from_str::<ExchangeResponse>(text).is_ok());
+        let text = serde_json::to_string(&answers[0])
+            .unwrap()
+            .replacen("aW5w", "*inp", 1);
+        let err = json::from_str::<ExchangeResponse>(&text).unwrap_err();
+        assert!(err.0.contains("lease.input: invalid base64"), "{err}");
+        let err =
+            json::from_str::<ExchangeResponse>(r#"{"protocol":1,"results":[{"status":"maybe"}]}"#)
+                .unwrap_err();
+        assert!(err.0.contains("unknown variant `maybe`"), "{err}");
     }
 }

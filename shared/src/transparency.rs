@@ -8,11 +8,12 @@
 //! that the job's manifest matches its publication entry and that nothing after it revoked
 //! the job or the key that declared it.
 
-use serde::{Deserialize, Deserializer, Serialize, de};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::distributor::AccountId;
 use crate::ids::{JobId, KeyId, PublicKey, Sha256Digest, Signature};
+use crate::json::{FromJson, Json, JsonError, Object, ToJson};
 use crate::manifest::{Manifest, PortalKeys};
 use crate::signing::{self, Purpose, SecretKey};
 
@@ -37,12 +38,13 @@ pub struct LogEntry {
     pub signature: Signature,
 }
 
-/// What an entry records, as an object whose `kind` names the variant. Read by
-/// [`LogEvent::deserialize`], which accepts the objects serde's derived reader would (unknown
-/// fields refused) and nothing else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What an entry records, as an object whose `kind` names the variant. The browser reads it
+/// with [`FromJson`] and every side writes its canonical form (hashed into [`entry_message`])
+/// with [`ToJson`]: serde's derived reader for internally tagged enums buffers each event into
+/// a generic tree of values first, machinery that was a twentieth of the web client's module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LogEvent {
     /// A job's manifest is served from now on: what runs and who distributes it.
     Published {
@@ -66,83 +68,54 @@ pub enum LogEvent {
     },
 }
 
-// Read through one flat record of every kind's fields rather than serde's derived reader for
-// internally tagged enums, which buffers each event into a generic tree of values first: that
-// machinery was a twentieth of the web client's module, compiled for this one type.
-impl<'de> Deserialize<'de> for LogEvent {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        enum Kind {
-            Published,
-            Revoked,
-            KeyRevoked,
+impl ToJson for LogEvent {
+    fn write_json(&self, out: &mut String) {
+        let mut object = Object::new(out);
+        match self {
+            LogEvent::Published {
+                job,
+                title,
+                distributor,
+                owner,
+                module_sha256,
+                inputs_sha256,
+                declared_by,
+            } => object
+                .field("kind", "published")
+                .field("job", job)
+                .field("title", title)
+                .field("distributor", distributor)
+                .field("owner", owner)
+                .field("module_sha256", module_sha256)
+                .field("inputs_sha256", inputs_sha256)
+                .field("declared_by", declared_by),
+            LogEvent::Revoked { job, reason } => object
+                .field("kind", "revoked")
+                .field("job", job)
+                .field("reason", reason),
+            LogEvent::KeyRevoked {
+                key,
+                account,
+                reason,
+            } => object
+                .field("kind", "key_revoked")
+                .field("key", key)
+                .field("account", account)
+                .field("reason", reason),
         }
-        /// Every field an event of any kind may have; `Some` if present (for the fields that
-        /// may be null, `Some(None)` when null).
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Fields {
-            kind: Kind,
-            #[serde(default, deserialize_with = "given")]
-            job: Option<JobId>,
-            #[serde(default, deserialize_with = "given")]
-            title: Option<String>,
-            #[serde(default, deserialize_with = "given")]
-            distributor: Option<String>,
-            #[serde(default, deserialize_with = "given")]
-            owner: Option<Option<AccountId>>,
-            #[serde(default, deserialize_with = "given")]
-            module_sha256: Option<Sha256Digest>,
-            #[serde(default, deserialize_with = "given")]
-            inputs_sha256: Option<Option<Sha256Digest>>,
-            #[serde(default, deserialize_with = "given")]
-            declared_by: Option<Option<PublicKey>>,
-            #[serde(default, deserialize_with = "given")]
-            reason: Option<String>,
-            #[serde(default, deserialize_with = "given")]
-            key: Option<PublicKey>,
-            #[serde(default, deserialize_with = "given")]
-            account: Option<AccountId>,
-        }
-        fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-            deserializer: D,
-        ) -> Result<Option<T>, D::Error> {
-            T::deserialize(deserializer).map(Some)
-        }
-        impl Fields {
-            /// Refuses a field that events of the kind being read do not have, as the derived
-            /// reader of that kind would.
-            fn only<E: de::Error>(&self, expected: &'static [&'static str]) -> Result<(), E> {
-                let present = [
-                    ("job", self.job.is_some()),
-                    ("title", self.title.is_some()),
-                    ("distributor", self.distributor.is_some()),
-                    ("owner", self.owner.is_some()),
-                    ("module_sha256", self.module_sha256.is_some()),
-                    ("inputs_sha256", self.inputs_sha256.is_some()),
-                    ("declared_by", self.declared_by.is_some()),
-                    ("reason", self.reason.is_some()),
-                    ("key", self.key.is_some()),
-                    ("account", self.account.is_some()),
-                ];
-                match present
-                    .into_iter()
-                    .find(|(name, present)| *present && !expected.contains(name))
-                {
-                    Some((name, _)) => Err(E::unknown_field(name, expected)),
-                    None => Ok(()),
-                }
-            }
-        }
-        fn required<T, E: de::Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
-            value.ok_or_else(|| E::missing_field(field))
-        }
+        .end();
+    }
+}
 
-        let fields = Fields::deserialize(deserializer)?;
-        match fields.kind {
-            Kind::Published => {
+impl FromJson for LogEvent {
+    /// Accepts the objects serde's derived reader accepts (unknown fields and another kind's
+    /// fields refused) and nothing else.
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("log event")?;
+        match fields.req::<String>("kind")?.as_str() {
+            "published" => {
                 fields.only(&[
+                    "kind",
                     "job",
                     "title",
                     "distributor",
@@ -152,31 +125,83 @@ impl<'de> Deserialize<'de> for LogEvent {
                     "declared_by",
                 ])?;
                 Ok(Self::Published {
-                    job: required(fields.job, "job")?,
-                    title: required(fields.title, "title")?,
-                    distributor: required(fields.distributor, "distributor")?,
-                    owner: fields.owner.flatten(),
-                    module_sha256: required(fields.module_sha256, "module_sha256")?,
-                    inputs_sha256: fields.inputs_sha256.flatten(),
-                    declared_by: fields.declared_by.flatten(),
+                    job: fields.req("job")?,
+                    title: fields.req("title")?,
+                    distributor: fields.req("distributor")?,
+                    owner: fields.opt("owner")?,
+                    module_sha256: fields.req("module_sha256")?,
+                    inputs_sha256: fields.opt("inputs_sha256")?,
+                    declared_by: fields.opt("declared_by")?,
                 })
             }
-            Kind::Revoked => {
-                fields.only(&["job", "reason"])?;
+            "revoked" => {
+                fields.only(&["kind", "job", "reason"])?;
                 Ok(Self::Revoked {
-                    job: required(fields.job, "job")?,
-                    reason: required(fields.reason, "reason")?,
+                    job: fields.req("job")?,
+                    reason: fields.req("reason")?,
                 })
             }
-            Kind::KeyRevoked => {
-                fields.only(&["key", "account", "reason"])?;
+            "key_revoked" => {
+                fields.only(&["kind", "key", "account", "reason"])?;
                 Ok(Self::KeyRevoked {
-                    key: required(fields.key, "key")?,
-                    account: required(fields.account, "account")?,
-                    reason: required(fields.reason, "reason")?,
+                    key: fields.req("key")?,
+                    account: fields.req("account")?,
+                    reason: fields.req("reason")?,
                 })
             }
+            other => Err(JsonError(format!("log event: unknown kind `{other}`"))),
         }
+    }
+}
+
+impl FromJson for LogEntry {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("log entry")?;
+        fields.only(&[
+            "seq",
+            "prev_sha256",
+            "at_ms",
+            "event",
+            "key_id",
+            "signature",
+        ])?;
+        Ok(Self {
+            seq: fields.req("seq")?,
+            prev_sha256: fields.req("prev_sha256")?,
+            at_ms: fields.req("at_ms")?,
+            event: fields.req("event")?,
+            key_id: fields.req("key_id")?,
+            signature: fields.req("signature")?,
+        })
+    }
+}
+
+impl FromJson for LogPage {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("log page")?;
+        Ok(Self {
+            entries: fields.req("entries")?,
+            size: fields.req("size")?,
+        })
+    }
+}
+
+impl ToJson for LogHead {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("seq", &self.seq)
+            .field("sha256", &self.sha256)
+            .end();
+    }
+}
+
+impl FromJson for LogHead {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("log head")?;
+        Ok(Self {
+            seq: fields.req("seq")?,
+            sha256: fields.req("sha256")?,
+        })
     }
 }
 
@@ -288,13 +313,12 @@ pub fn entry_message(
     at_ms: u64,
     event: &LogEvent,
 ) -> Vec<u8> {
-    // Serializing a plain enum of strings and ids cannot fail.
-    let event_json = serde_json::to_vec(event).unwrap_or_default();
+    let event_json = crate::json::to_string(event);
     let mut message = Vec::with_capacity(80);
     message.extend_from_slice(&seq.to_be_bytes());
     message.extend_from_slice(prev_sha256.as_bytes());
     message.extend_from_slice(&at_ms.to_be_bytes());
-    message.extend_from_slice(Sha256Digest::of(&event_json).as_bytes());
+    message.extend_from_slice(Sha256Digest::of(event_json.as_bytes()).as_bytes());
     message
 }
 
@@ -666,34 +690,8 @@ mod tests {
         ));
     }
 
-    /// The reader serde derives for `LogEvent`'s wire form, which [`LogEvent::deserialize`]
-    /// replaces: both must accept and refuse the same texts, and read the same events (compared
-    /// as the JSON they write).
-    #[derive(Debug, Serialize, Deserialize)]
-    #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-    enum DerivedEvent {
-        Published {
-            job: JobId,
-            title: String,
-            distributor: String,
-            owner: Option<AccountId>,
-            module_sha256: Sha256Digest,
-            inputs_sha256: Option<Sha256Digest>,
-            declared_by: Option<PublicKey>,
-        },
-        Revoked {
-            job: JobId,
-            reason: String,
-        },
-        KeyRevoked {
-            key: PublicKey,
-            account: AccountId,
-            reason: String,
-        },
-    }
-
     #[test]
-    fn events_are_read_as_the_derived_reader_reads_them() {
+    fn the_codec_reads_and_writes_events_as_serde_does() {
         let key = SecretKey::from_seed(&[9; 32]).public_key();
         let digest = Sha256Digest::of(b"module");
         let mut texts = Vec::new();
@@ -705,7 +703,7 @@ mod tests {
             LogEvent::Published {
                 job: JobId(3),
                 title: String::new(),
-                distributor: "<b>lab</b>".into(),
+                distributor: "<b>\"lab\"</b>\n\u{1}é🦀\\".into(),
                 owner: None,
                 module_sha256: digest,
                 inputs_sha256: None,
@@ -756,19 +754,17 @@ mod tests {
         );
         let mut accepted = 0;
         for text in &texts {
-            let ours = serde_json::from_str::<LogEvent>(text);
-            let derived = serde_json::from_str::<DerivedEvent>(text);
+            let ours = crate::json::from_str::<LogEvent>(text);
+            let derived = serde_json::from_str::<LogEvent>(text);
             match (&ours, &derived) {
                 (Ok(ours), Ok(derived)) => {
+                    assert_eq!(ours, derived, "{text}");
+                    // Written as serde writes it: the canonical form the log's digests hash.
                     assert_eq!(
-                        serde_json::to_value(ours).unwrap(),
-                        serde_json::to_value(derived).unwrap(),
+                        crate::json::to_string(ours),
+                        serde_json::to_string(ours).unwrap(),
                         "{text}"
                     );
-                    // And it writes back what it read.
-                    let again: LogEvent =
-                        serde_json::from_str(&serde_json::to_string(ours).unwrap()).unwrap();
-                    assert_eq!(&again, ours);
                     accepted += 1;
                 }
                 (Err(_), Err(_)) => {}
