@@ -351,13 +351,14 @@ pub fn job_declaration_message(
     description: &str,
     policy: &JobPolicy,
 ) -> Vec<u8> {
-    // serde_json writes a struct's fields in declaration order and floats in shortest
-    // round-trip form, so both sides (built from this crate) produce the same bytes.
-    let policy = serde_json::to_vec(policy).unwrap_or_default();
+    // Written by this crate's codec on both sides: its fields in declaration order, floats in
+    // shortest round-trip form (the same bytes serde_json writes).
+    let policy = crate::json::to_string(policy);
+    let policy = policy.as_bytes();
     let mut message = Vec::with_capacity(64 + title.len() + description.len() + policy.len());
     message.extend_from_slice(module_sha256.as_bytes());
     message.extend_from_slice(inputs_sha256.as_bytes());
-    for field in [title.as_bytes(), description.as_bytes(), &policy] {
+    for field in [title.as_bytes(), description.as_bytes(), policy] {
         message.extend_from_slice(&(field.len() as u64).to_be_bytes());
         message.extend_from_slice(field);
     }

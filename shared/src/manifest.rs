@@ -427,6 +427,25 @@ impl FromJson for JobPolicy {
     }
 }
 
+impl ToJson for JobPolicy {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("lease_ttl_ms", &self.lease_ttl_ms)
+            .field("unit_budget_ms", &self.unit_budget_ms)
+            .field("min_quorum", &self.min_quorum)
+            .field("initial_replicas", &self.initial_replicas)
+            .field("max_error_results", &self.max_error_results)
+            .field("max_total_results", &self.max_total_results)
+            .field("max_success_results", &self.max_success_results)
+            .field("use_verify", &self.use_verify)
+            .field("reexecution_rate", &self.reexecution_rate)
+            .field("spot_check_rate", &self.spot_check_rate)
+            .field("target_error_rate", &self.target_error_rate)
+            .field("assumed_saboteur_fraction", &self.assumed_saboteur_fraction)
+            .end();
+    }
+}
+
 impl FromJson for SignedManifest {
     fn from_json(value: &Json) -> Result<Self, JsonError> {
         let fields = value.fields("signed manifest")?;

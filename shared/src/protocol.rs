@@ -399,6 +399,47 @@ impl FromJson for Lease {
     }
 }
 
+impl ToJson for Lease {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("lease_id", &self.lease_id)
+            .field("nonce", &self.nonce)
+            .field("job_id", &self.job_id)
+            .field("unit", &self.unit)
+            .field("module_sha256", &self.module_sha256)
+            .field("input", &Base64(&self.input))
+            .field("input_sha256", &self.input_sha256)
+            .field("deadline_ms", &self.deadline_ms)
+            .end();
+    }
+}
+
+impl FromJson for ResultSubmission {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("result")?;
+        fields.only(&[
+            "protocol",
+            "volunteer",
+            "lease_id",
+            "nonce",
+            "output",
+            "output_sha256",
+            "signature",
+            "compute_ms",
+        ])?;
+        Ok(Self {
+            protocol: fields.req("protocol")?,
+            volunteer: fields.req("volunteer")?,
+            lease_id: fields.req("lease_id")?,
+            nonce: fields.req("nonce")?,
+            output: fields.req_with("output", json::base64)?,
+            output_sha256: fields.req("output_sha256")?,
+            signature: fields.req("signature")?,
+            compute_ms: fields.or_default("compute_ms")?,
+        })
+    }
+}
+
 impl ToJson for ResultSubmission {
     fn write_json(&self, out: &mut String) {
         Object::new(out)
@@ -423,28 +464,6 @@ impl ToJson for Exchange {
             .field("results", &self.results)
             .field("lease", &self.lease)
             .end();
-    }
-}
-
-impl FromJson for ExchangeResponse {
-    fn from_json(value: &Json) -> Result<Self, JsonError> {
-        let fields = value.fields("exchange response")?;
-        Ok(Self {
-            protocol: fields.req("protocol")?,
-            results: fields.req("results")?,
-            lease: fields.opt("lease")?,
-            lease_error: fields.opt("lease_error")?,
-        })
-    }
-}
-
-impl FromJson for ResultAnswer {
-    fn from_json(value: &Json) -> Result<Self, JsonError> {
-        let fields = value.fields("result answer")?;
-        Ok(Self {
-            status: fields.opt("status")?,
-            error: fields.opt("error")?,
-        })
     }
 }
 
@@ -685,49 +704,32 @@ mod tests {
             deadline_ms: 1_700_000_600_000,
         };
         let answers = [
-            ExchangeResponse {
+            LeaseResponse {
                 protocol: 1,
-                results: vec![
-                    ResultAnswer {
-                        status: Some(SubmitStatus::Accepted),
-                        error: None,
-                    },
-                    ResultAnswer {
-                        status: Some(SubmitStatus::Duplicate),
-                        error: None,
-                    },
-                    ResultAnswer {
-                        status: None,
-                        error: Some(ErrorDetail {
-                            code: crate::ErrorCode::LeaseExpired,
-                            message: "late".into(),
-                        }),
-                    },
-                ],
-                lease: Some(LeaseResponse {
-                    protocol: 1,
-                    leases: vec![lease.clone(), lease],
-                    retry_after_ms: None,
-                }),
-                lease_error: None,
+                leases: vec![lease.clone(), lease],
+                retry_after_ms: None,
             },
-            ExchangeResponse {
+            LeaseResponse {
                 protocol: 1,
-                results: Vec::new(),
-                lease: Some(LeaseResponse {
-                    protocol: 1,
-                    leases: Vec::new(),
-                    retry_after_ms: Some(5_000),
-                }),
-                lease_error: Some(ErrorDetail {
-                    code: crate::ErrorCode::RateLimited,
-                    message: "slow down".into(),
-                }),
+                leases: Vec::new(),
+                retry_after_ms: Some(5_000),
             },
         ];
         for answer in &answers {
             let text = serde_json::to_string(answer).unwrap();
-            assert_eq!(&json::from_str::<ExchangeResponse>(&text).unwrap(), answer);
+            assert_eq!(&json::from_str::<LeaseResponse>(&text).unwrap(), answer);
+            for lease in &answer.leases {
+                assert_eq!(
+                    json::to_string(lease),
+                    serde_json::to_string(lease).unwrap()
+                );
+            }
+        }
+        for exchange in &exchanges {
+            for result in &exchange.results {
+                let text = serde_json::to_string(result).unwrap();
+                assert_eq!(&json::from_str::<ResultSubmission>(&text).unwrap(), result);
+            }
         }
         let released = ReportResponse {
             protocol: 1,
@@ -738,16 +740,14 @@ mod tests {
 
         // A newer portal's extra fields are ignored, as serde ignores them; broken values
         // are named.
-        let text = r#"{"protocol":1,"results":[{"status":"accepted","extra":1}],"new":true}"#;
-        assert!(json::from_str::<ExchangeResponse>(text).is_ok());
+        let text = r#"{"protocol":1,"leases":[],"retry_after_ms":10,"new":true}"#;
+        assert!(json::from_str::<LeaseResponse>(text).is_ok());
         let text = serde_json::to_string(&answers[0])
             .unwrap()
             .replacen("aW5w", "*inp", 1);
-        let err = json::from_str::<ExchangeResponse>(&text).unwrap_err();
+        let err = json::from_str::<LeaseResponse>(&text).unwrap_err();
         assert!(err.0.contains("lease.input: invalid base64"), "{err}");
-        let err =
-            json::from_str::<ExchangeResponse>(r#"{"protocol":1,"results":[{"status":"maybe"}]}"#)
-                .unwrap_err();
-        assert!(err.0.contains("unknown variant `maybe`"), "{err}");
+        let err = json::from_str::<LeaseResponse>(r#"{"protocol":1,"leases":{}}"#).unwrap_err();
+        assert!(err.0.contains("expected an array"), "{err}");
     }
 }

@@ -1,12 +1,11 @@
 //! Events the worker reports to the page, and the panic hook that reports panics the same way.
 
+use cyclepool_shared::json::{self, Object, ToJson};
 use cyclepool_shared::protocol::{ReportKind, SubmitStatus};
-use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// One thing that happened in the worker, delivered to the page as a plain object.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[derive(Debug)]
 pub enum WorkerEvent {
     /// A unit was computed; its result is stored in the offline queue until the portal has it.
     UnitComputed {
@@ -66,7 +65,6 @@ pub enum WorkerEvent {
     /// Where the offline queue lives: IndexedDB (`persistent`), or memory only, for `reason`.
     Queue {
         persistent: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// No work right now; asking again after `retry_ms`.
@@ -74,7 +72,6 @@ pub enum WorkerEvent {
     /// Something went wrong; `retry_ms` is set when the worker will try again by itself.
     Error {
         message: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
         retry_ms: Option<u64>,
     },
     /// The loop has ended after `stop()`.
@@ -87,11 +84,104 @@ impl WorkerEvent {
     }
 }
 
+/// As an object whose `type` names the event (`unit-computed`, …).
+impl ToJson for WorkerEvent {
+    fn write_json(&self, out: &mut String) {
+        let mut object = Object::new(out);
+        match self {
+            WorkerEvent::UnitComputed {
+                job_id,
+                unit,
+                compute_ms,
+                busy_ms,
+            } => object
+                .field("type", "unit-computed")
+                .field("job_id", job_id)
+                .field("unit", unit)
+                .field("compute_ms", compute_ms)
+                .field("busy_ms", busy_ms),
+            WorkerEvent::UnitDone {
+                job_id,
+                unit,
+                compute_ms,
+                busy_ms,
+                status,
+            } => object
+                .field("type", "unit-done")
+                .field("job_id", job_id)
+                .field("unit", unit)
+                .field("compute_ms", compute_ms)
+                .field("busy_ms", busy_ms)
+                .field("status", status),
+            WorkerEvent::Job {
+                job_id,
+                title,
+                distributor,
+                module_sha256,
+                log_seq,
+            } => object
+                .field("type", "job")
+                .field("job_id", job_id)
+                .field("title", title)
+                .field("distributor", distributor)
+                .field("module_sha256", module_sha256)
+                .field("log_seq", log_seq),
+            WorkerEvent::Refused {
+                job_id,
+                kind,
+                reason,
+            } => object
+                .field("type", "refused")
+                .field("job_id", job_id)
+                .field("kind", kind)
+                .field("reason", reason),
+            WorkerEvent::UnitFailed {
+                job_id,
+                unit,
+                reason,
+            } => object
+                .field("type", "unit-failed")
+                .field("job_id", job_id)
+                .field("unit", unit)
+                .field("reason", reason),
+            WorkerEvent::UnitExpired { job_id, unit } => object
+                .field("type", "unit-expired")
+                .field("job_id", job_id)
+                .field("unit", unit),
+            WorkerEvent::ResultRefused {
+                job_id,
+                unit,
+                code,
+                message,
+            } => object
+                .field("type", "result-refused")
+                .field("job_id", job_id)
+                .field("unit", unit)
+                .field("code", code)
+                .field("message", message),
+            WorkerEvent::Connection { reachable } => object
+                .field("type", "connection")
+                .field("reachable", reachable),
+            WorkerEvent::Queue { persistent, reason } => object
+                .field("type", "queue")
+                .field("persistent", persistent)
+                .some("reason", reason),
+            WorkerEvent::Idle { retry_ms } => {
+                object.field("type", "idle").field("retry_ms", retry_ms)
+            }
+            WorkerEvent::Error { message, retry_ms } => object
+                .field("type", "error")
+                .field("message", message)
+                .some("retry_ms", retry_ms),
+            WorkerEvent::Stopped => object.field("type", "stopped"),
+        }
+        .end();
+    }
+}
+
 /// Calls `callback` with the event as a plain JS object.
 pub fn emit(callback: &js_sys::Function, event: &WorkerEvent) {
-    let Ok(json) = serde_json::to_string(event) else {
-        return;
-    };
+    let json = json::to_string(event);
     let value = js_sys::JSON::parse(&json).unwrap_or_else(|_| JsValue::from_str(&json));
     // A throwing callback is the page's problem; the loop goes on.
     let _ = callback.call1(&JsValue::NULL, &value);

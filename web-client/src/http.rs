@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use cyclepool_shared::json::{self, FromJson, ToJson};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -49,11 +48,11 @@ impl fmt::Display for HttpError {
 }
 
 /// POSTs `body` as JSON to `url` (a path on the origin) and decodes the JSON answer.
-pub async fn post_json<B: Serialize, R: DeserializeOwned>(
+pub async fn post_json<B: ToJson + ?Sized, R: FromJson>(
     url: &str,
     body: &B,
 ) -> Result<R, HttpError> {
-    let body = serde_json::to_string(body).map_err(|err| HttpError::Protocol(err.to_string()))?;
+    let body = json::to_string(body);
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(&body));
@@ -64,14 +63,14 @@ pub async fn post_json<B: Serialize, R: DeserializeOwned>(
     init.set_headers(&headers);
     let response = fetch(url, &init).await?;
     let text = text(&response).await?;
-    serde_json::from_str(&text).map_err(|err| HttpError::Protocol(err.to_string()))
+    json::from_str(&text).map_err(|err| HttpError::Protocol(err.to_string()))
 }
 
 /// GETs `url` and decodes the JSON answer.
-pub async fn get_json<R: DeserializeOwned>(url: &str) -> Result<R, HttpError> {
+pub async fn get_json<R: FromJson>(url: &str) -> Result<R, HttpError> {
     let response = fetch(url, &web_sys::RequestInit::new()).await?;
     let text = text(&response).await?;
-    serde_json::from_str(&text).map_err(|err| HttpError::Protocol(err.to_string()))
+    json::from_str(&text).map_err(|err| HttpError::Protocol(err.to_string()))
 }
 
 /// GETs `url` as bytes.
@@ -103,19 +102,19 @@ async fn fetch(url: &str, init: &web_sys::RequestInit) -> Result<web_sys::Respon
     let text = text(&response).await.unwrap_or_default();
     // The portal's `ErrorBody`, with the code kept as text: a code this client does not know
     // (from a newer portal) still comes with its message.
-    #[derive(Deserialize)]
-    struct Body {
-        error: Detail,
-    }
-    #[derive(Deserialize)]
-    struct Detail {
-        code: String,
-        message: String,
-    }
-    let (code, message) = match serde_json::from_str::<Body>(&text) {
-        Ok(body) => (body.error.code, body.error.message),
-        Err(_) => (String::new(), format!("HTTP {status}")),
-    };
+    let detail = json::parse(&text).ok().and_then(|body| {
+        let error = body
+            .fields("error body")
+            .ok()?
+            .get("error")?
+            .fields("error")
+            .ok()?;
+        Some((
+            error.req::<String>("code").ok()?,
+            error.req::<String>("message").ok()?,
+        ))
+    });
+    let (code, message) = detail.unwrap_or_else(|| (String::new(), format!("HTTP {status}")));
     if status >= 500 || status == 429 {
         Err(HttpError::Unavailable { status, message })
     } else {

@@ -27,6 +27,7 @@ use std::rc::Rc;
 
 use cyclepool_shared::distributor::{Category, SiteId};
 use cyclepool_shared::distributor::{JoinGroup, join_message};
+use cyclepool_shared::json;
 use cyclepool_shared::manifest::PortalKeys;
 use cyclepool_shared::protocol::{
     Lease, LeaseRef, MAX_EXCLUDED_JOBS, PROTOCOL_VERSION, Report, ReportKind, ReportResponse,
@@ -53,13 +54,13 @@ pub fn pin_portal_keys(pinned: &str, offered: &str) -> Result<String, JsError> {
     let pinned: PortalKeys = if pinned.trim().is_empty() {
         PortalKeys::default()
     } else {
-        serde_json::from_str(pinned).map_err(|err| JsError::new(&format!("pinned keys: {err}")))?
+        json::from_str(pinned).map_err(|err| JsError::new(&format!("pinned keys: {err}")))?
     };
-    let offered: PortalKeys = serde_json::from_str(offered)
-        .map_err(|err| JsError::new(&format!("portal keys: {err}")))?;
+    let offered: PortalKeys =
+        json::from_str(offered).map_err(|err| JsError::new(&format!("portal keys: {err}")))?;
     let trusted =
         PortalKeys::pin(&pinned, &offered).map_err(|err| JsError::new(&err.to_string()))?;
-    serde_json::to_string(&trusted).map_err(|err| JsError::new(&err.to_string()))
+    Ok(json::to_string(&trusted))
 }
 
 /// Verifies a run of transparency log entries (JSON array, as `GET /api/v1/log` serves them)
@@ -90,7 +91,7 @@ pub fn group_join_request(secret_seed: &str, invite: &str, at_ms: f64) -> Result
         at_ms,
         signature: secret.sign(Purpose::JoinGroup, &join_message(&volunteer, invite, at_ms)),
     };
-    serde_json::to_string(&request).map_err(|err| JsError::new(&err.to_string()))
+    Ok(json::to_string(&request))
 }
 
 fn parse_seed(secret_seed: &str) -> Result<SecretKey, JsError> {
@@ -167,7 +168,7 @@ impl VolunteerWorker {
     ) -> Result<VolunteerWorker, JsError> {
         events::install_panic_hook();
         let secret = parse_seed(secret_seed)?;
-        let trusted = serde_json::from_str(trusted_keys)
+        let trusted = json::from_str(trusted_keys)
             .map_err(|err| JsError::new(&format!("trusted keys: {err}")))?;
         Ok(Self {
             shared: Rc::new(Shared {
@@ -332,13 +333,9 @@ impl VolunteerWorker {
     }
 }
 
-/// A field-less enum's value from its name as serialized (`computer_science`, `lease_expired`),
-/// without a JSON round trip.
-fn from_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
-    use serde::de::IntoDeserializer as _;
-    let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-        name.into_deserializer();
-    T::deserialize(name).ok()
+/// A field-less enum's value from its name as serialized (`computer_science`, `lease_expired`).
+fn from_name<T: json::FromJson>(name: &str) -> Option<T> {
+    T::from_json(&json::Json::String(name.to_owned())).ok()
 }
 
 /// A job id from a JS number: a whole number that JS holds exactly.

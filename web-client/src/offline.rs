@@ -5,11 +5,11 @@
 //! cyclepool-web-client`).
 
 use cyclepool_shared::ErrorCode;
+use cyclepool_shared::json::{FromJson, Json, JsonError};
 use cyclepool_shared::protocol::{
     MAX_EXCHANGE_BODY_BYTES, MAX_OUTPUT_BYTES, MAX_RESULTS_PER_EXCHANGE, SubmitResponse,
     SubmitStatus,
 };
-use serde::Deserialize;
 
 use crate::http::HttpError;
 
@@ -158,19 +158,37 @@ pub fn judge(answer: Result<SubmitResponse, HttpError>) -> Verdict {
 
 /// What `POST /api/v1/exchange` answered about one of its results: the portal's
 /// `ResultAnswer`, read with only what the client needs (the code by name, as in [`judge`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultAnswer {
-    #[serde(default)]
     pub status: Option<SubmitStatus>,
-    #[serde(default)]
     pub error: Option<AnswerError>,
 }
 
 /// Why the portal refused one result of an exchange.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerError {
     pub code: String,
     pub message: String,
+}
+
+impl FromJson for ResultAnswer {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("result answer")?;
+        Ok(Self {
+            status: fields.opt("status")?,
+            error: fields.opt("error")?,
+        })
+    }
+}
+
+impl FromJson for AnswerError {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("error")?;
+        Ok(Self {
+            code: fields.req("code")?,
+            message: fields.req("message")?,
+        })
+    }
 }
 
 /// Judges the portal's answer to one result of an exchange, by the same rules as [`judge`]:
@@ -410,7 +428,7 @@ mod tests {
     /// The portal's own `ResultAnswer`, as it sends it, read by this client.
     fn as_sent(answer: &cyclepool_shared::protocol::ResultAnswer) -> ResultAnswer {
         let json = serde_json::to_string(answer).expect("serialises");
-        serde_json::from_str(&json).expect("the client reads what the portal sends")
+        cyclepool_shared::json::from_str(&json).expect("the client reads what the portal sends")
     }
 
     #[test]
@@ -458,11 +476,12 @@ mod tests {
         ));
         // An answer from a newer portal with a code this client does not know, or with
         // neither field: kept.
-        let unknown: ResultAnswer =
-            serde_json::from_str(r#"{"error": {"code": "some_future_code", "message": "?"}}"#)
-                .expect("parses");
+        let unknown: ResultAnswer = cyclepool_shared::json::from_str(
+            r#"{"error": {"code": "some_future_code", "message": "?"}}"#,
+        )
+        .expect("parses");
         assert!(matches!(judge_answer(unknown), Verdict::Retry(_)));
-        let empty: ResultAnswer = serde_json::from_str("{}").expect("parses");
+        let empty: ResultAnswer = cyclepool_shared::json::from_str("{}").expect("parses");
         assert!(matches!(judge_answer(empty), Verdict::Retry(_)));
     }
 

@@ -17,9 +17,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use cyclepool_shared::json::{FromJson, Json, JsonError, Object, ToJson};
 use cyclepool_shared::protocol::{LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ResultSubmission};
 use futures_channel::oneshot;
-use serde::{Deserialize, Serialize};
 
 use crate::events::WorkerEvent;
 use crate::http::{HttpError, post_json};
@@ -62,23 +62,39 @@ pub struct LeaseWant {
 }
 
 /// The body of `POST /api/v1/exchange` this client sends.
-#[derive(Serialize)]
 struct ExchangeRequest<'a> {
     protocol: u32,
     results: Vec<&'a ResultSubmission>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     lease: Option<&'a LeaseRequest>,
+}
+
+impl ToJson for ExchangeRequest<'_> {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("protocol", &self.protocol)
+            .field("results", &self.results)
+            .some("lease", &self.lease)
+            .end();
+    }
 }
 
 /// The part of the portal's answer to an exchange this client reads: one answer per result,
 /// in order, and the answer to its request for units, if it made one.
-#[derive(Deserialize)]
 struct ExchangeAnswers {
     results: Vec<ResultAnswer>,
-    #[serde(default)]
     lease: Option<LeaseResponse>,
-    #[serde(default)]
     lease_error: Option<AnswerError>,
+}
+
+impl FromJson for ExchangeAnswers {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("exchange answer")?;
+        Ok(Self {
+            results: fields.req("results")?,
+            lease: fields.opt("lease")?,
+            lease_error: fields.opt("lease_error")?,
+        })
+    }
 }
 
 struct Outbox {

@@ -6,11 +6,9 @@
 //! `web-sys`, and a static module file is allowed by the strict CSP (no inline code, no eval).
 //! Records cross as JSON text; this side owns their shape.
 
+use cyclepool_shared::json::{self, FromJson, Json, JsonError, Object, ToJson};
 use cyclepool_shared::protocol::{Lease, ResultSubmission};
 use cyclepool_shared::{LeaseId, VolunteerId};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -56,7 +54,7 @@ extern "C" {
 }
 
 /// A unit in hand, as stored: the lease as the portal sent it and when it arrived.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredUnit {
     /// The store's key.
     pub lease_id: LeaseId,
@@ -70,7 +68,7 @@ pub struct StoredUnit {
 
 /// A result waiting for the portal's acknowledgement: the signed submission, ready to send as
 /// it is, and what the page is told once it is acknowledged.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredResult {
     /// The store's key (the submission's lease).
     pub lease_id: LeaseId,
@@ -146,8 +144,8 @@ impl Queue {
         &self,
         units: &[StoredUnit],
     ) -> impl Future<Output = Result<(), String>> + use<> {
-        let written = to_json(units).map(|json| self.js.add_units(&json));
-        async move { done(written?).await }
+        let written = self.js.add_units(&to_json(units));
+        async move { done(written).await }
     }
 
     /// Claims up to `max` stored units of `volunteer` that no live worker holds, oldest first.
@@ -160,39 +158,28 @@ impl Queue {
         max: u32,
         stale_before_ms: f64,
     ) -> Result<Claimed, String> {
-        // Records stay raw until each is read on its own, so that one this version cannot
-        // read is dropped alone.
-        #[derive(Deserialize)]
-        struct Found {
-            claimed: Vec<Box<RawValue>>,
-            dropped: Vec<Box<RawValue>>,
-        }
-        #[derive(Deserialize)]
-        struct Dropped {
-            lease: DroppedLease,
-        }
-        #[derive(Deserialize)]
-        struct DroppedLease {
-            job_id: u64,
-            unit: u64,
-        }
         let json = text(
             self.js
                 .claim_units(&volunteer.to_string(), max, stale_before_ms),
         )
         .await?;
-        let found: Found = from_json(json.as_deref().unwrap_or(r#"{"claimed":[],"dropped":[]}"#))?;
+        // Records stay parsed but unread until each is read on its own, so that one this
+        // version cannot read is dropped alone.
+        let found = parse(json.as_deref().unwrap_or(r#"{"claimed":[],"dropped":[]}"#))?;
+        let found = found.fields("claimed units").map_err(unreadable)?;
+        let claimed: Vec<Json> = found.req("claimed").map_err(unreadable)?;
+        let dropped: Vec<Json> = found.req("dropped").map_err(unreadable)?;
         let (units, unreadable) = self
-            .read_claimed(found.claimed, JsQueue::drop_unit, "unit dropped")
+            .read_claimed(claimed, JsQueue::drop_unit, "unit dropped")
             .await?;
         let mut claimed = Claimed {
             units,
             unreadable,
             ..Claimed::default()
         };
-        for record in found.dropped {
-            if let Ok(Dropped { lease }) = serde_json::from_str(record.get()) {
-                claimed.expired.push((lease.job_id, lease.unit));
+        for record in &dropped {
+            if let Some(lease) = dropped_lease(record) {
+                claimed.expired.push(lease);
             }
         }
         Ok(claimed)
@@ -200,7 +187,7 @@ impl Queue {
 
     /// Frees units this worker holds but will not compute.
     pub async fn release_units(&self, lease_ids: &[LeaseId]) -> Result<(), String> {
-        done(self.js.release_units(&to_json(lease_ids)?)).await
+        done(self.js.release_units(&to_json(lease_ids))).await
     }
 
     /// Forgets a unit that will not be computed.
@@ -211,7 +198,7 @@ impl Queue {
     /// Replaces a computed unit by its result in one transaction; the result stays claimed
     /// by this worker (`claim`, to send it next) or is left free for whoever sends next.
     pub async fn finish_unit(&self, result: &StoredResult, claim: bool) -> Result<(), String> {
-        done(self.js.finish_unit(&to_json(result)?, claim)).await
+        done(self.js.finish_unit(&to_json(result), claim)).await
     }
 
     /// Claims up to `max` of the oldest results no live worker is sending, in one queue
@@ -219,7 +206,8 @@ impl Queue {
     /// is removed, and said why in `unreadable`.
     pub async fn claim_results(&self, max: u32) -> Result<ClaimedResults, String> {
         let json = text(self.js.claim_results(max)).await?;
-        let records: Vec<Box<RawValue>> = from_json(json.as_deref().unwrap_or("[]"))?;
+        let records = parse(json.as_deref().unwrap_or("[]"))?;
+        let records: Vec<Json> = FromJson::from_json(&records).map_err(unreadable)?;
         let (results, unreadable) = self
             .read_claimed(records, remove_result, "result removed")
             .await?;
@@ -231,16 +219,16 @@ impl Queue {
 
     /// Reads claimed records; one this version cannot read could never be used, so it is
     /// taken out of the queue with `forget` and said why (`what` became of it).
-    async fn read_claimed<T: DeserializeOwned>(
+    async fn read_claimed<T: FromJson>(
         &self,
-        records: Vec<Box<RawValue>>,
+        records: Vec<Json>,
         forget: fn(&JsQueue, &str) -> js_sys::Promise,
         what: &str,
     ) -> Result<(Vec<T>, Vec<String>), String> {
         let mut read = Vec::with_capacity(records.len());
         let mut unreadable = Vec::new();
         for record in records {
-            match serde_json::from_str::<T>(record.get()) {
+            match T::from_json(&record) {
                 Ok(value) => read.push(value),
                 Err(err) => {
                     if let Some(id) = lease_id_of(&record) {
@@ -260,34 +248,94 @@ impl Queue {
 
     /// Removes results the portal acknowledged or refused for good, in one transaction.
     pub async fn remove_results(&self, lease_ids: &[LeaseId]) -> Result<(), String> {
-        done(self.js.remove_results(&to_json(&lease_ids)?)).await
+        done(self.js.remove_results(&to_json(lease_ids))).await
     }
 }
 
 /// Removes the result stored under `lease_id`.
 fn remove_result(js: &JsQueue, lease_id: &str) -> js_sys::Promise {
     // A lease id read from a record is any string: written as JSON, not pasted into it.
-    let ids = to_json(&[lease_id]).unwrap_or_else(|_| "[]".to_owned());
-    js.remove_results(&ids)
+    js.remove_results(&to_json(&[lease_id][..]))
 }
 
 /// The store key of a record this version cannot otherwise read, if it has one.
-fn lease_id_of(record: &RawValue) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Keyed {
-        lease_id: String,
+fn lease_id_of(record: &Json) -> Option<String> {
+    record.fields("record").ok()?.req("lease_id").ok()
+}
+
+/// The (job, unit) of a unit record dropped as long expired, if it can be read.
+fn dropped_lease(record: &Json) -> Option<(u64, u64)> {
+    let lease = record
+        .fields("unit")
+        .ok()?
+        .get("lease")?
+        .fields("lease")
+        .ok()?;
+    Some((lease.req("job_id").ok()?, lease.req("unit").ok()?))
+}
+
+fn to_json<T: ToJson + ?Sized>(value: &T) -> String {
+    json::to_string(value)
+}
+
+fn parse(text: &str) -> Result<Json, String> {
+    json::parse(text).map_err(unreadable)
+}
+
+fn unreadable(err: JsonError) -> String {
+    format!("offline queue: unreadable record: {err}")
+}
+
+impl ToJson for StoredUnit {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("lease_id", &self.lease_id)
+            .field("volunteer", &self.volunteer)
+            .field("received_ms", &self.received_ms)
+            .field("lease", &self.lease)
+            .end();
     }
-    serde_json::from_str::<Keyed>(record.get())
-        .ok()
-        .map(|keyed| keyed.lease_id)
 }
 
-fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
-    serde_json::to_string(value).map_err(|err| format!("offline queue: {err}"))
+impl FromJson for StoredUnit {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("stored unit")?;
+        Ok(Self {
+            lease_id: fields.req("lease_id")?,
+            volunteer: fields.req("volunteer")?,
+            received_ms: fields.req("received_ms")?,
+            lease: fields.req("lease")?,
+        })
+    }
 }
 
-fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, String> {
-    serde_json::from_str(json).map_err(|err| format!("offline queue: unreadable record: {err}"))
+impl ToJson for StoredResult {
+    fn write_json(&self, out: &mut String) {
+        Object::new(out)
+            .field("lease_id", &self.lease_id)
+            .field("job_id", &self.job_id)
+            .field("unit", &self.unit)
+            .field("deadline_ms", &self.deadline_ms)
+            .field("finished_ms", &self.finished_ms)
+            .field("busy_ms", &self.busy_ms)
+            .field("submission", &self.submission)
+            .end();
+    }
+}
+
+impl FromJson for StoredResult {
+    fn from_json(value: &Json) -> Result<Self, JsonError> {
+        let fields = value.fields("stored result")?;
+        Ok(Self {
+            lease_id: fields.req("lease_id")?,
+            job_id: fields.req("job_id")?,
+            unit: fields.req("unit")?,
+            deadline_ms: fields.req("deadline_ms")?,
+            finished_ms: fields.req("finished_ms")?,
+            busy_ms: fields.req("busy_ms")?,
+            submission: fields.req("submission")?,
+        })
+    }
 }
 
 async fn done(promise: js_sys::Promise) -> Result<(), String> {

@@ -5,6 +5,7 @@
 //! between) serving a withdrawn job's old manifest is refused here.
 
 use cyclepool_shared::JobId;
+use cyclepool_shared::json;
 use cyclepool_shared::manifest::{Manifest, PortalKeys};
 use cyclepool_shared::transparency::{LogEntry, LogPage, check_job, verify_chain};
 
@@ -75,13 +76,13 @@ pub async fn check(
 /// head (JSON, or empty) the run continues. Returns the new head as JSON.
 pub fn verify_entries(entries: &str, keys: &str, after: &str) -> Result<String, String> {
     let entries: Vec<LogEntry> =
-        serde_json::from_str(entries).map_err(|err| format!("log entries: {err}"))?;
-    let keys: PortalKeys = serde_json::from_str(keys).map_err(|err| format!("keys: {err}"))?;
+        json::from_str(entries).map_err(|err| format!("log entries: {err}"))?;
+    let keys: PortalKeys = json::from_str(keys).map_err(|err| format!("keys: {err}"))?;
     let after = if after.trim().is_empty() {
         None
     } else {
-        Some(serde_json::from_str(after).map_err(|err| format!("head: {err}"))?)
+        Some(json::from_str(after).map_err(|err| format!("head: {err}"))?)
     };
     let head = verify_chain(&entries, after, &keys).map_err(|err| err.to_string())?;
-    serde_json::to_string(&head).map_err(|err| err.to_string())
+    Ok(json::to_string(&head))
 }
