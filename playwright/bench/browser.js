@@ -334,9 +334,23 @@ function cpuBetween(before, after, sandboxes, units) {
   if (!before || !after || units === 0) return null;
   const spent = [...after].map(([key, thread]) => ({ name: thread.name, ms: thread.ms - (before.get(key)?.ms ?? 0) }));
   const total = spent.reduce((sum, thread) => sum + thread.ms, 0);
-  const inSandboxes = spent.filter((thread) => thread.name.startsWith('DedicatedWorker'))
-    .sort((a, b) => b.ms - a.ms).slice(0, sandboxes).reduce((sum, thread) => sum + thread.ms, 0);
-  return { sandbox_share: round(inSandboxes / total, 4), outside_ms_per_unit: round((total - inSandboxes) / units, 2) };
+  const sandboxThreads = new Set(spent.filter((thread) => thread.name.startsWith('DedicatedWorker'))
+    .sort((a, b) => b.ms - a.ms).slice(0, sandboxes));
+  const inSandboxes = [...sandboxThreads].reduce((sum, thread) => sum + thread.ms, 0);
+  // The rest by thread name (the volunteer workers are the other DedicatedWorker threads),
+  // busiest first: where to look for the CPU a unit costs besides its computation.
+  const byName = new Map();
+  for (const thread of spent) {
+    if (sandboxThreads.has(thread) || thread.ms <= 0) continue;
+    byName.set(thread.name, (byName.get(thread.name) ?? 0) + thread.ms);
+  }
+  const outsideByThread = Object.fromEntries([...byName].sort((a, b) => b[1] - a[1]).slice(0, 8)
+    .map(([name, ms]) => [name, round(ms / units, 2)]));
+  return {
+    sandbox_share: round(inSandboxes / total, 4),
+    outside_ms_per_unit: round((total - inSandboxes) / units, 2),
+    outside_ms_per_unit_by_thread: outsideByThread,
+  };
 }
 
 /**
@@ -651,6 +665,11 @@ function report(results, version) {
     const percent = (row, field) => row.per_worker.map((w) => `${(100 * w[field]).toFixed(2)} %`).join(', ');
     for (const row of settings) {
       lines.push(`| ${row.workers} | ${row.prefetch} | ${row.units_per_s} | ${row.per_worker.map((w) => w.unit_ms_median).join(', ')} | ${percent(row, 'utilisation')} | ${percent(row, 'sandbox_held')} | ${row.per_worker.map((w) => w.gap_ms_median).join(', ')} | ${row.per_worker.map((w) => w.gap_ms_max).join(', ')} | ${row.cpu ? `${(100 * row.cpu.sandbox_share).toFixed(1)} %` : '–'} | ${row.cpu ? `${row.cpu.outside_ms_per_unit} ms` : '–'} | ${row.errors} |`);
+    }
+    lines.push('', 'CPU outside the sandboxes per unit, by thread (ms; the volunteer workers are the other DedicatedWorker threads):', '');
+    for (const row of settings.filter((row) => row.cpu)) {
+      const threads = Object.entries(row.cpu.outside_ms_per_unit_by_thread).map(([name, ms]) => `${name} ${ms}`).join(', ');
+      lines.push(`- ${row.workers} worker(s), prefetch ${row.prefetch}: ${threads}`);
     }
     lines.push('');
   }
