@@ -4,7 +4,6 @@
 //! compiled. The three are fetched at once, and checked in that order; nothing is compiled
 //! or instantiated until all of that holds.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use cyclepool_shared::manifest::{Manifest, PortalKeys, SignedManifest};
@@ -62,15 +61,19 @@ pub enum Load {
     Unavailable(HttpError),
 }
 
-/// Jobs loaded (or refused) so far, by id.
+/// Jobs loaded so far, by id. A worker meets a handful of jobs: a list searched in order is
+/// enough, and smaller in the module than a hash map.
 #[derive(Default)]
 pub struct Jobs {
-    loaded: HashMap<JobId, LoadedJob>,
+    loaded: Vec<(JobId, LoadedJob)>,
 }
 
 impl Jobs {
     pub fn get(&self, job: JobId) -> Option<&LoadedJob> {
-        self.loaded.get(&job)
+        self.loaded
+            .iter()
+            .find(|(id, _)| *id == job)
+            .map(|(_, loaded)| loaded)
     }
 
     /// Loads `job` unless it is loaded already. `module_sha256` is what the lease names.
@@ -80,14 +83,16 @@ impl Jobs {
         module_sha256: Sha256Digest,
         trusted: &PortalKeys,
     ) -> Load {
-        if let Some(loaded) = self.loaded.get(&job) {
+        if let Some(loaded) = self.get(job) {
             if loaded.manifest.module_sha256 == module_sha256 {
                 return Load::Ready;
             }
         }
         match fetch_and_check(job, module_sha256, trusted).await {
             Ok(loaded) => {
-                self.loaded.insert(job, loaded);
+                // A job whose module changed is loaded again in its place.
+                self.loaded.retain(|(id, _)| *id != job);
+                self.loaded.push((job, loaded));
                 Load::Ready
             }
             Err(outcome) => outcome,

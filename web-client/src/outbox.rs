@@ -409,7 +409,11 @@ impl Outbox {
             }
             answered.push(event);
         }
-        futures_util::future::join_all(given_back).await;
+        // One after another: they are queue transactions, which IndexedDB runs in turn anyway
+        // (and `join_all` would bring a second executor into the module for batches over 30).
+        for giving_back in given_back {
+            giving_back.await;
+        }
         // If this fails the results are sent again later and answered `duplicate`: harmless.
         if !stored.is_empty() {
             if let Err(err) = self.queue.remove_results(&stored).await {

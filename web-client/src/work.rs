@@ -9,7 +9,7 @@
 //! they waited are dropped without computing.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use cyclepool_shared::protocol::{
     Lease, LeaseProof, LeaseRequest, LeaseResponse, PROTOCOL_VERSION, ReportKind, ResultSubmission,
 };
 use cyclepool_shared::signing::{Purpose, lease_proof_message, result_message};
-use cyclepool_shared::{LeaseId, Sha256Digest};
+use cyclepool_shared::{JobId, LeaseId, Sha256Digest};
 use futures_channel::oneshot;
 use gloo_timers::future::sleep;
 
@@ -97,7 +97,8 @@ pub async fn run(
     // their deadlines.
     let _ = first_pass.await;
     let mut jobs = Jobs::default();
-    let mut announced = HashSet::new();
+    // The jobs the page was told about (a handful: a list, not a hash set).
+    let mut announced: Vec<JobId> = Vec::new();
     let mut job_backoff = Backoff::default();
     let mut throttle = Throttle::new(shared.duty_cycle.get());
     // Units handed to the sandbox and not yet answered, oldest first: the one computing, and,
@@ -162,7 +163,8 @@ pub async fn run(
             let Some(job) = jobs.get(lease.job_id) else {
                 continue;
             };
-            if announced.insert(lease.job_id) {
+            if !announced.contains(&lease.job_id) {
+                announced.push(lease.job_id);
                 shared.emit(&WorkerEvent::Job {
                     job_id: lease.job_id.0,
                     title: job.manifest.title.clone(),
