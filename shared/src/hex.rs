@@ -14,15 +14,24 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Decodes exactly `N` bytes from `2 * N` hex digits (either case).
 /// Returns `None` for any other length or a non-hex character.
 pub fn decode_array<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let digits = text.as_bytes();
-    if digits.len() != 2 * N {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *slot = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    decode_into(text, &mut out).then_some(out)
+}
+
+/// [`decode_array`]'s work, once for every length (the browser's module carried a copy per
+/// identifier size).
+fn decode_into(text: &str, out: &mut [u8]) -> bool {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * out.len() {
+        return false;
     }
-    Some(out)
+    for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (Some(high), Some(low)) = (nibble(pair[0]), nibble(pair[1])) else {
+            return false;
+        };
+        *slot = (high << 4) | low;
+    }
+    true
 }
 
 fn nibble(digit: u8) -> Option<u8> {
