@@ -379,7 +379,7 @@ impl<'a> Fields<'a> {
     pub fn req_with<T>(
         &self,
         name: &str,
-        read: impl FnOnce(&Json) -> Result<T, JsonError>,
+        read: impl FnOnce(&'a Json) -> Result<T, JsonError>,
     ) -> Result<T, JsonError> {
         match self.get(name) {
             Some(value) => read(value).map_err(|err| self.in_field(name, err)),
@@ -425,12 +425,6 @@ impl<'a> Fields<'a> {
     }
 }
 
-impl FromJson for Json {
-    fn from_json(value: &Json) -> Result<Self, JsonError> {
-        Ok(value.clone())
-    }
-}
-
 impl FromJson for bool {
     fn from_json(value: &Json) -> Result<Self, JsonError> {
         match value {
@@ -465,12 +459,6 @@ impl FromJson for u64 {
 impl FromJson for u32 {
     fn from_json(value: &Json) -> Result<Self, JsonError> {
         integer(value, "an unsigned 32-bit integer")
-    }
-}
-
-impl FromJson for i32 {
-    fn from_json(value: &Json) -> Result<Self, JsonError> {
-        integer(value, "a 32-bit integer")
     }
 }
 
@@ -619,12 +607,6 @@ impl ToJson for u64 {
 impl ToJson for u32 {
     fn write_json(&self, out: &mut String) {
         u64::from(*self).write_json(out);
-    }
-}
-
-impl ToJson for i32 {
-    fn write_json(&self, out: &mut String) {
-        let _ = write!(out, "{self}");
     }
 }
 

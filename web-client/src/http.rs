@@ -6,6 +6,8 @@ use cyclepool_shared::json::{self, FromJson, ToJson};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::offline::AnswerError;
+
 #[wasm_bindgen]
 extern "C" {
     /// The global `fetch`, which exists in windows and workers alike.
@@ -103,16 +105,8 @@ async fn fetch(url: &str, init: &web_sys::RequestInit) -> Result<web_sys::Respon
     // The portal's `ErrorBody`, with the code kept as text: a code this client does not know
     // (from a newer portal) still comes with its message.
     let detail = json::parse(&text).ok().and_then(|body| {
-        let error = body
-            .fields("error body")
-            .ok()?
-            .get("error")?
-            .fields("error")
-            .ok()?;
-        Some((
-            error.req::<String>("code").ok()?,
-            error.req::<String>("message").ok()?,
-        ))
+        let error: AnswerError = body.fields("error body").ok()?.req("error").ok()?;
+        Some((error.code, error.message))
     });
     let (code, message) = detail.unwrap_or_else(|| (String::new(), format!("HTTP {status}")));
     if status >= 500 || status == 429 {

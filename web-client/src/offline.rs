@@ -164,7 +164,8 @@ pub struct ResultAnswer {
     pub error: Option<AnswerError>,
 }
 
-/// Why the portal refused one result of an exchange.
+/// Why the portal refused one result of an exchange (or any request: an `ErrorBody`'s detail,
+/// with the code kept as text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerError {
     pub code: String,

@@ -167,8 +167,12 @@ impl Queue {
         // version cannot read is dropped alone.
         let found = parse(json.as_deref().unwrap_or(r#"{"claimed":[],"dropped":[]}"#))?;
         let found = found.fields("claimed units").map_err(unreadable)?;
-        let claimed: Vec<Json> = found.req("claimed").map_err(unreadable)?;
-        let dropped: Vec<Json> = found.req("dropped").map_err(unreadable)?;
+        let claimed = found
+            .req_with("claimed", Json::as_array)
+            .map_err(unreadable)?;
+        let dropped = found
+            .req_with("dropped", Json::as_array)
+            .map_err(unreadable)?;
         let (units, unreadable) = self
             .read_claimed(claimed, JsQueue::drop_unit, "unit dropped")
             .await?;
@@ -177,7 +181,7 @@ impl Queue {
             unreadable,
             ..Claimed::default()
         };
-        for record in &dropped {
+        for record in dropped {
             if let Some(lease) = dropped_lease(record) {
                 claimed.expired.push(lease);
             }
@@ -207,7 +211,7 @@ impl Queue {
     pub async fn claim_results(&self, max: u32) -> Result<ClaimedResults, String> {
         let json = text(self.js.claim_results(max)).await?;
         let records = parse(json.as_deref().unwrap_or("[]"))?;
-        let records: Vec<Json> = FromJson::from_json(&records).map_err(unreadable)?;
+        let records = records.as_array().map_err(unreadable)?;
         let (results, unreadable) = self
             .read_claimed(records, remove_result, "result removed")
             .await?;
@@ -221,17 +225,17 @@ impl Queue {
     /// taken out of the queue with `forget` and said why (`what` became of it).
     async fn read_claimed<T: FromJson>(
         &self,
-        records: Vec<Json>,
+        records: &[Json],
         forget: fn(&JsQueue, &str) -> js_sys::Promise,
         what: &str,
     ) -> Result<(Vec<T>, Vec<String>), String> {
         let mut read = Vec::with_capacity(records.len());
         let mut unreadable = Vec::new();
         for record in records {
-            match T::from_json(&record) {
+            match T::from_json(record) {
                 Ok(value) => read.push(value),
                 Err(err) => {
-                    if let Some(id) = lease_id_of(&record) {
+                    if let Some(id) = lease_id_of(record) {
                         done(forget(&self.js, &id)).await?;
                     }
                     unreadable.push(format!("offline queue: unreadable {what}: {err}"));
