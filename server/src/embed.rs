@@ -10,6 +10,7 @@
 //! Every other header (the rest of the CSP, `nosniff`, ...) comes from the common layers.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -22,6 +23,7 @@ use tower_http::services::ServeFile;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
+use crate::page_cache::{PageCache, send_prepared};
 use crate::routes::sites::live_site;
 use crate::state::AppState;
 use crate::web::CONTENT_SECURITY_POLICY;
@@ -36,7 +38,7 @@ pub struct WidgetQuery {
 }
 
 /// The routes of `/embed.js` and `/embed.html`, serving the files of `static_dir`.
-pub fn routes(static_dir: &Path) -> Router<AppState> {
+pub fn routes(static_dir: &Path, pages: Arc<PageCache>) -> Router<AppState> {
     let script = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("cross-origin-resource-policy"),
@@ -47,6 +49,8 @@ pub fn routes(static_dir: &Path) -> Router<AppState> {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         ))
+        // Minified and compressed like the portal's other scripts.
+        .layer(axum::middleware::from_fn_with_state(pages, send_prepared))
         .service(ServeFile::new(static_dir.join("embed.js")));
     let page = static_dir.join("embed.html");
     Router::new().route_service("/embed.js", script).route(

@@ -12,7 +12,9 @@ pub mod embed;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod minify;
 pub mod module_check;
+pub mod page_cache;
 pub mod replication;
 pub mod review;
 pub mod routes;
@@ -82,11 +84,12 @@ pub enum ServerError {
 /// Builds the app: the API under `/api/v1`, the pages everywhere else (unless API-only).
 pub fn router(state: AppState, config: &Config) -> Router {
     let (app, _) = documented_routes().split_for_parts();
+    let pages = page_cache::PageCache::new();
     let app = if config.api_only {
         app
     } else {
         // The embed widget's files need headers of their own, so they have routes of their own.
-        app.merge(embed::routes(&config.static_dir))
+        app.merge(embed::routes(&config.static_dir, pages.clone()))
     };
     // Load shedding and the per-address limit cover the API only (`limits` exempts the rest).
     // The address limit is the outer layer: a client over its rate takes no place in flight.
@@ -103,7 +106,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let app = if config.api_only {
         app.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
     } else {
-        web::with_static_files(app, &config.static_dir)
+        web::with_static_files(app, &config.static_dir, pages)
     };
     web::with_common_layers(
         app,

@@ -2,13 +2,13 @@
 //! compression, and JSON bodies on every error.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware;
 use tower::ServiceBuilder;
-use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -16,6 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ensure_json_errors;
+use crate::page_cache::{PageCache, send_prepared};
 
 /// The Content-Security-Policy on every response, scripts and worker scripts included
 /// (a worker obeys the CSP of its own script response, not the page's).
@@ -56,15 +57,9 @@ pub fn check_web_assets(static_dir: &Path) -> Result<(), WebAssetsMissing> {
     Ok(())
 }
 
-/// Brotli's quality for the pages' own files, compressed as they are sent: 5 makes them 7 %
-/// smaller than the default 4 (21.1 against 22.7 kB for the volunteer page's HTML, JS and CSS)
-/// in no more time (about 2 ms for all of them); 10 and 11 would save 2 kB more for 10 to 20
-/// times the CPU on every first visit.
-const PAGE_BROTLI_QUALITY: i32 = 5;
-
 /// Serves the files of `static_dir` for every path the API does not claim.
-pub fn with_static_files(router: Router, static_dir: &Path) -> Router {
-    // The web client's files come with `.br` and `.gz` beside them (`cargo xtask web`), made
+pub fn with_static_files(router: Router, static_dir: &Path, pages: Arc<PageCache>) -> Router {
+    // The web client's module comes with `.br` and `.gz` beside it (`cargo xtask web`), made
     // at the best levels, which compressing on the fly cannot afford.
     let files = ServeDir::new(static_dir)
         .append_index_html_on_directories(true)
@@ -72,10 +67,9 @@ pub fn with_static_files(router: Router, static_dir: &Path) -> Router {
         .precompressed_gzip();
     router.fallback_service(
         ServiceBuilder::new()
-            // The other files are compressed as they go (the layer leaves those sent
-            // precompressed alone). Their `.br` could not lie beside them: after an edit, a
-            // stale one would be sent in the file's place.
-            .layer(CompressionLayer::new().quality(CompressionLevel::Precise(PAGE_BROTLI_QUALITY)))
+            // The pages, scripts and styles are minified and compressed once per version
+            // (`page_cache`); the layer leaves what is sent precompressed alone.
+            .layer(middleware::from_fn_with_state(pages, send_prepared))
             // Pages change with every deploy; revalidating is cheap (Last-Modified).
             .layer(SetResponseHeaderLayer::overriding(
                 header::CACHE_CONTROL,

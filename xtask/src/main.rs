@@ -141,9 +141,16 @@ fn build_web_client(root: &Path) -> anyhow::Result<()> {
         .remove_producers_section(true)
         .generate(&out_dir)
         .with_context(|| format!("generating bindings for {}", wasm.display()))?;
-    for file in [WEB_CLIENT_BINDINGS, WEB_CLIENT_WASM] {
-        precompress(&out_dir.join(file))?;
+    // The bindings are minified and compressed by the server, like the pages' own scripts
+    // (`server/src/page_cache.rs`); a `.br` left by an older build would be sent instead.
+    for suffix in [".br", ".gz"] {
+        let stale = out_dir.join(format!("{WEB_CLIENT_BINDINGS}{suffix}"));
+        if stale.exists() {
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("removing {}", stale.display()))?;
+        }
     }
+    precompress(&out_dir.join(WEB_CLIENT_WASM))?;
     eprintln!("xtask: web client built into {}", out_dir.display());
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Every response carries the Content-Security-Policy and `nosniff`: successes, every kind
 //! of error, and paths no route claims, static files sent precompressed included.
 
+use cyclepool_server::minify::minify_js;
 use cyclepool_server::web::WEB_CLIENT_WASM;
 use cyclepool_shared::protocol::SubmitStatus;
 use reqwest::Method;
@@ -148,47 +149,143 @@ async fn the_web_client_goes_precompressed_where_accepted() {
     }
 }
 
-/// The pages' own files are compressed as they are sent, at a better brotli quality than the
-/// default, and decompress to the file.
+/// The pages' own scripts go minified (`minify_js`: the same lines, no comments) and
+/// compressed at the best levels, brotli or gzip as accepted; other pages compressed only.
+/// An edited file is sent as it is now, a range or a HEAD as the whole file's GET.
 #[tokio::test]
-async fn the_pages_go_compressed_better_than_by_default() {
+async fn the_pages_go_minified_and_compressed_at_the_best_levels() {
+    use std::io::Read as _;
+
     let pages = tempfile::tempdir().expect("creating a static directory");
     let static_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../static");
-    let app_js = std::fs::read(static_dir.join("app.js")).expect("reading static/app.js");
+    let app_js = std::fs::read_to_string(static_dir.join("app.js")).expect("reading app.js");
+    let index = std::fs::read(static_dir.join("index.html")).expect("reading index.html");
     std::fs::write(pages.path().join("app.js"), &app_js).unwrap();
-    std::fs::write(pages.path().join("index.html"), b"placeholder").unwrap();
+    std::fs::write(pages.path().join("index.html"), &index).unwrap();
     std::fs::write(pages.path().join("worker.js"), b"placeholder").unwrap();
     std::fs::create_dir_all(pages.path().join("pkg")).unwrap();
     std::fs::write(pages.path().join(WEB_CLIENT_WASM), b"\0asm").unwrap();
     let app = spawn_app_with_pages(pages.path()).await;
+    let minified = minify_js(&app_js);
+    assert!(
+        minified.len() < app_js.len() * 3 / 4,
+        "the minifier kept too much"
+    );
+    assert_eq!(minified.lines().count(), app_js.lines().count());
 
+    let get = |path: &'static str, accepted: &'static str| {
+        let request = app
+            .client
+            .get(app.url(path))
+            .header("accept-encoding", accepted);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path} accepting {accepted}");
+            let headers = response.headers().clone();
+            assert_security_headers(&headers);
+            (headers, response.bytes().await.unwrap())
+        }
+    };
+    let header = |headers: &reqwest::header::HeaderMap, name: &str| {
+        headers
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    let unbrotli = |sent: &[u8]| {
+        let mut decompressed = Vec::new();
+        brotli::BrotliDecompress(&mut &sent[..], &mut decompressed).expect("valid brotli");
+        decompressed
+    };
+
+    // What Chromium sends.
+    let (headers, sent) = get("/app.js", "gzip, deflate, br, zstd").await;
+    assert_eq!(header(&headers, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(
+        header(&headers, "content-type").as_deref(),
+        Some("text/javascript")
+    );
+    assert_eq!(header(&headers, "vary").as_deref(), Some("accept-encoding"));
+    assert_eq!(
+        header(&headers, "content-length"),
+        Some(sent.len().to_string())
+    );
+    assert_eq!(unbrotli(&sent), minified.as_bytes());
+    // Smaller than the source at brotli's best: the minifying is worth its while.
+    let mut source_at_best = Vec::new();
+    let best = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut app_js.as_bytes(), &mut source_at_best, &best).unwrap();
+    assert!(
+        sent.len() * 10 < source_at_best.len() * 9,
+        "{} bytes sent, {} for the source at quality 11",
+        sent.len(),
+        source_at_best.len()
+    );
+
+    let (headers, sent) = get("/app.js", "gzip;q=1, br;q=0").await;
+    assert_eq!(
+        header(&headers, "content-encoding").as_deref(),
+        Some("gzip")
+    );
+    let mut decompressed = String::new();
+    flate2::read::GzDecoder::new(&sent[..])
+        .read_to_string(&mut decompressed)
+        .expect("valid gzip");
+    assert_eq!(decompressed, minified);
+
+    let (headers, sent) = get("/app.js", "identity").await;
+    assert_eq!(header(&headers, "content-encoding"), None);
+    assert_eq!(&sent[..], minified.as_bytes());
+
+    // A page is compressed, not rewritten.
+    let (headers, sent) = get("/index.html", "br").await;
+    assert_eq!(
+        header(&headers, "content-type").as_deref(),
+        Some("text/html")
+    );
+    assert_eq!(unbrotli(&sent), index);
+
+    // A range is answered with the whole file, a HEAD with the GET's length.
     let response = app
         .client
         .get(app.url("/app.js"))
-        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .header("accept-encoding", "identity")
+        .header("range", "bytes=0-9")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let headers = response.headers().clone();
-    assert_security_headers(&headers);
-    assert_eq!(headers.get("content-encoding").unwrap(), "br");
-    assert_eq!(headers.get("content-type").unwrap(), "text/javascript");
-    let sent = response.bytes().await.unwrap();
-    let mut decompressed = Vec::new();
-    brotli::BrotliDecompress(&mut &sent[..], &mut decompressed).expect("valid brotli");
-    assert_eq!(decompressed, app_js);
-    // Quality 4 is what compressing on the fly does by default.
-    let mut at_default = Vec::new();
-    let params = brotli::enc::BrotliEncoderParams {
-        quality: 4,
-        ..Default::default()
-    };
-    brotli::BrotliCompress(&mut &app_js[..], &mut at_default, &params).unwrap();
-    assert!(
-        sent.len() < at_default.len(),
-        "{} bytes sent, {} at quality 4",
-        sent.len(),
-        at_default.len()
+    assert_eq!(&response.bytes().await.unwrap()[..], minified.as_bytes());
+    let response = app
+        .client
+        .head(app.url("/app.js"))
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(response.headers(), "content-length"),
+        Some(minified.len().to_string())
     );
+
+    // An edited file is sent as it is now: another length, or the same length a second later.
+    let edited = format!("{app_js}\n// edited\nexport const EDITED = 1;\n");
+    std::fs::write(pages.path().join("app.js"), &edited).unwrap();
+    let (_, sent) = get("/app.js", "br").await;
+    assert_eq!(unbrotli(&sent), minify_js(&edited).as_bytes());
+    let same_length = edited.replace("EDITED = 1", "EDITED = 2");
+    let file = std::fs::File::options()
+        .write(true)
+        .truncate(true)
+        .open(pages.path().join("app.js"))
+        .unwrap();
+    std::io::Write::write_all(&mut &file, same_length.as_bytes()).unwrap();
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(file);
+    let (_, sent) = get("/app.js", "br").await;
+    assert_eq!(unbrotli(&sent), minify_js(&same_length).as_bytes());
 }

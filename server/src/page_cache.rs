@@ -1,0 +1,274 @@
+//! The portal's own files (pages, scripts, styles, icons), sent minified (scripts) and
+//! compressed at the best levels of brotli and gzip, made once per version of each file and
+//! kept in memory.
+//!
+//! Compressing at brotli's best costs 10 to 20 times what the on-the-fly default does, too
+//! much for every visit but nothing once per file. Made from the file as it is now, and made
+//! again when its modification time or length changes, so an edited page is never sent stale
+//! (as a `.br` written beside it could be). The web client's module is compressed at build
+//! time instead (`cargo xtask web`): brotli's best takes about a second over its 300 kB.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+
+use crate::error::ApiError;
+use crate::minify::minify_js;
+
+/// Files larger than this are sent as they are (the portal's largest is about 45 kB).
+const MAX_CACHED_BYTES: u64 = 2 << 20;
+
+/// The versions of the portal's files made so far, by request path. Bounded by the files
+/// of the static directory: only a file the server found and sent is kept, one version each.
+/// A version is known by the file's Last-Modified and length, as a browser's cache knows it
+/// (so an edit within the same second that keeps the length is, for both, the same file).
+#[derive(Debug, Default)]
+pub struct PageCache {
+    files: Mutex<HashMap<String, Arc<Prepared>>>,
+}
+
+/// One version of one file, ready to send in each encoding.
+#[derive(Debug)]
+struct Prepared {
+    /// The file's `Last-Modified` and length as served: what says it is still this version.
+    last_modified: HeaderValue,
+    source_len: u64,
+    identity: Bytes,
+    brotli: Bytes,
+    gzip: Bytes,
+}
+
+/// The encodings a client may be sent, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+/// What a file is, as far as preparing it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Script,
+    Text,
+}
+
+impl PageCache {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn current(&self, path: &str, last_modified: &HeaderValue, len: u64) -> Option<Arc<Prepared>> {
+        let files = self
+            .files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        files
+            .get(path)
+            .filter(|file| file.last_modified == last_modified && file.source_len == len)
+            .cloned()
+    }
+
+    fn keep(&self, path: String, prepared: Arc<Prepared>) {
+        let mut files = self
+            .files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        files.insert(path, prepared);
+    }
+}
+
+/// Middleware over the static files: sends the portal's text files prepared by
+/// [`PageCache`], everything else as the inner service made it.
+pub async fn send_prepared(
+    State(cache): State<Arc<PageCache>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // A HEAD is answered as the GET would be (hyper sends no body for it), so that its
+    // Content-Length is the one the GET's body has.
+    if request.method() == Method::HEAD {
+        *request.method_mut() = Method::GET;
+    } else if request.method() != Method::GET {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_owned();
+    let encoding = preferred_encoding(request.headers());
+    // A range of a minified file would be bytes of another file than the one its
+    // Last-Modified names; these files are small, so they are always sent whole.
+    request.headers_mut().remove(header::RANGE);
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK
+        || response.headers().contains_key(header::CONTENT_ENCODING)
+    {
+        return response;
+    }
+    let Some(kind) = kind_of(response.headers()) else {
+        return response;
+    };
+    let (Some(last_modified), Some(len)) = (
+        response.headers().get(header::LAST_MODIFIED).cloned(),
+        content_length(response.headers()),
+    ) else {
+        return response;
+    };
+    if len > MAX_CACHED_BYTES {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let prepared = match cache.current(&path, &last_modified, len) {
+        Some(prepared) => prepared,
+        None => {
+            let source = match axum::body::to_bytes(body, MAX_CACHED_BYTES as usize).await {
+                Ok(source) => source,
+                Err(err) => {
+                    tracing::error!(error = %err, path, "cannot read a static file");
+                    return ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+                }
+            };
+            let prepared = tokio::task::spawn_blocking(move || {
+                Prepared::make(kind, &source, last_modified, len)
+            })
+            .await;
+            let Ok(prepared) = prepared else {
+                tracing::error!(path, "preparing a static file failed");
+                return ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+            };
+            let prepared = Arc::new(prepared);
+            cache.keep(path, prepared.clone());
+            prepared
+        }
+    };
+    let (bytes, content_encoding) = match encoding {
+        Encoding::Brotli => (prepared.brotli.clone(), Some("br")),
+        Encoding::Gzip => (prepared.gzip.clone(), Some("gzip")),
+        Encoding::Identity => (prepared.identity.clone(), None),
+    };
+    let headers = &mut parts.headers;
+    headers.remove(header::ACCEPT_RANGES);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Some(content_encoding) = content_encoding {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(content_encoding),
+        );
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+impl Prepared {
+    fn make(kind: Kind, source: &[u8], last_modified: HeaderValue, source_len: u64) -> Self {
+        let identity = match (kind, std::str::from_utf8(source)) {
+            (Kind::Script, Ok(script)) => Bytes::from(minify_js(script)),
+            _ => Bytes::copy_from_slice(source),
+        };
+        let mut brotli = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: 11,
+            ..Default::default()
+        };
+        // Writing into memory cannot fail.
+        let _ = brotli::BrotliCompress(&mut identity.as_ref(), &mut brotli, &params);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let _ = gzip.write_all(&identity);
+        let gzip = gzip.finish().unwrap_or_default();
+        Self {
+            last_modified,
+            source_len,
+            identity,
+            brotli: Bytes::from(brotli),
+            gzip: Bytes::from(gzip),
+        }
+    }
+}
+
+/// Scripts are minified; pages, styles and SVG are only compressed; the rest is left alone.
+fn kind_of(headers: &HeaderMap) -> Option<Kind> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = content_type.split(';').next()?.trim();
+    match essence {
+        "text/javascript" | "application/javascript" => Some(Kind::Script),
+        "text/html" | "text/css" | "image/svg+xml" => Some(Kind::Text),
+        _ => None,
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The best encoding `Accept-Encoding` allows: brotli, then gzip, else none. A coding with
+/// `q=0` is refused; `*` stands for any coding not named.
+fn preferred_encoding(headers: &HeaderMap) -> Encoding {
+    let accepted = |name: &str| {
+        let mut named = None;
+        let mut any = false;
+        for value in headers.get_all(header::ACCEPT_ENCODING) {
+            let Ok(value) = value.to_str() else { continue };
+            for item in value.split(',') {
+                let mut pieces = item.split(';');
+                let coding = pieces.next().unwrap_or_default().trim();
+                let refused = pieces.any(|param| {
+                    param
+                        .trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                if coding.eq_ignore_ascii_case(name) {
+                    named = Some(!refused);
+                } else if coding == "*" {
+                    any = !refused;
+                }
+            }
+        }
+        named.unwrap_or(any)
+    };
+    if accepted("br") {
+        Encoding::Brotli
+    } else if accepted("gzip") {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Encoding, preferred_encoding};
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn accepting(value: &str) -> Encoding {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(value).unwrap(),
+        );
+        preferred_encoding(&headers)
+    }
+
+    #[test]
+    fn the_best_accepted_encoding_is_chosen() {
+        assert_eq!(accepting("gzip, deflate, br, zstd"), Encoding::Brotli);
+        assert_eq!(accepting("gzip"), Encoding::Gzip);
+        assert_eq!(accepting("br;q=0, gzip;q=0.5"), Encoding::Gzip);
+        assert_eq!(accepting("BR"), Encoding::Brotli);
+        assert_eq!(accepting("*"), Encoding::Brotli);
+        assert_eq!(accepting("*, br;q=0"), Encoding::Gzip);
+        assert_eq!(accepting("identity"), Encoding::Identity);
+        assert_eq!(accepting("br;q=nonsense"), Encoding::Brotli);
+        assert_eq!(preferred_encoding(&HeaderMap::new()), Encoding::Identity);
+    }
+}
