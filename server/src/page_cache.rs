@@ -2,10 +2,12 @@
 //! compressed at the best levels of brotli and gzip, made once per version of each file and
 //! kept in memory.
 //!
-//! Compressing at brotli's best costs 10 to 20 times what the on-the-fly default does, too
-//! much for every visit but nothing once per file. Made from the file as it is now, and made
-//! again when its modification time or length changes, so an edited page is never sent stale
-//! (as a `.br` written beside it could be). The web client's module is compressed at build
+//! Compressing at brotli's best costs about a hundred times what brotli 5 does (a tenth of a
+//! second for the largest script), too much for every visit but nothing once per file: the
+//! first request for a file gets a version compressed quickly, and the best one, made in the
+//! background, serves the requests after it. Made from the file as it is now, and made again
+//! when its modification time or length changes, so an edited page is never sent stale (as a
+//! `.br` written beside it could be). The web client's module is compressed at build
 //! time instead (`cargo xtask web`): brotli's best takes about a second over its 300 kB.
 
 use std::collections::HashMap;
@@ -75,12 +77,34 @@ impl PageCache {
             .cloned()
     }
 
-    fn keep(&self, path: String, prepared: Arc<Prepared>) {
+    /// Keeps `quick` for its file unless a version of the same file is kept already (another
+    /// request made it meanwhile). Returns the version kept, and whether it is `quick`.
+    fn keep_quick(&self, path: String, quick: Arc<Prepared>) -> (Arc<Prepared>, bool) {
         let mut files = self
             .files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        files.insert(path, prepared);
+        match files.get(&path) {
+            Some(kept) if kept.is_version_of(&quick) => (kept.clone(), false),
+            _ => {
+                files.insert(path, quick.clone());
+                (quick, true)
+            }
+        }
+    }
+
+    /// Replaces the quick version of `best`'s file with it, unless the file changed since.
+    fn upgrade(&self, path: String, best: Arc<Prepared>) {
+        let mut files = self
+            .files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if files
+            .get(&path)
+            .is_some_and(|quick| quick.is_version_of(&best))
+        {
+            files.insert(path, best);
+        }
     }
 }
 
@@ -132,16 +156,27 @@ pub async fn send_prepared(
                     return ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
                 }
             };
-            let prepared = tokio::task::spawn_blocking(move || {
-                Prepared::make(kind, &source, last_modified, len)
-            })
-            .await;
-            let Ok(prepared) = prepared else {
+            // This request gets a version made quickly (brotli 5, what compressing on the fly
+            // used); the best one is made meanwhile, for the requests after it.
+            let quick = {
+                let (source, last_modified) = (source.clone(), last_modified.clone());
+                tokio::task::spawn_blocking(move || {
+                    Prepared::make(kind, &source, last_modified, len, Effort::Quick)
+                })
+                .await
+            };
+            let Ok(quick) = quick else {
                 tracing::error!(path, "preparing a static file failed");
                 return ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
             };
-            let prepared = Arc::new(prepared);
-            cache.keep(path, prepared.clone());
+            let (prepared, first) = cache.keep_quick(path.clone(), Arc::new(quick));
+            // Only the first of requests that missed at once makes the best version.
+            if first {
+                tokio::task::spawn_blocking(move || {
+                    let best = Prepared::make(kind, &source, last_modified, len, Effort::Best);
+                    cache.upgrade(path, Arc::new(best));
+                });
+            }
             prepared
         }
     };
@@ -163,20 +198,44 @@ pub async fn send_prepared(
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// How hard to compress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effort {
+    /// Brotli 5 and gzip 6: a millisecond or two for the largest page script.
+    Quick,
+    /// Brotli 11 and gzip 9: about a tenth of a second for it, 2 to 3 kB less on a first visit.
+    Best,
+}
+
 impl Prepared {
-    fn make(kind: Kind, source: &[u8], last_modified: HeaderValue, source_len: u64) -> Self {
+    /// Whether both were made from the same version of the file.
+    fn is_version_of(&self, other: &Prepared) -> bool {
+        self.last_modified == other.last_modified && self.source_len == other.source_len
+    }
+
+    fn make(
+        kind: Kind,
+        source: &[u8],
+        last_modified: HeaderValue,
+        source_len: u64,
+        effort: Effort,
+    ) -> Self {
         let identity = match (kind, std::str::from_utf8(source)) {
             (Kind::Script, Ok(script)) => Bytes::from(minify_js(script)),
             _ => Bytes::copy_from_slice(source),
         };
         let mut brotli = Vec::new();
+        let (quality, level) = match effort {
+            Effort::Quick => (5, flate2::Compression::default()),
+            Effort::Best => (11, flate2::Compression::best()),
+        };
         let params = brotli::enc::BrotliEncoderParams {
-            quality: 11,
+            quality,
             ..Default::default()
         };
         // Writing into memory cannot fail.
         let _ = brotli::BrotliCompress(&mut identity.as_ref(), &mut brotli, &params);
-        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), level);
         let _ = gzip.write_all(&identity);
         let gzip = gzip.finish().unwrap_or_default();
         Self {
