@@ -167,14 +167,14 @@ class IndexedDbQueue {
   }
 
   // A unit computed: its result replaces it in one transaction, so that a crash leaves either
-  // the unit (computed again) or the result (sent), never neither. With `claim` the result
-  // stays claimed by this worker, which sends it at once; without, it is left free.
-  finishUnit(json, claim) {
+  // the unit (computed again) or the result (sent), never neither. The result is left free,
+  // for whichever worker sends next. (A result sent at once is not stored at all: its unit
+  // stays until the portal answers, see removeAnswered.)
+  finishUnit(json) {
     const result = JSON.parse(json);
-    const owner = claim ? this.owner : null;
     return run(this.db, [UNITS, RESULTS], 'readwrite', (transaction) => {
       transaction.objectStore(UNITS).delete(result.lease_id);
-      transaction.objectStore(RESULTS).put({ ...result, owner, claimed_ms: Date.now() });
+      transaction.objectStore(RESULTS).put({ ...result, owner: null, claimed_ms: Date.now() });
     });
   }
 
@@ -195,13 +195,18 @@ class IndexedDbQueue {
     });
   }
 
-  // The portal acknowledged these results (a JSON array of their lease ids), or refused them
-  // for good: removed in one transaction.
-  removeResults(json) {
+  // The portal acknowledged these leases' results (a JSON array of lease ids), or refused them
+  // for good: what the queue holds of them goes, in one transaction. That is the result if it
+  // was stored, or the unit if its result was sent from memory as soon as it was computed.
+  removeAnswered(json) {
     const ids = JSON.parse(json);
-    return run(this.db, [RESULTS], 'readwrite', (transaction) => {
-      const store = transaction.objectStore(RESULTS);
-      for (const id of ids) store.delete(id);
+    return run(this.db, [UNITS, RESULTS], 'readwrite', (transaction) => {
+      const units = transaction.objectStore(UNITS);
+      const results = transaction.objectStore(RESULTS);
+      for (const id of ids) {
+        results.delete(id);
+        units.delete(id);
+      }
     });
   }
 
@@ -249,10 +254,10 @@ class MemoryQueue {
     this.units.delete(leaseId);
   }
 
-  async finishUnit(json, claim) {
+  async finishUnit(json) {
     const result = JSON.parse(json);
     this.units.delete(result.lease_id);
-    this.results.set(result.lease_id, { ...result, owner: claim ? 'memory' : null });
+    this.results.set(result.lease_id, { ...result, owner: null });
   }
 
   async claimResults(max) {
@@ -264,8 +269,11 @@ class MemoryQueue {
     if (result) result.owner = null;
   }
 
-  async removeResults(json) {
-    for (const id of JSON.parse(json)) this.results.delete(id);
+  async removeAnswered(json) {
+    for (const id of JSON.parse(json)) {
+      this.results.delete(id);
+      this.units.delete(id);
+    }
   }
 
   async counts() {

@@ -1,6 +1,7 @@
 // Offline work: workers keep computing the units in hand when the network drops, keep every
 // finished result in IndexedDB (through a reload of the tab), and send them all when the
-// network returns, several to a request; a unit whose deadline passed while offline is
+// network returns, several to a request; a result computed in reach goes from memory, its unit
+// kept until the portal answers; a unit whose deadline passed while offline is
 // skipped, not computed; a result that reaches the portal after its deadline is refused once
 // and dropped.
 const { test, expect, createJob, leaseRequestOf, leaseAnswerOf } = require('./server');
@@ -129,6 +130,52 @@ test.describe('with the demo job (ten-minute leases)', () => {
     // What stays in the queue after Stop is only work the portal has not answered yet.
     const left = await storedWork(page);
     expect(left.results.filter((r) => finishedOffline.includes(r.leaseId))).toEqual([]);
+  });
+});
+
+test.describe('results sent from memory', () => {
+  test('a result computed in reach goes from memory, its unit kept until the answer: a tab closed before it computes the unit again', async ({ context, server }) => {
+    // Exchanges that carry results get no answer while `holding`: the tab closes first.
+    let holding = true;
+    const held = [];
+    await context.route('**/api/v1/exchange', (route) => {
+      if (holding && route.request().postDataJSON()?.results?.length) {
+        held.push(route.request().postDataJSON().results.map((r) => r.lease_id));
+        return undefined; // never answered
+      }
+      return route.continue();
+    });
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.fill('#workers', '1');
+    await page.click('#start');
+    await expect.poll(() => held.length, { timeout: 30_000 }).toBeGreaterThan(0);
+    const sent = held[0];
+    // On its way, the result is in no store: its unit is, claimed by the worker, until the
+    // portal answers.
+    const during = await storedWork(page);
+    expect(during.results.filter((r) => sent.includes(r.leaseId))).toEqual([]);
+    expect(during.units.map((u) => u.leaseId)).toEqual(expect.arrayContaining(sent));
+    expect(during.units.filter((u) => sent.includes(u.leaseId)).every((u) => u.owner)).toBe(true);
+
+    // The tab closes before any answer; in a new one the units are still there, free, and
+    // are computed again and acknowledged.
+    await page.close();
+    holding = false;
+    const again = await context.newPage();
+    await again.goto(server.url);
+    expect((await storedWork(again)).units.map((u) => u.leaseId)).toEqual(expect.arrayContaining(sent));
+    await again.click('#start');
+    await expect.poll(async () => {
+      const acknowledged = await acknowledgedLeases(server, 0);
+      return sent.filter((id) => !acknowledged.has(id)).length;
+    }, { timeout: 30_000 }).toBe(0);
+    // Once answered, nothing of them is left in the queue.
+    await expect.poll(async () => {
+      const left = await storedWork(again);
+      return [...left.units, ...left.results].filter((record) => sent.includes(record.leaseId)).length;
+    }, { timeout: 10_000 }).toBe(0);
+    await again.click('#stop');
   });
 });
 

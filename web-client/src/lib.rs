@@ -131,8 +131,11 @@ struct Shared {
     /// No lease request before this time (`now_ms()`): backing off after a failure, or waiting
     /// as the portal asked when it had no work.
     lease_retry_at: Cell<f64>,
-    /// Results this worker just computed, stored in the queue claimed by it: sent straight
-    /// away, without a trip through the queue's backlog.
+    /// Results this worker just computed while the portal was in reach, held in memory only:
+    /// sent straight away, their units staying in the queue (claimed by this worker) until the
+    /// portal answers, so that a result costs no queue transaction of its own. A closed tab
+    /// loses these results but not their units, which are computed again. Stored in the queue
+    /// if the portal gives no definitive answer, or when the worker stops.
     fresh: RefCell<VecDeque<StoredResult>>,
     /// Results the queue could not store (IndexedDB failed): sent from memory.
     unsaved: RefCell<VecDeque<StoredResult>>,

@@ -1,10 +1,11 @@
 //! Sends finished results to the portal from the offline queue until each is acknowledged or
 //! refused for good, several to a request.
 //!
-//! Every worker runs one of these beside its work loop. A result this worker just computed is
-//! stored claimed by it and goes in the next exchange, which leaves at once unless results
-//! went out less than [`offline::RESULTS_INTERVAL_MS`] ago (then with the next request for
-//! units, a full batch, or when that time is up). Results left free in the queue (computed
+//! Every worker runs one of these beside its work loop. A result this worker just computed
+//! while the portal was in reach is kept in memory (its unit stays in the queue until the
+//! portal answers) and goes in the next exchange, which leaves at once unless results went out
+//! less than [`offline::RESULTS_INTERVAL_MS`] ago (then with the next request for units, a full
+//! batch, or when that time is up). Results left free in the queue (computed
 //! before a reload, by a worker that stopped, while the portal was out of reach, or given back
 //! after a failed try) form the backlog, which is claimed oldest first and goes before fresh
 //! results. The results at hand when a request goes out travel together in one `POST
@@ -47,6 +48,9 @@ const IDLE_LOOK_MS: u64 = 30_000;
 enum Source {
     /// In the queue, claimed by this worker.
     Queue,
+    /// Just computed, in memory: its unit is in the queue, claimed by this worker, and the
+    /// result is stored there only if the portal gives no definitive answer.
+    Fresh,
     /// Only in memory (the queue failed to store it).
     Memory,
 }
@@ -193,19 +197,22 @@ pub async fn run(shared: Rc<Shared>, queue: Rc<Queue>, first_pass_done: oneshot:
     if let Some(done) = first_pass_done.take() {
         let _ = done.send(());
     }
-    // Stopped: fresh results not yet sent (and one held over for the next batch) go back to the
-    // queue for the next worker (sends in flight finish by themselves).
+    // Stopped: fresh results not yet sent are stored, and one held over for the next batch
+    // goes back to the queue, for the next worker (sends in flight finish by themselves).
     let held_over = outbox.held_over.borrow_mut().take();
-    let mut fresh: Vec<StoredResult> = shared.fresh.borrow_mut().drain(..).collect();
+    let fresh: Vec<StoredResult> = shared.fresh.borrow_mut().drain(..).collect();
     match held_over {
-        Some((result, Source::Queue)) => fresh.push(result),
+        Some((result, Source::Queue)) => {
+            if let Err(err) = outbox.queue.release_result(result.lease_id).await {
+                shared.emit(&WorkerEvent::error(err, None));
+            }
+        }
+        Some((result, Source::Fresh)) => work::store_result(&shared, &outbox.queue, result).await,
         Some((result, Source::Memory)) => shared.unsaved.borrow_mut().push_front(result),
         None => {}
     }
     for result in fresh {
-        if let Err(err) = outbox.queue.release_result(result.lease_id).await {
-            shared.emit(&WorkerEvent::error(err, None));
-        }
+        work::store_result(&shared, &outbox.queue, result).await;
     }
 }
 
@@ -284,7 +291,7 @@ impl Outbox {
             let Some(result) = fresh else {
                 break;
             };
-            if !self.add(&mut batch, result, Source::Queue) {
+            if !self.add(&mut batch, result, Source::Fresh) {
                 break;
             }
         }
@@ -404,7 +411,7 @@ impl Outbox {
             };
             self.backoff.borrow_mut().reset();
             shared.set_reachable(true);
-            if let Source::Queue = source {
+            if let Source::Queue | Source::Fresh = source {
                 stored.push(result.lease_id);
             }
             answered.push(event);
@@ -414,9 +421,10 @@ impl Outbox {
         for giving_back in given_back {
             giving_back.await;
         }
-        // If this fails the results are sent again later and answered `duplicate`: harmless.
+        // If this fails the results are sent again later and answered `duplicate` (or their
+        // units computed again and answered so): harmless.
         if !stored.is_empty() {
-            if let Err(err) = self.queue.remove_results(&stored).await {
+            if let Err(err) = self.queue.remove_answered(&stored).await {
                 shared.emit(&WorkerEvent::error(err, None));
             }
         }
@@ -437,6 +445,7 @@ impl Outbox {
                     shared.emit(&WorkerEvent::error(err, None));
                 }
             }
+            Source::Fresh => work::store_result(shared, &self.queue, result).await,
             Source::Memory => shared.unsaved.borrow_mut().push_front(result),
         }
         shared.backlog.set(true);

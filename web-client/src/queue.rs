@@ -44,13 +44,13 @@ extern "C" {
     #[wasm_bindgen(method, js_name = dropUnit)]
     fn drop_unit(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = finishUnit)]
-    fn finish_unit(this: &JsQueue, result: &str, claim: bool) -> js_sys::Promise;
+    fn finish_unit(this: &JsQueue, result: &str) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = claimResults)]
     fn claim_results(this: &JsQueue, max: u32) -> js_sys::Promise;
     #[wasm_bindgen(method, js_name = releaseResult)]
     fn release_result(this: &JsQueue, lease_id: &str) -> js_sys::Promise;
-    #[wasm_bindgen(method, js_name = removeResults)]
-    fn remove_results(this: &JsQueue, lease_ids: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method, js_name = removeAnswered)]
+    fn remove_answered(this: &JsQueue, lease_ids: &str) -> js_sys::Promise;
 }
 
 /// A unit in hand, as stored: the lease as the portal sent it and when it arrived.
@@ -199,10 +199,10 @@ impl Queue {
         done(self.js.drop_unit(&lease_id.to_string())).await
     }
 
-    /// Replaces a computed unit by its result in one transaction; the result stays claimed
-    /// by this worker (`claim`, to send it next) or is left free for whoever sends next.
-    pub async fn finish_unit(&self, result: &StoredResult, claim: bool) -> Result<(), String> {
-        done(self.js.finish_unit(&to_json(result), claim)).await
+    /// Replaces a computed unit by its result in one transaction; the result is left free,
+    /// for whichever worker sends next.
+    pub async fn finish_unit(&self, result: &StoredResult) -> Result<(), String> {
+        done(self.js.finish_unit(&to_json(result))).await
     }
 
     /// Claims up to `max` of the oldest results no live worker is sending, in one queue
@@ -250,16 +250,18 @@ impl Queue {
         done(self.js.release_result(&lease_id.to_string())).await
     }
 
-    /// Removes results the portal acknowledged or refused for good, in one transaction.
-    pub async fn remove_results(&self, lease_ids: &[LeaseId]) -> Result<(), String> {
-        done(self.js.remove_results(&to_json(lease_ids))).await
+    /// Removes what the queue holds of leases whose results the portal acknowledged or
+    /// refused for good (the stored result, or the unit of a result sent from memory), in one
+    /// transaction.
+    pub async fn remove_answered(&self, lease_ids: &[LeaseId]) -> Result<(), String> {
+        done(self.js.remove_answered(&to_json(lease_ids))).await
     }
 }
 
 /// Removes the result stored under `lease_id`.
 fn remove_result(js: &JsQueue, lease_id: &str) -> js_sys::Promise {
     // A lease id read from a record is any string: written as JSON, not pasted into it.
-    js.remove_results(&to_json(&[lease_id][..]))
+    js.remove_answered(&to_json(&[lease_id][..]))
 }
 
 /// The store key of a record this version cannot otherwise read, if it has one.

@@ -512,11 +512,26 @@ async fn finish(shared: Rc<Shared>, queue: Rc<Queue>, lease: Lease, output: Vec<
         compute_ms,
         busy_ms,
     });
-    // While the portal is out of reach the result joins the backlog in the queue rather
-    // than wait in this worker's memory, which a long outage would fill.
-    let send_now = shared.reachable.get();
-    match queue.finish_unit(&result, send_now).await {
-        Ok(()) if send_now => shared.fresh.borrow_mut().push_back(result),
+    // In reach, the result goes from memory in the next exchange and its unit stays in the
+    // queue until the portal answers: storing each result cost a queue transaction a unit,
+    // which was most of what the browser spent on a unit besides computing it. Out of reach,
+    // the result joins the backlog in the queue rather than wait in this worker's memory,
+    // which a long outage would fill.
+    if shared.reachable.get() {
+        shared.fresh.borrow_mut().push_back(result);
+    } else {
+        store_result(&shared, &queue, result).await;
+    }
+    shared
+        .finishing
+        .set(shared.finishing.get().saturating_sub(1));
+    shared.outbox_wake.notify();
+}
+
+/// Stores a computed unit's result in the queue in place of its unit, free for whichever worker
+/// sends next; if the queue fails, the result waits in memory.
+pub(crate) async fn store_result(shared: &Shared, queue: &Queue, result: StoredResult) {
+    match queue.finish_unit(&result).await {
         Ok(()) => shared.backlog.set(true),
         Err(err) => {
             shared.emit(&WorkerEvent::error(
@@ -529,10 +544,6 @@ async fn finish(shared: Rc<Shared>, queue: Rc<Queue>, lease: Lease, output: Vec<
             shared.unsaved.borrow_mut().push_back(result);
         }
     }
-    shared
-        .finishing
-        .set(shared.finishing.get().saturating_sub(1));
-    shared.outbox_wake.notify();
 }
 
 /// Asks the portal for up to `max` units in the outbox's next exchange (`POST
