@@ -48,14 +48,15 @@ pub fn minify_js(source: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let byte = bytes[i];
+        // Line terminators all stay, as they are: a statement may end at one (ASI).
+        let line_break = line_break_len(bytes, i);
+        if line_break > 0 {
+            out.extend_from_slice(&bytes[i..i + line_break]);
+            pending_space = false;
+            i += line_break;
+            continue;
+        }
         match byte {
-            // Line terminators all stay: a statement may end at one (ASI).
-            b'\n' | b'\r' => {
-                out.push(byte);
-                pending_space = false;
-                i += 1;
-                continue;
-            }
             b' ' | b'\t' | 0x0b | 0x0c => {
                 pending_space = true;
                 i += 1;
@@ -63,7 +64,9 @@ pub fn minify_js(source: &str) -> String {
             }
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
                 // A line comment: its text goes, its line break stays.
-                i = find(bytes, i, b"\n").unwrap_or(bytes.len());
+                while i < bytes.len() && line_break_len(bytes, i) == 0 {
+                    i += 1;
+                }
                 pending_space = true;
                 continue;
             }
@@ -72,15 +75,27 @@ pub fn minify_js(source: &str) -> String {
                     out.extend_from_slice(&bytes[i..]);
                     break;
                 };
-                let newlines = bytes[i..end].iter().filter(|&&b| b == b'\n').count();
-                out.extend(std::iter::repeat_n(b'\n', newlines));
-                pending_space = newlines == 0;
+                // Its text goes; its line breaks stay (one of them ends a statement as a line
+                // break would; none, and it separates tokens as a space would).
+                let mut broke = false;
+                let mut at = i + 2;
+                while at < end {
+                    match line_break_len(bytes, at) {
+                        0 => at += 1,
+                        len => {
+                            out.extend_from_slice(&bytes[at..at + len]);
+                            broke = true;
+                            at += len;
+                        }
+                    }
+                }
+                pending_space = !broke;
                 i = end + 2;
                 continue;
             }
             _ => {}
         }
-        if pending_space && needs_space(out.last().copied(), byte) {
+        if pending_space && needs_space(&out, byte) {
             out.push(b' ');
         }
         pending_space = false;
@@ -163,16 +178,29 @@ pub fn minify_js(source: &str) -> String {
 /// (`let x`, `1 .x`), and where the two would read as one token (`+ +`, `- -`, `< !`, `- >`)
 /// or a `/` would meet what follows it (`a / /re/` is not a comment, `/re/ in x` has no
 /// flags `in`).
-fn needs_space(before: Option<u8>, next: u8) -> bool {
-    match before {
-        None | Some(b'\n' | b'\r') => false,
-        Some(before) => {
-            (is_word_byte(before) && (is_word_byte(next) || next == b'.'))
-                || before == b'/'
-                || (before == next && matches!(before, b'+' | b'-'))
-                || (before == b'<' && next == b'!')
-                || (before == b'-' && next == b'>')
-        }
+fn needs_space(out: &[u8], next: u8) -> bool {
+    let Some(&before) = out.last() else {
+        return false;
+    };
+    // At the start of a line nothing needs separating.
+    if line_break_len(out, out.len() - 1) > 0
+        || line_break_len(out, out.len().saturating_sub(3)) == 3
+    {
+        return false;
+    }
+    (is_word_byte(before) && (is_word_byte(next) || next == b'.'))
+        || before == b'/'
+        || (before == next && matches!(before, b'+' | b'-'))
+        || (before == b'<' && next == b'!')
+        || (before == b'-' && next == b'>')
+}
+
+/// The length of the line terminator at `i`: `\n`, `\r`, U+2028 or U+2029 (in UTF-8), or 0.
+fn line_break_len(bytes: &[u8], i: usize) -> usize {
+    match bytes.get(i..) {
+        Some([b'\n' | b'\r', ..]) => 1,
+        Some([0xe2, 0x80, 0xa8 | 0xa9, ..]) => 3,
+        _ => 0,
     }
 }
 
@@ -181,7 +209,7 @@ fn is_word_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'$' | b'\\') || byte >= 0x80
 }
 
-/// The index just past `needle` at or after `from`'s search start, or None.
+/// Where `needle` first occurs at or after `from`, if it does.
 fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     bytes
         .get(from..)?
@@ -196,7 +224,7 @@ fn skip_string(bytes: &[u8], start: usize, quote: u8) -> usize {
     while let Some(&byte) = bytes.get(i) {
         match byte {
             b'\\' => i += 2,
-            b'\n' => return i, // unterminated: leave the error to the browser
+            b'\n' | b'\r' => return i, // unterminated: leave the error to the browser
             _ if byte == quote => return i + 1,
             _ => i += 1,
         }
@@ -224,9 +252,11 @@ fn skip_regex(bytes: &[u8], start: usize) -> usize {
     let mut i = start + 1;
     let mut in_class = false;
     while let Some(&byte) = bytes.get(i) {
+        if line_break_len(bytes, i) > 0 {
+            return i; // unterminated: leave the error to the browser
+        }
         match byte {
             b'\\' => i += 2,
-            b'\n' => return i,
             b'[' => {
                 in_class = true;
                 i += 1;
@@ -256,7 +286,9 @@ mod tests {
     proptest! {
         /// Whatever the bytes, nothing panics, nothing grows and every line break stays.
         #[test]
-        fn any_input_keeps_its_lines(source in "[ -~\n\r\t]{0,200}|\\PC{0,100}") {
+        fn any_input_keeps_its_lines(
+            source in "[ -~\n\r\t]{0,200}|\\PC{0,100}|(//|/\\*|\\*/|`|\\$\\{|[{}]|'|\"|/|\\\\|\n|\r|\u{2028}| |[a1.]|[()=+-]|return )*"
+        ) {
             let minified = minify_js(&source);
             let breaks = |text: &str| text.bytes().filter(|&b| b == b'\n' || b == b'\r').count();
             prop_assert_eq!(breaks(&minified), breaks(&source));
@@ -331,5 +363,11 @@ mod tests {
         assert_eq!(minify_js("s = 'open\nb = 2;"), "s='open\nb=2;");
         assert_eq!(minify_js("`open ${"), "`open ${");
         assert_eq!(minify_js("é = 'ü' // ✓"), "é='ü'");
+        // Every line terminator ends a line comment and stays; a block comment holding one
+        // ends a statement as the terminator would.
+        assert_eq!(minify_js("a // c\rb"), "a\rb");
+        assert_eq!(minify_js("a // c\u{2028}b"), "a\u{2028}b");
+        assert_eq!(minify_js("return /* \u{2029} */ x"), "return\u{2029}x");
+        assert_eq!(minify_js("é in x"), "é in x");
     }
 }
