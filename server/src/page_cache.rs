@@ -123,6 +123,12 @@ pub async fn send_prepared(
         return next.run(request).await;
     }
     let path = request.uri().path().to_owned();
+    // Only a file's one plain path is prepared: `//app.js`, `/./app.js` or `/%61pp.js` name
+    // the same file to the inner service, and keeping a version for each would let anyone
+    // make the server compress at brotli's best as often as they like.
+    if !is_plain_path(&path) {
+        return next.run(request).await;
+    }
     let encoding = preferred_encoding(request.headers());
     // A range of a minified file would be bytes of another file than the one its
     // Last-Modified names; these files are small, so they are always sent whole.
@@ -248,6 +254,24 @@ impl Prepared {
     }
 }
 
+/// Whether `path` is a file's one plain path: segments of letters, digits, `-`, `_`, `.` and
+/// `~` (no percent escapes), none empty (but the last, a directory's), `.` or `..`.
+fn is_plain_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    segments.iter().enumerate().all(|(i, segment)| {
+        (i == last || !segment.is_empty())
+            && *segment != "."
+            && *segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+    })
+}
+
 /// Scripts are minified; pages, styles and SVG are only compressed; the rest is left alone.
 fn kind_of(headers: &HeaderMap) -> Option<Kind> {
     let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
@@ -306,7 +330,7 @@ fn preferred_encoding(headers: &HeaderMap) -> Encoding {
 
 #[cfg(test)]
 mod tests {
-    use super::{Encoding, preferred_encoding};
+    use super::{Encoding, is_plain_path, preferred_encoding};
     use axum::http::{HeaderMap, HeaderValue, header};
 
     fn accepting(value: &str) -> Encoding {
@@ -316,6 +340,34 @@ mod tests {
             HeaderValue::from_str(value).unwrap(),
         );
         preferred_encoding(&headers)
+    }
+
+    #[test]
+    fn only_plain_paths_are_prepared() {
+        for plain in [
+            "/",
+            "/app.js",
+            "/pkg/cyclepool_web_client.js",
+            "/docs/",
+            "/a.b-c_d~e",
+        ] {
+            assert!(is_plain_path(plain), "{plain}");
+        }
+        for other in [
+            "",
+            "app.js",
+            "//app.js",
+            "/./app.js",
+            "/pkg/../app.js",
+            "/%61pp.js",
+            "/pkg//x.js",
+            "/app.js/..",
+            "/ä.js",
+            "/a b.js",
+            "/a\\b.js",
+        ] {
+            assert!(!is_plain_path(other), "{other}");
+        }
     }
 
     #[test]

@@ -258,6 +258,22 @@ async fn the_pages_go_minified_and_compressed_at_the_best_levels() {
     );
     assert_eq!(unbrotli(&sent), index);
 
+    // Other spellings of the path reach the same file, sent as it is: only the plain path has
+    // prepared versions, so no one can make the server prepare a file again and again. (A
+    // client removes `.` segments itself; `is_plain_path`'s unit test covers them.)
+    for spelling in ["//app.js", "/%61pp.js"] {
+        let response = app
+            .client
+            .get(app.url(spelling))
+            .header("accept-encoding", "identity")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{spelling}");
+        let sent = response.text().await.unwrap();
+        assert!(sent == app_js, "{spelling}: not the file as it is");
+    }
+
     // A range is answered with the whole file, a HEAD with the GET's length.
     let response = app
         .client
