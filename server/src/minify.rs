@@ -134,7 +134,6 @@ pub fn minify_js(source: &str) -> String {
                     .map_or(bytes.len(), |n| i + n);
                 let word = &source[i..end];
                 out.extend_from_slice(word.as_bytes());
-                // A number's `.5` or `1.`: the dot is part of it, not a member access.
                 i = end;
                 last = if KEYWORDS_BEFORE_EXPRESSION.contains(&word) {
                     Last::ExpressionStart
@@ -174,10 +173,10 @@ pub fn minify_js(source: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| source.to_owned())
 }
 
-/// Whether a space between `before` and `next` must stay: between two names or numbers
-/// (`let x`, `1 .x`), and where the two would read as one token (`+ +`, `- -`, `< !`, `- >`)
-/// or a `/` would meet what follows it (`a / /re/` is not a comment, `/re/ in x` has no
-/// flags `in`).
+/// Whether a space between what was written (`out`) and `next` must stay: never at the start
+/// of a line; between two names or numbers (`let x`, `1 .x`), and where the two would read as
+/// one token (`+ +`, `- -`, `< !`, `- >`) or a `/` would meet what follows it (`a / /re/` is
+/// not a comment, `/re/ in x` has no flags `in`).
 fn needs_space(out: &[u8], next: u8) -> bool {
     let Some(&before) = out.last() else {
         return false;

@@ -35,12 +35,17 @@ pub struct PageCache {
     files: Mutex<HashMap<String, Arc<Prepared>>>,
 }
 
+/// Which version of a file: its `Last-Modified` and length as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Version {
+    last_modified: HeaderValue,
+    len: u64,
+}
+
 /// One version of one file, ready to send in each encoding.
 #[derive(Debug)]
 struct Prepared {
-    /// The file's `Last-Modified` and length as served: what says it is still this version.
-    last_modified: HeaderValue,
-    source_len: u64,
+    version: Version,
     identity: Bytes,
     brotli: Bytes,
     gzip: Bytes,
@@ -66,26 +71,25 @@ impl PageCache {
         Arc::new(Self::default())
     }
 
-    fn current(&self, path: &str, last_modified: &HeaderValue, len: u64) -> Option<Arc<Prepared>> {
-        let files = self
-            .files
+    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Prepared>>> {
+        self.files
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        files
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn current(&self, path: &str, version: &Version) -> Option<Arc<Prepared>> {
+        self.files()
             .get(path)
-            .filter(|file| file.last_modified == last_modified && file.source_len == len)
+            .filter(|file| file.version == *version)
             .cloned()
     }
 
     /// Keeps `quick` for its file unless a version of the same file is kept already (another
     /// request made it meanwhile). Returns the version kept, and whether it is `quick`.
     fn keep_quick(&self, path: String, quick: Arc<Prepared>) -> (Arc<Prepared>, bool) {
-        let mut files = self
-            .files
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut files = self.files();
         match files.get(&path) {
-            Some(kept) if kept.is_version_of(&quick) => (kept.clone(), false),
+            Some(kept) if kept.version == quick.version => (kept.clone(), false),
             _ => {
                 files.insert(path, quick.clone());
                 (quick, true)
@@ -95,13 +99,10 @@ impl PageCache {
 
     /// Replaces the quick version of `best`'s file with it, unless the file changed since.
     fn upgrade(&self, path: String, best: Arc<Prepared>) {
-        let mut files = self
-            .files
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut files = self.files();
         if files
             .get(&path)
-            .is_some_and(|quick| quick.is_version_of(&best))
+            .is_some_and(|quick| quick.version == best.version)
         {
             files.insert(path, best);
         }
@@ -148,11 +149,12 @@ pub async fn send_prepared(
     ) else {
         return response;
     };
+    let version = Version { last_modified, len };
     if len > MAX_CACHED_BYTES {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let prepared = match cache.current(&path, &last_modified, len) {
+    let prepared = match cache.current(&path, &version) {
         Some(prepared) => prepared,
         None => {
             let source = match axum::body::to_bytes(body, MAX_CACHED_BYTES as usize).await {
@@ -165,9 +167,9 @@ pub async fn send_prepared(
             // This request gets a version made quickly (brotli 5, what compressing on the fly
             // used); the best one is made meanwhile, for the requests after it.
             let quick = {
-                let (source, last_modified) = (source.clone(), last_modified.clone());
+                let (source, version) = (source.clone(), version.clone());
                 tokio::task::spawn_blocking(move || {
-                    Prepared::make(kind, &source, last_modified, len, Effort::Quick)
+                    Prepared::make(kind, &source, version, Effort::Quick)
                 })
                 .await
             };
@@ -179,7 +181,7 @@ pub async fn send_prepared(
             // Only the first of requests that missed at once makes the best version.
             if first {
                 tokio::task::spawn_blocking(move || {
-                    let best = Prepared::make(kind, &source, last_modified, len, Effort::Best);
+                    let best = Prepared::make(kind, &source, version, Effort::Best);
                     cache.upgrade(path, Arc::new(best));
                 });
             }
@@ -214,18 +216,7 @@ enum Effort {
 }
 
 impl Prepared {
-    /// Whether both were made from the same version of the file.
-    fn is_version_of(&self, other: &Prepared) -> bool {
-        self.last_modified == other.last_modified && self.source_len == other.source_len
-    }
-
-    fn make(
-        kind: Kind,
-        source: &[u8],
-        last_modified: HeaderValue,
-        source_len: u64,
-        effort: Effort,
-    ) -> Self {
+    fn make(kind: Kind, source: &[u8], version: Version, effort: Effort) -> Self {
         let identity = match (kind, std::str::from_utf8(source)) {
             (Kind::Script, Ok(script)) => Bytes::from(minify_js(script)),
             _ => Bytes::copy_from_slice(source),
@@ -245,8 +236,7 @@ impl Prepared {
         let _ = gzip.write_all(&identity);
         let gzip = gzip.finish().unwrap_or_default();
         Self {
-            last_modified,
-            source_len,
+            version,
             identity,
             brotli: Bytes::from(brotli),
             gzip: Bytes::from(gzip),
