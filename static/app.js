@@ -23,11 +23,14 @@ const CATEGORIES = [
 ];
 // The protocol's limit on `exclude_jobs` in one lease request.
 const MAX_EXCLUDED_JOBS = 256;
-// localStorage: how many units each worker keeps in hand (the prefetch setting).
-const PREFETCH_KEY = 'cyclepool-prefetch';
-const PREFETCH_MIN = 1;
-const PREFETCH_MAX = 16;
-const PREFETCH_DEFAULT = 4;
+// localStorage: how many seconds of work each worker keeps in hand (the work buffer). The
+// client clamps it too; the page shows the value it applies.
+const WORK_BUFFER_KEY = 'cyclepool-work-buffer-s';
+const WORK_BUFFER_MIN = 1;
+const WORK_BUFFER_MAX = 600;
+const WORK_BUFFER_DEFAULT = 30;
+// Where an older page kept a number of units instead; it means nothing in seconds.
+const OLD_PREFETCH_KEY = 'cyclepool-prefetch';
 // The throughput chart: the last ten minutes in 15-second bars.
 const CHART_WINDOW_MS = 10 * 60_000;
 const CHART_BUCKET_MS = 15_000;
@@ -54,7 +57,7 @@ const elements = {
   cpuValue: document.getElementById('cpu-value'),
   pauseHidden: document.getElementById('pause-hidden'),
   pauseBattery: document.getElementById('pause-battery'),
-  prefetch: document.getElementById('prefetch'),
+  workBuffer: document.getElementById('work-buffer'),
   resultsWaiting: document.getElementById('results-waiting'),
   unitsExpired: document.getElementById('units-expired'),
   busy: document.getElementById('busy'),
@@ -176,28 +179,32 @@ async function refreshWaiting() {
   renderSoon();
 }
 
-function prefetch() {
-  const value = Number.parseInt(elements.prefetch.value, 10);
-  return Number.isFinite(value) ? Math.max(PREFETCH_MIN, Math.min(value, PREFETCH_MAX)) : PREFETCH_DEFAULT;
+function clampWorkBuffer(value) {
+  return Number.isFinite(value)
+    ? Math.max(WORK_BUFFER_MIN, Math.min(value, WORK_BUFFER_MAX)) : WORK_BUFFER_DEFAULT;
 }
 
-function loadPrefetch() {
+function workBuffer() {
+  return clampWorkBuffer(Number.parseInt(elements.workBuffer.value, 10));
+}
+
+function loadWorkBuffer() {
   try {
-    const stored = Number.parseInt(localStorage.getItem(PREFETCH_KEY) ?? '', 10);
-    return Number.isFinite(stored) ? Math.max(PREFETCH_MIN, Math.min(stored, PREFETCH_MAX)) : PREFETCH_DEFAULT;
+    localStorage.removeItem(OLD_PREFETCH_KEY);
+    return clampWorkBuffer(Number.parseInt(localStorage.getItem(WORK_BUFFER_KEY) ?? '', 10));
   } catch {
-    return PREFETCH_DEFAULT;
+    return WORK_BUFFER_DEFAULT;
   }
 }
 
-function choosePrefetch() {
-  const units = prefetch();
+function chooseWorkBuffer() {
+  const seconds = workBuffer();
   try {
-    localStorage.setItem(PREFETCH_KEY, String(units));
+    localStorage.setItem(WORK_BUFFER_KEY, String(seconds));
   } catch {
     // Storage is off or full: the choice still holds for this visit.
   }
-  broadcast({ type: 'prefetch', value: units });
+  broadcast({ type: 'work-buffer', value: seconds });
 }
 
 // The network (or the portal) is back: workers send what waits now rather than at the end of
@@ -373,7 +380,7 @@ async function start() {
   for (const worker of spawned) {
     startWorker(worker, {
       seed: session.seed, trustedKeys, dutyCycle: dutyCycle(), paused: isPaused(),
-      excludedJobs: [...session.excludedJobs], prefetch: prefetch(),
+      excludedJobs: [...session.excludedJobs], workBuffer: workBuffer(),
       excludedCategories: [...session.excludedCategories],
     });
     session.workers.push(worker);
@@ -382,7 +389,7 @@ async function start() {
   elements.stop.disabled = false;
   elements.workers.disabled = true;
   session.paused = isPaused();
-  log(`started ${count} worker${count === 1 ? '' : 's'} at ${Math.round(dutyCycle() * 100)} % processor use, ${prefetch()} unit${prefetch() === 1 ? '' : 's'} in hand each`);
+  log(`started ${count} worker${count === 1 ? '' : 's'} at ${Math.round(dutyCycle() * 100)} % processor use, ${workBuffer()} s of work in hand each`);
   render();
   refreshCredit();
 }
@@ -701,12 +708,12 @@ elements.cpu.addEventListener('input', () => {
   session.busy = [];
   session.startedAt = performance.now();
 });
-elements.prefetch.value = String(loadPrefetch());
+elements.workBuffer.value = String(loadWorkBuffer());
 // Applied while typing; the field shows the clamped value once the person leaves it.
-elements.prefetch.addEventListener('input', choosePrefetch);
-elements.prefetch.addEventListener('change', () => {
-  elements.prefetch.value = String(prefetch());
-  choosePrefetch();
+elements.workBuffer.addEventListener('input', chooseWorkBuffer);
+elements.workBuffer.addEventListener('change', () => {
+  elements.workBuffer.value = String(workBuffer());
+  chooseWorkBuffer();
 });
 window.addEventListener('online', networkBack);
 window.addEventListener('offline', render);

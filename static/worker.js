@@ -38,8 +38,9 @@ self.addEventListener('message', async (message) => {
       await init({ module_or_path: command.module ?? new URL('./pkg/cyclepool_web_client_bg.wasm', import.meta.url) });
       volunteer = new VolunteerWorker(command.seed, command.trustedKeys, (event) => self.postMessage(event));
       volunteer.set_duty_cycle(command.dutyCycle ?? 1);
-      // Units kept in hand (for work without the network); the client's default if not given.
-      if (command.prefetch !== undefined) volunteer.set_prefetch(command.prefetch);
+      // Seconds of work kept in hand (for work without the network); the client's default if
+      // not given.
+      if (command.workBuffer !== undefined) volunteer.set_work_buffer(command.workBuffer);
       volunteer.set_paused(Boolean(command.paused));
       // The embedding site (embed.js) this worker computes for, if any.
       volunteer.set_site(command.site ?? undefined);
@@ -56,8 +57,8 @@ self.addEventListener('message', async (message) => {
     volunteer.set_duty_cycle(command.value);
   } else if (command.type === 'paused' && volunteer !== null) {
     volunteer.set_paused(command.value);
-  } else if (command.type === 'prefetch' && volunteer !== null) {
-    volunteer.set_prefetch(command.value);
+  } else if (command.type === 'work-buffer' && volunteer !== null) {
+    volunteer.set_work_buffer(command.value);
   } else if (command.type === 'online' && volunteer !== null) {
     // The page saw the network come back: send waiting results now, not after the backoff.
     volunteer.network_online();

@@ -6,6 +6,8 @@
 //
 //   node bench/browser.js [--runs N] [--window SECONDS]
 //                         [--only latency,utilisation,weight,requests] [--json FILE]
+//                         [--settings WORKERSxSECONDS,...]   (utilisation: workers and their
+//                                                             work buffer; default 1x30,2x30,1x1)
 //
 // Timings come from inside the page: `performance.now()` of the Start click (the event's
 // timestamp) and of the worker messages the page already receives (`unit-computed` when a
@@ -22,7 +24,10 @@ const {
 const options = parseArgs(process.argv.slice(2));
 
 function parseArgs(args) {
-  const parsed = { runs: 10, window: 30, only: ['latency', 'utilisation', 'weight', 'requests'], json: null };
+  const parsed = {
+    runs: 10, window: 30, only: ['latency', 'utilisation', 'weight', 'requests'], json: null,
+    settings: [{ workers: 1, buffer_s: 30 }, { workers: 2, buffer_s: 30 }, { workers: 1, buffer_s: 1 }],
+  };
   for (let i = 0; i < args.length; i += 1) {
     const value = args[i + 1];
     switch (args[i]) {
@@ -30,10 +35,18 @@ function parseArgs(args) {
       case '--window': parsed.window = Number(value); i += 1; break;
       case '--only': parsed.only = value.split(','); i += 1; break;
       case '--json': parsed.json = value; i += 1; break;
+      case '--settings': parsed.settings = value.split(',').map(parseSetting); i += 1; break;
       default: throw new Error(`unknown argument ${args[i]}`);
     }
   }
   return parsed;
+}
+
+// `2x30`: two workers, thirty seconds of work in hand each.
+function parseSetting(text) {
+  const match = /^(\d+)x(\d+)$/.exec(text);
+  if (match === null) throw new Error(`--settings takes WORKERSxSECONDS, e.g. 2x30, not ${text}`);
+  return { workers: Number(match[1]), buffer_s: Number(match[2]) };
 }
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -391,33 +404,37 @@ async function utilisation(browser) {
   try {
     const alone = await sandboxAlone(browser, server, maxIter);
     process.stderr.write(`utilisation, the sandbox alone: ${(100 * alone.utilisation).toFixed(2)} %\n`);
-    const settings = [
-      { workers: 1, prefetch: 4 },
-      { workers: 2, prefetch: 4 },
-      { workers: 1, prefetch: 1 },
-    ];
+    const { settings } = options;
     const warmupMs = 5_000;
     const windowMs = options.window * 1000;
-    // Enough units for every setting: two workers at ten units a second each, and a margin.
-    const units = Math.ceil((settings.length * 2 * 12 * (warmupMs + windowMs)) / 1000);
+    // Enough units for every setting: ten units a second per worker, and a margin.
+    const units = Math.ceil((settings.reduce((sum, s) => sum + s.workers, 0) * 12 * (warmupMs + windowMs)) / 1000);
     await createJob(server, 'mandelbrot', { title: 'Steady tiles (benchmark)', inputs: { list: steadyTiles(units, maxIter) } });
     for (const setting of settings) {
       const context = await browser.newContext();
       await context.addInitScript(instrument);
       const page = await context.newPage();
+      // API requests the page and its workers make during the window (counted in Node).
+      let requestsInWindow = null;
+      context.on('request', (request) => {
+        if (requestsInWindow !== null && new URL(request.url()).pathname.startsWith('/api/')) requestsInWindow += 1;
+      });
       await page.goto(server.url);
       await page.fill('#workers', String(setting.workers));
       await page.locator('#cpu').fill('100');
-      await page.fill('#prefetch', String(setting.prefetch));
+      await page.fill('#work-buffer', String(setting.buffer_s));
       await page.click('#start');
       await page.waitForFunction(() => window.cyclepoolBench.events.some((e) => e.type === 'unit-computed'), null, { timeout: 60_000 });
       const firstUnit = await page.evaluate(() => window.cyclepoolBench.events.find((e) => e.type === 'unit-computed').t);
       await page.waitForFunction((from) => performance.now() > from, firstUnit + warmupMs,
         { timeout: warmupMs + 30_000, polling: 100 });
       const cpuBefore = threadCpu();
+      requestsInWindow = 0;
       await page.waitForFunction((until) => performance.now() > until, firstUnit + warmupMs + windowMs,
         { timeout: windowMs + 30_000, polling: 100 });
       const cpuAfter = threadCpu();
+      const requests = requestsInWindow;
+      requestsInWindow = null;
       const events = await page.evaluate(() => window.cyclepoolBench.events);
       await page.click('#stop');
       await context.close();
@@ -429,11 +446,12 @@ async function utilisation(browser) {
         max_iter: maxIter,
         units_per_s: round(computed / (windowMs / 1000), 2),
         cpu: cpuBetween(cpuBefore, cpuAfter, setting.workers, computed),
+        requests_per_unit: computed ? round(requests / computed, 3) : null,
         utilisation_min: Math.min(...perWorker.map((w) => w.utilisation)),
         per_worker: perWorker,
         errors,
       });
-      process.stderr.write(`utilisation, ${setting.workers} worker(s), prefetch ${setting.prefetch}: ${perWorker.map((w) => (100 * w.utilisation).toFixed(2)).join(' %, ')} %\n`);
+      process.stderr.write(`utilisation, ${setting.workers} worker(s), buffer ${setting.buffer_s} s: ${perWorker.map((w) => (100 * w.utilisation).toFixed(2)).join(' %, ')} %\n`);
     }
     return { sandbox_alone: alone, settings: rows };
   } finally {
@@ -661,15 +679,15 @@ function report(results, version) {
     const { sandbox_alone: alone, settings } = results.utilisation;
     lines.push(`Worker utilisation (compute time / wall time, ${options.window} s window after 5 s, units of max_iter ${settings[0].max_iter})`, '');
     lines.push(`The sandbox alone, ${alone.units} units handed over at once: ${(100 * alone.utilisation).toFixed(2)} % in the module over ${alone.wall_s} s`, '');
-    lines.push('| workers | prefetch | units/s | median unit (ms) | in the module, per worker | sandbox holding a unit | median gap (ms) | largest gap (ms) | sandboxes\' share of the CPU used | CPU outside the sandboxes per unit | errors |', '|---|---|---|---|---|---|---|---|---|---|---|');
+    lines.push('| workers | work buffer (s) | units/s | median unit (ms) | in the module, per worker | sandbox holding a unit | median gap (ms) | largest gap (ms) | sandboxes\' share of the CPU used | CPU outside the sandboxes per unit | API requests per unit | errors |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
     const percent = (row, field) => row.per_worker.map((w) => `${(100 * w[field]).toFixed(2)} %`).join(', ');
     for (const row of settings) {
-      lines.push(`| ${row.workers} | ${row.prefetch} | ${row.units_per_s} | ${row.per_worker.map((w) => w.unit_ms_median).join(', ')} | ${percent(row, 'utilisation')} | ${percent(row, 'sandbox_held')} | ${row.per_worker.map((w) => w.gap_ms_median).join(', ')} | ${row.per_worker.map((w) => w.gap_ms_max).join(', ')} | ${row.cpu ? `${(100 * row.cpu.sandbox_share).toFixed(1)} %` : '–'} | ${row.cpu ? `${row.cpu.outside_ms_per_unit} ms` : '–'} | ${row.errors} |`);
+      lines.push(`| ${row.workers} | ${row.buffer_s} | ${row.units_per_s} | ${row.per_worker.map((w) => w.unit_ms_median).join(', ')} | ${percent(row, 'utilisation')} | ${percent(row, 'sandbox_held')} | ${row.per_worker.map((w) => w.gap_ms_median).join(', ')} | ${row.per_worker.map((w) => w.gap_ms_max).join(', ')} | ${row.cpu ? `${(100 * row.cpu.sandbox_share).toFixed(1)} %` : '–'} | ${row.cpu ? `${row.cpu.outside_ms_per_unit} ms` : '–'} | ${row.requests_per_unit} | ${row.errors} |`);
     }
     lines.push('', 'CPU outside the sandboxes per unit, by thread (ms; the volunteer workers are the other DedicatedWorker threads):', '');
     for (const row of settings.filter((row) => row.cpu)) {
       const threads = Object.entries(row.cpu.outside_ms_per_unit_by_thread).map(([name, ms]) => `${name} ${ms}`).join(', ');
-      lines.push(`- ${row.workers} worker(s), prefetch ${row.prefetch}: ${threads}`);
+      lines.push(`- ${row.workers} worker(s), buffer ${row.buffer_s} s: ${threads}`);
     }
     lines.push('');
   }

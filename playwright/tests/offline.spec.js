@@ -58,18 +58,23 @@ test.describe('with the demo job (ten-minute leases)', () => {
       if (lease) leaseRequests.push(lease);
     });
     await page.goto(server.url);
-    // The prefetch setting is remembered in this browser.
-    await expect(page.locator('#prefetch')).toHaveValue('4');
-    await page.locator('#prefetch').fill('8');
-    await page.locator('#prefetch').blur();
+    // The work buffer (seconds of work in hand) is remembered in this browser.
+    await expect(page.locator('#work-buffer')).toHaveValue('30');
+    await page.locator('#work-buffer').fill('8');
+    await page.locator('#work-buffer').blur();
     await page.reload();
-    await expect(page.locator('#prefetch')).toHaveValue('8');
+    await expect(page.locator('#work-buffer')).toHaveValue('8');
 
     await page.fill('#workers', '2');
     await page.click('#start');
     await expect.poll(() => figure(page, 'units-done'), { timeout: 30_000 }).toBeGreaterThanOrEqual(10);
-    // Workers ask for up to their prefetch at once.
-    expect(Math.max(...leaseRequests.map((r) => r.max_units))).toBe(8);
+    // Workers ask for a couple of units until they have timed one; then for their buffer's
+    // worth: eight seconds of the demo's tiles (a few ms each) is more than the 32 a worker
+    // keeps at most, so a top-up asks for 17 or more, and never more than 32.
+    expect(leaseRequests[0].max_units).toBe(2);
+    const largest = Math.max(...leaseRequests.map((r) => r.max_units));
+    expect(largest).toBeGreaterThanOrEqual(17);
+    expect(largest).toBeLessThanOrEqual(32);
 
     // The network drops mid-run: the units in hand are still computed, and their results
     // wait in IndexedDB.
@@ -258,9 +263,9 @@ test.describe('with short leases', () => {
     const cut = await cutOffAfterJobLoads(context);
     await page.goto(server.url);
     await page.fill('#workers', '1');
-    await page.locator('#prefetch').fill('8');
     await page.click('#start');
-    await expect.poll(() => cut.leases?.length ?? 0).toBe(8);
+    // A worker that has timed no unit yet asks for two: the endless one and one behind it.
+    await expect.poll(() => cut.leases?.length ?? 0).toBe(2);
     await expect.poll(() => cut.offline).toBe(true);
 
     // Units leased before the endless one are computed (offline: their results wait in the
@@ -293,10 +298,11 @@ test.describe('with short leases', () => {
     const cut = await cutOffAfterJobLoads(context);
     await page.goto(server.url);
     await page.fill('#workers', '1');
-    await page.locator('#prefetch').fill('4');
     await page.click('#start');
-    // Computed offline, in time; the results wait.
-    await expect.poll(async () => (await storedWork(page)).results.length, { timeout: 20_000 }).toBe(3);
+    // The units of the first lease (two: none was timed yet) are computed offline, in time;
+    // the results wait.
+    await expect.poll(() => cut.leases?.length ?? 0).toBe(2);
+    await expect.poll(async () => (await storedWork(page)).results.length, { timeout: 20_000 }).toBe(2);
     // The network comes back only after the deadlines have passed.
     await page.waitForTimeout(1_500);
     // Submissions the portal answered (those cut off while offline never reach it).

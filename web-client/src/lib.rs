@@ -2,11 +2,11 @@
 //!
 //! One opaque handle, [`VolunteerWorker`], crosses the wasm-bindgen boundary (plus
 //! [`pin_portal_keys`], which the page calls once before starting workers). The loop leases
-//! units (several ahead: the prefetch setting), loads each unit's job (signed manifest checked
-//! against the pinned portal keys, module checked against the manifest's SHA-256, compiled),
-//! checks the input's digest, runs the unit in a sandbox worker under a watchdog, and stores
-//! the signed result in the offline queue; a second task sends stored results, oldest first,
-//! until the portal acknowledges them. Units and results live in IndexedDB (`queue.rs`), so
+//! units (a time's worth ahead: the work buffer setting), loads each unit's job (signed
+//! manifest checked against the pinned portal keys, module checked against the manifest's
+//! SHA-256, compiled), checks the input's digest, runs the unit in a sandbox worker under a
+//! watchdog, and stores the signed result in the offline queue; a second task sends stored
+//! results, oldest first, until the portal acknowledges them. Units and results live in IndexedDB (`queue.rs`), so
 //! work goes on while the network is down and survives a reload. Every step is reported to the
 //! page as an event object; everything that goes wrong is also reported to the portal.
 
@@ -118,8 +118,8 @@ struct Shared {
     paused: Cell<bool>,
     /// The share of wall time this worker may compute, 0.1 to 1.
     duty_cycle: Cell<f64>,
-    /// How many units to keep in hand beyond the one computing (the prefetch setting).
-    prefetch: Cell<u32>,
+    /// Seconds of work to keep in hand beyond the sandbox's units (the work buffer setting).
+    work_buffer_s: Cell<u32>,
     /// Jobs the volunteer chose not to compute, sent with every lease request.
     excluded_jobs: RefCell<Vec<JobId>>,
     /// Categories of jobs the volunteer chose not to compute, sent with every lease request.
@@ -181,7 +181,7 @@ impl VolunteerWorker {
                 stopped: Cell::new(false),
                 paused: Cell::new(false),
                 duty_cycle: Cell::new(1.0),
-                prefetch: Cell::new(offline::DEFAULT_PREFETCH),
+                work_buffer_s: Cell::new(offline::DEFAULT_WORK_BUFFER_S),
                 excluded_jobs: RefCell::new(Vec::new()),
                 excluded_categories: RefCell::new(Vec::new()),
                 site: Cell::new(None),
@@ -245,11 +245,14 @@ impl VolunteerWorker {
         self.shared.loop_wake.notify();
     }
 
-    /// Sets how many units this worker keeps in hand beyond the one it computes (clamped to
-    /// 1–16): more rides out longer outages, fewer holds back less work from others. Takes
-    /// effect from the next request for work.
-    pub fn set_prefetch(&self, units: f64) {
-        self.shared.prefetch.set(offline::clamp_prefetch(units));
+    /// Sets how many seconds of work this worker keeps in hand beyond what its sandbox holds
+    /// (clamped to 1–600), at the pace of its recent units and within half their lease time:
+    /// more rides out longer outages, less holds back less work from others. Takes effect from
+    /// the next request for work.
+    pub fn set_work_buffer(&self, seconds: f64) {
+        self.shared
+            .work_buffer_s
+            .set(offline::clamp_work_buffer(seconds));
     }
 
     /// Tells the worker the network is back (the page's `online` event, or a request of the

@@ -13,11 +13,80 @@ use cyclepool_shared::protocol::{
 
 use crate::http::HttpError;
 
-/// The fewest and most units a worker may keep in hand (the volunteer's prefetch setting).
-pub const PREFETCH_RANGE: (u32, u32) = (1, 16);
-/// The prefetch before the page says otherwise: enough to ride out a short outage, few enough
-/// that a stopped tab holds back little work.
-pub const DEFAULT_PREFETCH: u32 = 4;
+/// The fewest and most seconds of work a worker may keep in hand (the volunteer's setting).
+pub const WORK_BUFFER_RANGE_S: (u32, u32) = (1, 600);
+/// The work kept in hand before the page says otherwise: half a minute rides out a short
+/// outage, and a tab closed for good holds back little work from others.
+pub const DEFAULT_WORK_BUFFER_S: u32 = 30;
+/// The most units a worker keeps in hand however short they are: this bounds the queue and a
+/// lease answer, and topping up at half of it is still one request for work every 16 units.
+pub const MAX_IN_HAND: u32 = 32;
+/// Units kept in hand before this worker has timed one: few, since they may be long.
+pub const UNTIMED_IN_HAND: u32 = 2;
+/// The newest unit's weight in [`Pace`]'s average.
+const PACE_WEIGHT: f64 = 0.25;
+
+/// The work buffer setting from the page, in seconds, clamped to [`WORK_BUFFER_RANGE_S`];
+/// anything that is not a number gives the default.
+pub fn clamp_work_buffer(seconds: f64) -> u32 {
+    if !seconds.is_finite() {
+        return DEFAULT_WORK_BUFFER_S;
+    }
+    let (least, most) = WORK_BUFFER_RANGE_S;
+    seconds.round().clamp(f64::from(least), f64::from(most)) as u32
+}
+
+/// How long this worker's units take, as it has seen them, so that it keeps a time's worth of
+/// work in hand (as BOINC's work buffer does) rather than a number of units: four units are
+/// under half a second of some jobs and most of an hour of others.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pace {
+    /// Wall time per unit (computing, and resting when throttled), averaged over recent units.
+    unit_ms: Option<f64>,
+    /// The lease time of the last unit's job.
+    lease_ms: Option<f64>,
+}
+
+impl Pace {
+    /// Notes a unit that took `unit_ms` of this worker's wall time, of a job whose leases last
+    /// `lease_ttl_ms`.
+    pub fn record(&mut self, unit_ms: f64, lease_ttl_ms: u64) {
+        if !unit_ms.is_finite() || unit_ms < 0.0 {
+            return;
+        }
+        self.unit_ms = Some(match self.unit_ms {
+            Some(average) => average + PACE_WEIGHT * (unit_ms - average),
+            None => unit_ms,
+        });
+        self.lease_ms = Some(lease_ttl_ms as f64);
+    }
+
+    /// How many units to keep in hand (beyond those in the sandbox) for `buffer_ms` of work at
+    /// this pace: never more than half a lease time's worth, so that the last of them still
+    /// starts well before its deadline; at least one, at most [`MAX_IN_HAND`];
+    /// [`UNTIMED_IN_HAND`] before any unit was timed.
+    pub fn units_to_keep(&self, buffer_ms: f64) -> u32 {
+        let Some(unit_ms) = self.unit_ms else {
+            return UNTIMED_IN_HAND;
+        };
+        let horizon_ms = match self.lease_ms {
+            Some(lease_ms) => buffer_ms.min(lease_ms / 2.0),
+            None => buffer_ms,
+        };
+        let units = (horizon_ms / unit_ms.max(1.0)).floor();
+        units.clamp(1.0, f64::from(MAX_IN_HAND)) as u32
+    }
+}
+
+/// How many units to ask for, given how many the worker wants to keep (`keep`, from
+/// [`Pace::units_to_keep`]) and how many wait in hand (not counting the sandbox's), or `None`
+/// while there are enough. A worker tops up once half of them are used, so that it asks for
+/// several units at a time rather than one request per unit.
+pub fn refill_wanted(keep: u32, in_hand: usize) -> Option<u32> {
+    let keep = keep.max(1);
+    let low_water = keep.div_ceil(2) as usize;
+    (in_hand < low_water).then(|| keep - in_hand as u32)
+}
 
 /// A unit with less time than this left before its deadline is not started: its result could
 /// not reach the portal in time, and a late result is refused.
@@ -26,25 +95,6 @@ pub const DEADLINE_MARGIN_MS: f64 = 250.0;
 /// When the job's lease time is not known (its manifest could not be loaded), a unit is given
 /// up only this long after its deadline by this browser's clock, which may be wrong by minutes.
 pub const CLOCK_SKEW_ALLOWANCE_MS: f64 = 60.0 * 60.0 * 1_000.0;
-
-/// The prefetch setting from the page, clamped to [`PREFETCH_RANGE`]; anything that is not a
-/// number gives the default.
-pub fn clamp_prefetch(value: f64) -> u32 {
-    if !value.is_finite() {
-        return DEFAULT_PREFETCH;
-    }
-    let (least, most) = PREFETCH_RANGE;
-    value.round().clamp(f64::from(least), f64::from(most)) as u32
-}
-
-/// How many units to ask for, given how many wait in hand (not counting the one computing),
-/// or `None` while there are enough. A worker tops up once half its prefetch is used, so that
-/// it asks for several units at a time rather than one request per unit.
-pub fn refill_wanted(prefetch: u32, in_hand: usize) -> Option<u32> {
-    let prefetch = prefetch.max(1);
-    let low_water = prefetch.div_ceil(2) as usize;
-    (in_hand < low_water).then(|| prefetch - in_hand as u32)
-}
 
 /// Whether a unit in hand can still be computed and returned in time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,10 +151,11 @@ pub fn fits_in_batch(results: usize, output_bytes: usize, next_output_bytes: usi
 
 /// Fresh results go out at most this often when nothing else calls for an exchange (a request
 /// for units, a full batch, a backlog): the first at once, those that follow within this time
-/// together in the next. A tab of 100 ms units then makes a request every few units instead of
-/// one per unit, and each request costs the browser (and the portal) far more than a result in
-/// it; a result is acknowledged at most this much later.
-pub const RESULTS_INTERVAL_MS: f64 = 500.0;
+/// together in the next. A worker of 100 ms units then makes about one request a second instead
+/// of ten, and each request costs the browser (and the portal) far more than a result in it; a
+/// result is acknowledged at most this much later, which the page's once-a-second figures
+/// would not show anyway.
+pub const RESULTS_INTERVAL_MS: f64 = 1_000.0;
 
 /// A fresh result whose deadline (the portal's clock, read with this one) is nearer than this
 /// goes at once.
@@ -268,29 +319,84 @@ mod tests {
         assert_eq!(hold_fresh_ms(0, far, now, 10.0), None);
         assert_eq!(hold_fresh_ms(1, far, now, f64::INFINITY), None);
         // Results went out 100 ms ago: the next wait the rest of the interval...
-        assert_eq!(hold_fresh_ms(1, far, now, 100.0), Some(400.0));
-        assert_eq!(hold_fresh_ms(MAX_BATCH - 1, far, now, 0.0), Some(500.0));
+        assert_eq!(hold_fresh_ms(1, far, now, 100.0), Some(900.0));
+        assert_eq!(hold_fresh_ms(MAX_BATCH - 1, far, now, 0.0), Some(1_000.0));
         // ...unless the interval is up, the batch is full, or one is near its deadline.
-        assert_eq!(hold_fresh_ms(3, far, now, 500.0), None);
-        assert_eq!(hold_fresh_ms(3, far, now, 499.5), None);
+        assert_eq!(hold_fresh_ms(3, far, now, 1_000.0), None);
+        assert_eq!(hold_fresh_ms(3, far, now, 999.5), None);
         assert_eq!(hold_fresh_ms(MAX_BATCH, far, now, 100.0), None);
         assert_eq!(hold_fresh_ms(2, now + 59_999.0, now, 100.0), None);
         assert_eq!(hold_fresh_ms(2, now - 1.0, now, 100.0), None);
-        assert_eq!(hold_fresh_ms(2, now + 60_000.0, now, 100.0), Some(400.0));
+        assert_eq!(hold_fresh_ms(2, now + 60_000.0, now, 100.0), Some(900.0));
     }
 
     #[test]
-    fn prefetch_is_clamped_and_defaults_on_nonsense() {
-        assert_eq!(clamp_prefetch(0.0), 1);
-        assert_eq!(clamp_prefetch(-3.0), 1);
-        assert_eq!(clamp_prefetch(3.4), 3);
-        assert_eq!(clamp_prefetch(99.0), 16);
-        assert_eq!(clamp_prefetch(f64::NAN), DEFAULT_PREFETCH);
-        assert_eq!(clamp_prefetch(f64::INFINITY), DEFAULT_PREFETCH);
+    fn work_buffer_is_clamped_and_defaults_on_nonsense() {
+        assert_eq!(clamp_work_buffer(0.0), 1);
+        assert_eq!(clamp_work_buffer(-3.0), 1);
+        assert_eq!(clamp_work_buffer(3.4), 3);
+        assert_eq!(clamp_work_buffer(1e9), 600);
+        assert_eq!(clamp_work_buffer(f64::NAN), DEFAULT_WORK_BUFFER_S);
+        assert_eq!(clamp_work_buffer(f64::INFINITY), DEFAULT_WORK_BUFFER_S);
+    }
+
+    const TEN_MINUTES_MS: u64 = 600_000;
+
+    #[test]
+    fn a_worker_keeps_a_times_worth_of_units() {
+        let buffer_ms = 30_000.0;
+        // Before any unit is timed: a couple, whatever the buffer.
+        assert_eq!(Pace::default().units_to_keep(buffer_ms), UNTIMED_IN_HAND);
+        let mut pace = Pace::default();
+        pace.record(10_000.0, TEN_MINUTES_MS);
+        assert_eq!(pace.units_to_keep(buffer_ms), 3);
+        // Units longer than the buffer: still one in hand.
+        let mut long = Pace::default();
+        long.record(20.0 * 60_000.0, 3_600_000);
+        assert_eq!(long.units_to_keep(buffer_ms), 1);
+        // Short units: capped.
+        let mut short = Pace::default();
+        short.record(100.0, TEN_MINUTES_MS);
+        assert_eq!(short.units_to_keep(buffer_ms), MAX_IN_HAND);
+        assert_eq!(short.units_to_keep(1_000.0), 10);
+        // Instant units count as a millisecond, not as infinitely many.
+        let mut instant = Pace::default();
+        instant.record(0.0, TEN_MINUTES_MS);
+        assert_eq!(instant.units_to_keep(buffer_ms), MAX_IN_HAND);
     }
 
     #[test]
-    fn refills_once_half_the_prefetch_is_used() {
+    fn no_more_than_half_a_lease_time_is_kept() {
+        // Leases of a minute: 30 s of 10 s units would be three, half the lease is three too;
+        // of 40 s leases only two fit in twenty seconds.
+        let mut pace = Pace::default();
+        pace.record(10_000.0, 60_000);
+        assert_eq!(pace.units_to_keep(30_000.0), 3);
+        pace.record(10_000.0, 40_000);
+        assert_eq!(pace.units_to_keep(30_000.0), 2);
+        // A lease shorter than one unit's time: one, which the deadline check may then drop.
+        pace.record(10_000.0, 1_000);
+        assert_eq!(pace.units_to_keep(30_000.0), 1);
+    }
+
+    #[test]
+    fn the_pace_follows_recent_units_and_ignores_nonsense() {
+        let mut pace = Pace::default();
+        pace.record(1_000.0, TEN_MINUTES_MS);
+        pace.record(f64::NAN, TEN_MINUTES_MS);
+        pace.record(-5.0, TEN_MINUTES_MS);
+        pace.record(f64::INFINITY, TEN_MINUTES_MS);
+        assert_eq!(pace.units_to_keep(10_000.0), 10);
+        // The job's units get four times longer: within a dozen units the worker keeps a
+        // quarter as many.
+        for _ in 0..12 {
+            pace.record(4_000.0, TEN_MINUTES_MS);
+        }
+        assert_eq!(pace.units_to_keep(10_000.0), 2);
+    }
+
+    #[test]
+    fn refills_once_half_the_units_kept_are_used() {
         // Two in hand: ask again only when the last one waiting is taken (as before the
         // setting existed), for two.
         assert_eq!(refill_wanted(2, 1), None);
@@ -300,7 +406,8 @@ mod tests {
         assert_eq!(refill_wanted(8, 3), Some(5));
         assert_eq!(refill_wanted(1, 0), Some(1));
         assert_eq!(refill_wanted(1, 1), None);
-        // More in hand than the setting (it was lowered): nothing to ask for.
+        // More in hand than it keeps (the setting was lowered, or the units got longer):
+        // nothing to ask for.
         assert_eq!(refill_wanted(2, 9), None);
     }
 

@@ -56,6 +56,8 @@ struct Work {
     lease_backoff: RefCell<Backoff>,
     /// When to look for free units in the queue next (`now_ms()`); at once on start.
     look_stored_at: Cell<f64>,
+    /// How long this worker's units take: how many make the work buffer.
+    pace: Cell<offline::Pace>,
 }
 
 /// What asking the portal for work gave.
@@ -92,6 +94,7 @@ pub async fn run(
         refilled: Signal::default(),
         lease_backoff: RefCell::new(Backoff::default()),
         look_stored_at: Cell::new(0.0),
+        pace: Cell::new(offline::Pace::default()),
     });
     // Results kept from before go out before anything new is leased: they are the closest to
     // their deadlines.
@@ -197,8 +200,12 @@ pub async fn run(
         let Some(stored) = in_sandbox.pop_front() else {
             continue;
         };
+        let job_id = stored.lease.job_id;
         let busy_ms = work.complete(stored, answer).await;
         let rest_ms = throttle.rest_after(busy_ms);
+        if let Some(job) = jobs.get(job_id) {
+            work.note_pace(busy_ms + rest_ms.max(0.0), job.manifest.policy.lease_ttl_ms);
+        }
         if rest_ms >= 1.0 {
             sleep(Duration::from_millis(rest_ms as u64)).await;
         }
@@ -228,23 +235,36 @@ impl Work {
             self.refilled.wait(REFILL_WAIT_MS).await;
             return None;
         }
-        let prefetch = self.shared.prefetch.get();
-        if self.claim_stored(prefetch).await == 0 {
+        let keep = self.units_to_keep();
+        if self.claim_stored(keep).await == 0 {
             let wait_ms = self.shared.lease_retry_at.get() - now_ms();
             if wait_ms >= 1.0 {
                 self.shared.loop_wake.wait(wait_ms as u64).await;
                 return None;
             }
-            self.lease(prefetch).await;
+            self.lease(keep).await;
         }
         self.hand.borrow_mut().pop_front()
+    }
+
+    /// How many units make this worker's work buffer at the pace of its recent units.
+    fn units_to_keep(&self) -> u32 {
+        let buffer_ms = f64::from(self.shared.work_buffer_s.get()) * 1_000.0;
+        self.pace.get().units_to_keep(buffer_ms)
+    }
+
+    /// Notes that a unit of a job with `lease_ttl_ms` leases took `unit_ms` of wall time.
+    fn note_pace(&self, unit_ms: f64, lease_ttl_ms: u64) {
+        let mut pace = self.pace.get();
+        pace.record(unit_ms, lease_ttl_ms);
+        self.pace.set(pace);
     }
 
     /// Tops the hand up in the background when it runs low, unless a top-up is in flight or
     /// lease requests are backing off.
     fn top_up(self: &Rc<Self>) {
         let in_hand = self.hand.borrow().len();
-        let Some(wanted) = offline::refill_wanted(self.shared.prefetch.get(), in_hand) else {
+        let Some(wanted) = offline::refill_wanted(self.units_to_keep(), in_hand) else {
             return;
         };
         if self.refilling.get() || now_ms() < self.shared.lease_retry_at.get() {
