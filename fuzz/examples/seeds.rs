@@ -292,6 +292,7 @@ fn protocol(dir: &Path) {
             }),
             exclude_categories: vec![Category::Cryptography],
             site: None,
+            work_ms: None,
         },
     );
     let (lease_id, nonce) = (LeaseId::from_bytes([1; 16]), Nonce::from_bytes([2; 16]));
@@ -344,6 +345,7 @@ fn protocol(dir: &Path) {
                 proof: None,
                 exclude_categories: Vec::new(),
                 site: None,
+                work_ms: None,
             }),
         },
     );

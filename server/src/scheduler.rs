@@ -73,6 +73,30 @@ pub const RESAMPLE_UNCHANGED_MS: u64 = 60_000;
 /// How often the server samples progress.
 pub const SAMPLE_PERIOD: Duration = Duration::from_secs(5);
 
+/// The newest result's weight in a job's running estimate of its units' computing time.
+const UNIT_TIME_WEIGHT: f64 = 0.05;
+
+/// How much one lease request asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted {
+    /// At most this many units.
+    pub units: u32,
+    /// About this much computing (ms) by each job's estimate of its units, if given: the
+    /// request stops once the units picked reach it, after at least one. A unit of a job with
+    /// no estimate yet counts as half of it.
+    pub work_ms: Option<u64>,
+}
+
+impl Wanted {
+    /// Just a number of units.
+    pub fn units(units: u32) -> Self {
+        Self {
+            units,
+            work_ms: None,
+        }
+    }
+}
+
 /// What one lease request's volunteer may compute.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LeaseFilter<'a> {
@@ -138,6 +162,11 @@ struct JobState {
     recent_volunteers: HashMap<VolunteerId, u64>,
     /// Validated units over time, oldest first.
     history: VecDeque<ProgressSample>,
+    /// The computing time of this job's units (ms), a running average over the results
+    /// accepted since the server started, as their volunteers reported it; `None` before the
+    /// first. Only sizes lease requests that give `work_ms`, so a volunteer who lies about its
+    /// times changes how many units others get at once, nothing else.
+    unit_ms: Option<f64>,
 }
 
 impl JobState {
@@ -153,7 +182,24 @@ impl JobState {
             known: Vec::new(),
             recent_volunteers: HashMap::new(),
             history: VecDeque::new(),
+            unit_ms: None,
         }
+    }
+
+    /// Notes an accepted result's reported computing time, bounded by the job's unit budget
+    /// (the watchdog stops any unit past it).
+    fn note_unit_time(&mut self, compute_ms: u64) {
+        let budget_ms = self.record.policy.unit_budget_ms.max(1) as f64;
+        let unit_ms = (compute_ms as f64).clamp(1.0, budget_ms);
+        self.unit_ms = Some(match self.unit_ms {
+            Some(average) => average + UNIT_TIME_WEIGHT * (unit_ms - average),
+            None => unit_ms,
+        });
+    }
+
+    /// What one unit of this job takes of a request for `work_ms` of computing.
+    fn unit_cost_ms(&self, work_ms: u64) -> f64 {
+        self.unit_ms.unwrap_or(work_ms as f64 / 2.0)
     }
 
     /// Whether the job may have units that want a replica: queued, or not yet scanned.
@@ -252,7 +298,7 @@ impl Scheduler {
         }
     }
 
-    /// Leases up to `max_units` units to `volunteer`, never two replicas of one unit, and only
+    /// Leases what `wanted` says to `volunteer`, never two replicas of one unit, and only
     /// of jobs `filter` admits. Expired leases are reclaimed first, so their units are the
     /// first of their job handed out again. Some leases are spot checks (per the job's
     /// `spot_check_rate`); nothing in them says so. `site` is the embedding site the request
@@ -260,7 +306,7 @@ impl Scheduler {
     pub fn lease(
         &self,
         volunteer: VolunteerId,
-        max_units: u32,
+        wanted: Wanted,
         filter: &LeaseFilter<'_>,
         site: Option<SiteId>,
     ) -> Result<Vec<Lease>, StoreError> {
@@ -268,14 +314,8 @@ impl Scheduler {
         let mut inner = self.lock();
         self.expire_due(&mut inner, now)?;
         let mut leases = Vec::new();
-        let (mut inner, leased) = self.lease_into(
-            inner,
-            (volunteer, site),
-            max_units,
-            filter,
-            now,
-            &mut leases,
-        );
+        let (mut inner, leased) =
+            self.lease_into(inner, (volunteer, site), wanted, filter, now, &mut leases);
         // Units passed over keep their place for the next volunteer, even if a store error
         // ended the request (the feeder will not scan them again).
         inner.restore_passed_over();
@@ -294,21 +334,27 @@ impl Scheduler {
         &'a self,
         mut inner: MutexGuard<'a, Inner>,
         (volunteer, site): (VolunteerId, Option<SiteId>),
-        max_units: u32,
+        wanted: Wanted,
         filter: &LeaseFilter<'_>,
         now: u64,
         leases: &mut Vec<Lease>,
     ) -> (MutexGuard<'a, Inner>, Result<(), StoreError>) {
-        let wanted = max_units as usize;
+        let work_ms = wanted.work_ms;
+        let wanted = wanted.units as usize;
+        // Computing picked so far by the jobs' estimates, granted or in the round.
+        let mut work_picked_ms = 0.0;
         let mut skipped = 0;
         let mut attempts = 0;
         let mut pages_left = FEED_MAX_PAGES;
         let mut rng = rand::rng();
         loop {
             let mut round: Vec<(LeaseId, LeaseRecord)> = Vec::new();
+            // What each unit of the round counts against `work_ms`, given back if refused.
+            let mut round_cost_ms: Vec<f64> = Vec::new();
             while leases.len() + round.len() < wanted
                 && skipped < MAX_SKIPPED
                 && attempts < wanted + MAX_SKIPPED
+                && work_ms.is_none_or(|work_ms| work_picked_ms < work_ms as f64)
             {
                 attempts += 1;
                 let (key, spot_check) = match inner.pick_spot_check(&mut rng, filter, now) {
@@ -327,6 +373,9 @@ impl Scheduler {
                 rng.fill_bytes(&mut id);
                 rng.fill_bytes(&mut nonce);
                 job.pass = job.pass.saturating_add(job.stride());
+                let cost_ms = work_ms.map_or(0.0, |work_ms| job.unit_cost_ms(work_ms));
+                work_picked_ms += cost_ms;
+                round_cost_ms.push(cost_ms);
                 round.push((
                     LeaseId::from_bytes(id),
                     LeaseRecord {
@@ -353,7 +402,8 @@ impl Scheduler {
             };
             // One borrow of the guarded data, so that its fields can be borrowed apart.
             let state = &mut *inner;
-            for ((id, record), grant) in round.into_iter().zip(grants) {
+            for (((id, record), grant), cost_ms) in round.into_iter().zip(grants).zip(round_cost_ms)
+            {
                 let key = record.unit;
                 let Some(job) = state.jobs.get_mut(&key.job) else {
                     continue;
@@ -372,6 +422,7 @@ impl Scheduler {
                     }
                     refused => {
                         job.pass = job.pass.saturating_sub(job.stride());
+                        work_picked_ms -= cost_ms;
                         if refused == Grant::NotForThisVolunteer && !record.spot_check {
                             job.passed_over.push(key.index);
                             skipped += 1;
@@ -444,6 +495,7 @@ impl Scheduler {
                                 job.counts.results += 1;
                             }
                             job.recent_volunteers.insert(result.volunteer, now);
+                            job.note_unit_time(result.compute_ms);
                         }
                         inner.apply(*unit, change, Requeue::Back, now);
                     }
@@ -1012,7 +1064,7 @@ mod tests {
 
     fn lease(scheduler: &Scheduler, who: u32, max: u32, filter: &LeaseFilter<'_>) -> Vec<Lease> {
         scheduler
-            .lease(volunteer(who), max, filter, None)
+            .lease(volunteer(who), Wanted::units(max), filter, None)
             .expect("leasing")
     }
 

@@ -408,6 +408,7 @@ impl Volunteer {
                 exclude_jobs: Vec::new(),
                 exclude_categories: Vec::new(),
                 site: None,
+                work_ms: None,
             };
             let response = self
                 .client

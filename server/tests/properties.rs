@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cyclepool_server::clock::Clock;
-use cyclepool_server::scheduler::{LeaseFilter, Scheduler};
+use cyclepool_server::scheduler::{LeaseFilter, Scheduler, Wanted};
 use cyclepool_server::store::{
     IncomingResult, JobInputs, JobRecord, LeaseState, NewJob, ReportRecord, Store, SubmitOutcome,
     UnitKey, UnitRecord, UnitState,
@@ -304,7 +304,7 @@ impl Sim {
         let before = self.units();
         let leases = self
             .scheduler
-            .lease(id, max, &LeaseFilter::default(), None)
+            .lease(id, Wanted::units(max), &LeaseFilter::default(), None)
             .expect("leasing");
         if !leases.is_empty() {
             let units: Vec<u64> = leases.iter().map(|lease| lease.unit).collect();

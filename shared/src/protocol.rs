@@ -17,6 +17,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The most units one lease request may ask for (a client's prefetch depth).
 pub const MAX_UNITS_PER_REQUEST: u32 = 64;
 
+/// The most computing time one lease request may ask for (`work_ms`): a day.
+pub const MAX_WORK_MS: u64 = 24 * 60 * 60 * 1_000;
+
 /// The largest output a result may carry, in bytes (before base64).
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
@@ -42,6 +45,13 @@ pub struct LeaseRequest {
     /// results are credited to that site too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<crate::distributor::SiteId>,
+    /// About how much computing the volunteer wants, in ms (1 to [`MAX_WORK_MS`]): the portal
+    /// stops adding units once their time by its estimate of each job's units (from the
+    /// results it accepted) reaches it, so that a volunteer whose last units were short does
+    /// not get as many long ones. At least one unit; a job not yet estimated counts half of it
+    /// a unit. Without it, only `max_units` counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_ms: Option<u64>,
 }
 
 /// A volunteer's signature over [`crate::signing::lease_proof_message`] with a recent time.
@@ -359,6 +369,7 @@ impl ToJson for LeaseRequest {
             .some("proof", &self.proof)
             .nonempty("exclude_categories", &self.exclude_categories)
             .some("site", &self.site)
+            .some("work_ms", &self.work_ms)
             .end();
     }
 }
@@ -629,6 +640,7 @@ mod tests {
             proof: None,
             exclude_categories: Vec::new(),
             site: None,
+            work_ms: None,
         };
         let full = LeaseRequest {
             exclude_jobs: vec![JobId(3), JobId(u64::MAX)],
@@ -641,6 +653,7 @@ mod tests {
                 crate::distributor::Category::Art,
             ],
             site: Some(crate::distributor::SiteId(6)),
+            work_ms: Some(30_000),
             ..minimal.clone()
         };
         let exchanges = [

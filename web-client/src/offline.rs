@@ -7,8 +7,8 @@
 use cyclepool_shared::ErrorCode;
 use cyclepool_shared::json::{FromJson, Json, JsonError};
 use cyclepool_shared::protocol::{
-    MAX_EXCHANGE_BODY_BYTES, MAX_OUTPUT_BYTES, MAX_RESULTS_PER_EXCHANGE, SubmitResponse,
-    SubmitStatus,
+    MAX_EXCHANGE_BODY_BYTES, MAX_OUTPUT_BYTES, MAX_RESULTS_PER_EXCHANGE, MAX_WORK_MS,
+    SubmitResponse, SubmitStatus,
 };
 
 use crate::http::HttpError;
@@ -75,6 +75,20 @@ impl Pace {
         };
         let units = (horizon_ms / unit_ms.max(1.0)).floor();
         units.clamp(1.0, f64::from(MAX_IN_HAND)) as u32
+    }
+}
+
+/// The computing time to ask the portal for (`work_ms`) with a request for `wanted` of the
+/// `keep` units that make the buffer: their share of `buffer_ms`, at the duty cycle (the
+/// portal estimates units by their computing time, not by this worker's rests). It bounds what
+/// the portal gives when its units turn out longer than this worker's last ones (another job).
+pub fn work_wanted_ms(buffer_ms: f64, duty_cycle: f64, wanted: u32, keep: u32) -> u64 {
+    let share = f64::from(wanted.min(keep)) / f64::from(keep.max(1));
+    let work_ms = buffer_ms * duty_cycle.clamp(0.0, 1.0) * share;
+    if work_ms.is_finite() {
+        (work_ms as u64).clamp(1, MAX_WORK_MS)
+    } else {
+        MAX_WORK_MS
     }
 }
 
@@ -393,6 +407,22 @@ mod tests {
             pace.record(4_000.0, TEN_MINUTES_MS);
         }
         assert_eq!(pace.units_to_keep(10_000.0), 2);
+    }
+
+    #[test]
+    fn a_request_asks_for_its_share_of_the_buffers_computing_time() {
+        // The whole buffer for the whole hand; at half processor use, half of it computes.
+        assert_eq!(work_wanted_ms(30_000.0, 1.0, 32, 32), 30_000);
+        assert_eq!(work_wanted_ms(30_000.0, 0.5, 32, 32), 15_000);
+        // A top-up of 17 of 32.
+        assert_eq!(work_wanted_ms(32_000.0, 1.0, 17, 32), 17_000);
+        // Never nothing, never past the portal's limit, never more than the buffer.
+        assert_eq!(work_wanted_ms(1_000.0, 0.1, 1, 32), 3);
+        assert_eq!(work_wanted_ms(0.0, 1.0, 1, 1), 1);
+        assert_eq!(work_wanted_ms(f64::INFINITY, 1.0, 1, 1), MAX_WORK_MS);
+        assert_eq!(work_wanted_ms(1e15, 1.0, 1, 1), MAX_WORK_MS);
+        assert_eq!(work_wanted_ms(10_000.0, 1.0, 9, 2), 10_000);
+        assert_eq!(work_wanted_ms(10_000.0, f64::NAN, 1, 1), MAX_WORK_MS);
     }
 
     #[test]

@@ -320,7 +320,14 @@ impl Work {
     /// Asks the portal for up to `max` units; stores what it gives as it puts it in hand.
     async fn lease(&self, max: u32) {
         let shared = &self.shared;
-        match fetch_leases(shared, max).await {
+        let buffer_ms = f64::from(shared.work_buffer_s.get()) * 1_000.0;
+        let work_ms = offline::work_wanted_ms(
+            buffer_ms,
+            shared.duty_cycle.get(),
+            max,
+            self.units_to_keep(),
+        );
+        match fetch_leases(shared, max, work_ms).await {
             Fetched::Leases(leases) => {
                 self.lease_backoff.borrow_mut().reset();
                 shared.set_reachable(true);
@@ -566,13 +573,14 @@ pub(crate) async fn store_result(shared: &Shared, queue: &Queue, result: StoredR
     }
 }
 
-/// Asks the portal for up to `max` units in the outbox's next exchange (`POST
-/// /api/v1/exchange`), which carries the results at hand with it: one request for both.
-async fn fetch_leases(shared: &Shared, max: u32) -> Fetched {
+/// Asks the portal for up to `max` units, about `work_ms` of computing, in the outbox's next
+/// exchange (`POST /api/v1/exchange`), which carries the results at hand with it: one request
+/// for both.
+async fn fetch_leases(shared: &Shared, max: u32, work_ms: u64) -> Fetched {
     let (answer, answered) = oneshot::channel();
     // One request at a time: the work loop waits for its answer (or a top-up is in flight).
     *shared.lease_want.borrow_mut() = Some(crate::outbox::LeaseWant {
-        request: lease_request(shared, max),
+        request: lease_request(shared, max, work_ms),
         answer,
     });
     shared.outbox_wake.notify();
@@ -581,8 +589,8 @@ async fn fetch_leases(shared: &Shared, max: u32) -> Fetched {
         .unwrap_or_else(|_| Fetched::Failed(HttpError::Network("the worker is stopping".into())))
 }
 
-/// The request for up to `max` units, with this key's proof.
-fn lease_request(shared: &Shared, max: u32) -> LeaseRequest {
+/// The request for up to `max` units and `work_ms` of computing, with this key's proof.
+fn lease_request(shared: &Shared, max: u32, work_ms: u64) -> LeaseRequest {
     // The proof lets the portal hand out restricted jobs of groups this key joined; it costs
     // one signature per request (a request fetches several units).
     let at_ms = js_sys::Date::now() as u64;
@@ -601,6 +609,7 @@ fn lease_request(shared: &Shared, max: u32) -> LeaseRequest {
         exclude_jobs: shared.excluded_jobs.borrow().clone(),
         exclude_categories: shared.excluded_categories.borrow().clone(),
         site: shared.site.get(),
+        work_ms: Some(work_ms),
     }
 }
 

@@ -367,6 +367,7 @@ impl Phase {
             exclude_jobs: Vec::new(),
             exclude_categories: Vec::new(),
             site: None,
+            work_ms: None,
         }
     }
 

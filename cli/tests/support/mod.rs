@@ -125,6 +125,7 @@ impl Server {
             exclude_categories: Vec::new(),
             site: None,
             proof: None,
+            work_ms: None,
         };
         let response = self
             .http

@@ -8,15 +8,15 @@ use cyclepool_shared::distributor::{Category, GroupId, JobStatus};
 use cyclepool_shared::manifest::CLOCK_SKEW_MS;
 use cyclepool_shared::protocol::{
     Exchange, ExchangeResponse, LeaseRequest, LeaseResponse, MAX_EXCLUDED_JOBS, MAX_OUTPUT_BYTES,
-    MAX_RESULTS_PER_EXCHANGE, MAX_UNITS_PER_REQUEST, PROTOCOL_VERSION, Report, ReportKind,
-    ReportResponse, ResultAnswer, ResultSubmission, SubmitResponse, SubmitStatus,
+    MAX_RESULTS_PER_EXCHANGE, MAX_UNITS_PER_REQUEST, MAX_WORK_MS, PROTOCOL_VERSION, Report,
+    ReportKind, ReportResponse, ResultAnswer, ResultSubmission, SubmitResponse, SubmitStatus,
 };
 use cyclepool_shared::signing::{self, Purpose, result_message};
 use cyclepool_shared::{ErrorBody, JobId, LeaseId, PublicKey, Sha256Digest, VolunteerId};
 
 use crate::error::{ApiError, ApiJson};
 use crate::routes::openapi::{NO_JOB, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
-use crate::scheduler::LeaseFilter;
+use crate::scheduler::{LeaseFilter, Wanted};
 use crate::state::AppState;
 use crate::store::{IncomingResult, LeaseState, ReportRecord, SubmitOutcome};
 use crate::validator::Verdict;
@@ -65,6 +65,15 @@ fn lease_units(state: &AppState, request: &LeaseRequest) -> Result<LeaseResponse
             request.max_units
         )));
     }
+    if request
+        .work_ms
+        .is_some_and(|work_ms| work_ms == 0 || work_ms > MAX_WORK_MS)
+    {
+        return Err(ApiError::invalid(format!(
+            "work_ms must be between 1 and {MAX_WORK_MS}, got {}",
+            request.work_ms.unwrap_or_default()
+        )));
+    }
     if request.exclude_categories.len() > Category::ALL.len() {
         return Err(ApiError::invalid(format!(
             "exclude_categories may name at most the {} categories",
@@ -92,7 +101,10 @@ fn lease_units(state: &AppState, request: &LeaseRequest) -> Result<LeaseResponse
     };
     let leases = state.scheduler.lease(
         request.volunteer,
-        request.max_units,
+        Wanted {
+            units: request.max_units,
+            work_ms: request.work_ms,
+        },
         &LeaseFilter {
             exclude_jobs: &request.exclude_jobs,
             groups: &groups,

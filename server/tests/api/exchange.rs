@@ -31,6 +31,7 @@ fn more_work(volunteer: cyclepool_shared::VolunteerId, max_units: u32) -> LeaseR
         exclude_categories: Vec::new(),
         site: None,
         proof: None,
+        work_ms: None,
     }
 }
 

@@ -489,7 +489,8 @@ impl TestApp {
             .await
     }
 
-    async fn post_lease(&self, request: &LeaseRequest) -> reqwest::Response {
+    /// `POST /api/v1/lease` with `request`; the raw response.
+    pub async fn post_lease(&self, request: &LeaseRequest) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/lease"))
             .json(request)
@@ -631,7 +632,7 @@ impl TestApp {
 }
 
 /// A lease request for public work (and, with a proof, the key's groups' work).
-fn lease_request(
+pub fn lease_request(
     volunteer: VolunteerId,
     max_units: u32,
     proof: Option<LeaseProof>,
@@ -644,6 +645,7 @@ fn lease_request(
         exclude_categories: Vec::new(),
         site: None,
         proof,
+        work_ms: None,
     }
 }
 

@@ -167,6 +167,7 @@ async fn a_volunteer_never_gets_units_of_jobs_it_opted_out_of() {
             exclude_jobs: exclude,
             exclude_categories: Vec::new(),
             site: None,
+            work_ms: None,
         };
         app.client
             .post(app.url("/api/v1/lease"))
@@ -202,4 +203,57 @@ async fn a_volunteer_never_gets_units_of_jobs_it_opted_out_of() {
         cyclepool_shared::ErrorCode::InvalidValue,
     )
     .await;
+}
+
+/// A request that says how much computing it wants (`work_ms`) gets as many units as take that
+/// long by the job's estimate of its units, from the times of the results it accepted: two of
+/// a job with none yet, at least one always, and never more than `max_units`.
+#[tokio::test]
+async fn a_request_for_computing_time_gets_units_by_the_jobs_estimate() {
+    use cyclepool_shared::protocol::{LeaseRequest, LeaseResponse, MAX_WORK_MS};
+    let app = spawn_app(200).await;
+    let ask = |volunteer, max_units, work_ms| {
+        let request = LeaseRequest {
+            work_ms: Some(work_ms),
+            ..crate::helpers::lease_request(volunteer, max_units, None)
+        };
+        let app = &app;
+        async move { app.post_lease(&request).await }
+    };
+    let leased = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response
+            .json::<LeaseResponse>()
+            .await
+            .expect("leases")
+            .leases
+    };
+
+    let alice = volunteer(1);
+    let first = leased(ask(alice, 32, 10_000).await).await;
+    assert_eq!(first.len(), 2, "no estimate yet: two units");
+    for lease in &first {
+        let mut submission = compute(alice, lease);
+        submission.compute_ms = 1_000;
+        assert_eq!(app.submit(&submission).await, SubmitStatus::Accepted);
+    }
+    // A second each: ten seconds is ten units, unless fewer are asked for.
+    let count = |volunteer, max_units, work_ms| async move {
+        leased(ask(volunteer, max_units, work_ms).await).await.len()
+    };
+    assert_eq!(count(volunteer(2), 32, 10_000).await, 10);
+    assert_eq!(count(volunteer(3), 4, 10_000).await, 4);
+    assert_eq!(count(volunteer(4), 32, 1).await, 1, "always one");
+    assert_eq!(count(volunteer(5), 32, 2_500).await, 3);
+    // Without `work_ms`, only the number counts.
+    assert_eq!(app.lease(volunteer(6), 32).await.leases.len(), 32);
+
+    for work_ms in [0, MAX_WORK_MS + 1] {
+        crate::helpers::expect_error(
+            ask(volunteer(7), 4, work_ms).await,
+            reqwest::StatusCode::BAD_REQUEST,
+            cyclepool_shared::ErrorCode::InvalidValue,
+        )
+        .await;
+    }
 }
