@@ -1,7 +1,9 @@
 // The volunteer's controls: the processor-use setting holds (busy time within ±5 points of
-// the setting, at two settings, changed while running), and work pauses while the tab is
-// hidden and resumes when it is shown again.
-const { test, expect, createJob, steadyTiles } = require('./server');
+// the setting, at two settings, changed while running), work pauses while the tab is hidden
+// and resumes when it is shown again, and the work kept in hand is a time, not a count.
+const {
+  test, expect, createJob, steadyTiles, leaseAnswerOf,
+} = require('./server');
 
 test.use({ serverArgs: ['--demo-units', '0'] });
 
@@ -97,4 +99,32 @@ test('a volunteer can report the running job for review; the text stays text', a
   const abuse = (await reports(server)).filter((r) => r.kind === 'abuse');
   expect(abuse).toHaveLength(1);
   expect(abuse[0]).toMatchObject({ job: 0, message: reason, volunteer });
+});
+
+test('the work in hand is a time: a worker that had short units gets few of the next long ones', async ({ page, server }) => {
+  // Short tiles (a few ms) are served first (priority 9); long ones (about 0.3 s) after them.
+  await createJob(server, 'mandelbrot', { title: 'Short tiles', priority: 9, inputs: { list: steadyTiles(150, 200) } });
+  const long = await createJob(server, 'mandelbrot', { title: 'Long tiles', inputs: { list: steadyTiles(40, 24_000) } });
+  // The job ids of the units in every answer to a request for units.
+  const answers = [];
+  page.on('response', async (response) => {
+    const { pathname } = new URL(response.url());
+    const answer = leaseAnswerOf(pathname, await response.json().catch(() => null));
+    if (answer?.leases?.length) answers.push(answer.leases.map((lease) => lease.job_id));
+  });
+  await page.goto(server.url);
+  await page.fill('#workers', '1');
+  await page.locator('#cpu').fill('100');
+  await page.locator('#work-buffer').fill('2');
+  await page.locator('#work-buffer').blur();
+  await page.click('#start');
+  const longDone = async () => (await server.stats()).jobs.find((job) => job.job_id === long.job_id)?.done ?? 0;
+  await expect.poll(longDone, { timeout: 30_000 }).toBeGreaterThanOrEqual(4);
+  await page.click('#stop');
+  const most = (mine) => Math.max(...answers.map((jobs) => jobs.filter((job) => mine(job)).length));
+  // Two seconds of short tiles is more than the 32 a worker keeps: top-ups of 17 or more.
+  expect(most((job) => job !== long.job_id)).toBeGreaterThanOrEqual(17);
+  // The top-up after them was sized for short tiles too, but the portal gave two seconds'
+  // worth of long ones by its estimate (two while it had none), not 17.
+  expect(most((job) => job === long.job_id)).toBeLessThanOrEqual(7);
 });
