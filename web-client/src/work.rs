@@ -247,10 +247,14 @@ impl Work {
         self.hand.borrow_mut().pop_front()
     }
 
+    /// The work buffer setting, in ms.
+    fn buffer_ms(&self) -> f64 {
+        f64::from(self.shared.work_buffer_s.get()) * 1_000.0
+    }
+
     /// How many units make this worker's work buffer at the pace of its recent units.
     fn units_to_keep(&self) -> u32 {
-        let buffer_ms = f64::from(self.shared.work_buffer_s.get()) * 1_000.0;
-        self.pace.get().units_to_keep(buffer_ms)
+        self.pace.get().units_to_keep(self.buffer_ms())
     }
 
     /// Notes that a unit of a job with `lease_ttl_ms` leases took `unit_ms` of wall time.
@@ -320,9 +324,8 @@ impl Work {
     /// Asks the portal for up to `max` units; stores what it gives as it puts it in hand.
     async fn lease(&self, max: u32) {
         let shared = &self.shared;
-        let buffer_ms = f64::from(shared.work_buffer_s.get()) * 1_000.0;
         let work_ms = offline::work_wanted_ms(
-            buffer_ms,
+            self.buffer_ms(),
             shared.duty_cycle.get(),
             max,
             self.units_to_keep(),
