@@ -292,7 +292,7 @@ fn protocol(dir: &Path) {
             }),
             exclude_categories: vec![Category::Cryptography],
             site: None,
-            work_ms: None,
+            work_ms: Some(15_000),
         },
     );
     let (lease_id, nonce) = (LeaseId::from_bytes([1; 16]), Nonce::from_bytes([2; 16]));
